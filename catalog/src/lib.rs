@@ -1,0 +1,357 @@
+//! The cluster's shared state, kept in ZooKeeper.
+//!
+//! Layout (all under `/mom`):
+//! - `nodes/<node id>`: ephemeral, data = the node's gRPC address; a node is live while its
+//!   session is.
+//! - `exchanges/<name>`: data = kind; children `<queue>:<binding key>` are its bindings.
+//! - `queues/<name>`: data version 0 while the queue lives; deletion first bumps the version so
+//!   that a concurrent bind (which checks for version 0) cannot leave a dangling binding.
+//! - `topics/<name>`: children are the subscribers.
+//!
+//! Messages never go through ZooKeeper; only this metadata does.
+
+mod membership;
+mod session;
+
+pub use membership::{register_node, watch_nodes, NodeInfo};
+pub use session::{connect, exit_on_session_loss};
+
+use mom_common::{routing::binding_matches, ExchangeKind};
+use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteError};
+
+pub const ROOT: &str = "/mom";
+const NODES: &str = "/mom/nodes";
+const EXCHANGES: &str = "/mom/exchanges";
+const QUEUES: &str = "/mom/queues";
+const TOPICS: &str = "/mom/topics";
+
+fn persistent() -> CreateOptions<'static> {
+    CreateMode::Persistent.with_acls(Acls::anyone_all())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("exchange {0:?} does not exist")]
+    NoSuchExchange(String),
+    #[error("queue {0:?} does not exist")]
+    NoSuchQueue(String),
+    #[error("topic {0:?} does not exist")]
+    NoSuchTopic(String),
+    #[error("binding of queue {queue:?} with key {routing_key:?} does not exist")]
+    NoSuchBinding { queue: String, routing_key: String },
+    #[error("subscriber {subscriber:?} of topic {topic:?} does not exist")]
+    NoSuchSubscription { topic: String, subscriber: String },
+    #[error("exchange {name:?} already exists with kind {existing}")]
+    KindConflict { name: String, existing: ExchangeKind },
+    #[error("queue {0:?} was deleted while being bound")]
+    QueueDeleted(String),
+    #[error("corrupt catalog entry at {path}: {detail}")]
+    Corrupt { path: String, detail: String },
+    #[error("zookeeper: {0}")]
+    ZooKeeper(#[from] ZkError),
+}
+
+impl From<MultiWriteError> for CatalogError {
+    fn from(e: MultiWriteError) -> Self {
+        match e {
+            MultiWriteError::RequestFailed { source } => CatalogError::ZooKeeper(source),
+            MultiWriteError::OperationFailed { source, .. } => CatalogError::ZooKeeper(source),
+        }
+    }
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// Whether a declare call made something new or found it already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared {
+    Created,
+    Existed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub queue: String,
+    pub routing_key: String,
+}
+
+impl Binding {
+    fn znode_name(&self) -> String {
+        format!("{}:{}", self.queue, self.routing_key)
+    }
+
+    fn from_znode_name(name: &str) -> Option<Binding> {
+        // Queue names cannot contain ':', so the first one separates queue from key.
+        let (queue, routing_key) = name.split_once(':')?;
+        Some(Binding { queue: queue.to_owned(), routing_key: routing_key.to_owned() })
+    }
+}
+
+/// Reads and writes the catalog. Cheap to clone; all clones share one ZooKeeper session.
+#[derive(Clone)]
+pub struct Catalog {
+    zk: Client,
+}
+
+impl Catalog {
+    pub fn new(zk: Client) -> Self {
+        Catalog { zk }
+    }
+
+    pub fn zookeeper(&self) -> &Client {
+        &self.zk
+    }
+
+    /// Creates the top-level znodes; safe to call from every service at start.
+    pub async fn ensure_layout(&self) -> Result<()> {
+        for path in [ROOT, NODES, EXCHANGES, QUEUES, TOPICS] {
+            match self.zk.create(path, b"", &persistent()).await {
+                Ok(_) | Err(ZkError::NodeExists) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_unique(&self, path: &str, data: &[u8]) -> Result<Declared, ZkError> {
+        match self.zk.create(path, data, &persistent()).await {
+            Ok(_) => Ok(Declared::Created),
+            Err(ZkError::NodeExists) => Ok(Declared::Existed),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn children(&self, path: &str) -> Result<Vec<String>, ZkError> {
+        let mut names = self.zk.list_children(path).await?;
+        names.sort();
+        Ok(names)
+    }
+
+    async fn exists(&self, path: &str) -> Result<bool> {
+        Ok(self.zk.check_stat(path).await?.is_some())
+    }
+
+    /// Deletes every child and then the node; gone already counts as done.
+    async fn delete_tree(&self, path: &str) -> Result<Vec<String>, ZkError> {
+        let children = match self.zk.list_children(path).await {
+            Ok(children) => children,
+            Err(ZkError::NoNode) => return Err(ZkError::NoNode),
+            Err(e) => return Err(e),
+        };
+        for child in &children {
+            match self.zk.delete(&format!("{path}/{child}"), None).await {
+                Ok(()) | Err(ZkError::NoNode) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match self.zk.delete(path, None).await {
+            Ok(()) => Ok(children),
+            // A child was added while we deleted: go round again.
+            Err(ZkError::NotEmpty) => Box::pin(self.delete_tree(path)).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    // ---- exchanges and bindings ----
+
+    pub async fn declare_exchange(&self, name: &str, kind: ExchangeKind) -> Result<Declared> {
+        let path = format!("{EXCHANGES}/{name}");
+        let declared = self.create_unique(&path, kind.as_str().as_bytes()).await?;
+        if declared == Declared::Existed {
+            let existing = self.exchange_kind(name).await?;
+            if existing != kind {
+                return Err(CatalogError::KindConflict { name: name.to_owned(), existing });
+            }
+        }
+        Ok(declared)
+    }
+
+    pub async fn exchange_kind(&self, name: &str) -> Result<ExchangeKind> {
+        let path = format!("{EXCHANGES}/{name}");
+        let (data, _) = self.zk.get_data(&path).await.map_err(|e| match e {
+            ZkError::NoNode => CatalogError::NoSuchExchange(name.to_owned()),
+            e => e.into(),
+        })?;
+        let text = String::from_utf8_lossy(&data);
+        text.parse()
+            .map_err(|_| CatalogError::Corrupt { path, detail: format!("exchange kind {text:?}") })
+    }
+
+    pub async fn list_exchanges(&self) -> Result<Vec<(String, ExchangeKind)>> {
+        let mut exchanges = Vec::new();
+        for name in self.children(EXCHANGES).await? {
+            match self.exchange_kind(&name).await {
+                Ok(kind) => exchanges.push((name, kind)),
+                // Deleted between the listing and the read.
+                Err(CatalogError::NoSuchExchange(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(exchanges)
+    }
+
+    pub async fn delete_exchange(&self, name: &str) -> Result<()> {
+        match self.delete_tree(&format!("{EXCHANGES}/{name}")).await {
+            Ok(_) => Ok(()),
+            Err(ZkError::NoNode) => Err(CatalogError::NoSuchExchange(name.to_owned())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn bindings(&self, exchange: &str) -> Result<Vec<Binding>> {
+        let names = self.children(&format!("{EXCHANGES}/{exchange}")).await.map_err(|e| match e {
+            ZkError::NoNode => CatalogError::NoSuchExchange(exchange.to_owned()),
+            e => e.into(),
+        })?;
+        Ok(names.iter().filter_map(|n| Binding::from_znode_name(n)).collect())
+    }
+
+    pub async fn bind(&self, exchange: &str, binding: &Binding) -> Result<Declared> {
+        let queue_path = format!("{QUEUES}/{}", binding.queue);
+        let binding_path = format!("{EXCHANGES}/{exchange}/{}", binding.znode_name());
+        // Atomic with "the queue is alive" (version 0), see the module docs.
+        let mut multi = self.zk.new_multi_writer();
+        multi.add_check_version(&queue_path, 0)?;
+        multi.add_create(&binding_path, b"", &persistent())?;
+        match multi.commit().await {
+            Ok(_) => Ok(Declared::Created),
+            Err(MultiWriteError::OperationFailed { index: 0, source }) => match source {
+                ZkError::NoNode => Err(CatalogError::NoSuchQueue(binding.queue.clone())),
+                ZkError::BadVersion => Err(CatalogError::QueueDeleted(binding.queue.clone())),
+                e => Err(e.into()),
+            },
+            Err(MultiWriteError::OperationFailed { index: 1, source }) => match source {
+                ZkError::NodeExists => Ok(Declared::Existed),
+                ZkError::NoNode => Err(CatalogError::NoSuchExchange(exchange.to_owned())),
+                e => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn unbind(&self, exchange: &str, binding: &Binding) -> Result<()> {
+        let path = format!("{EXCHANGES}/{exchange}/{}", binding.znode_name());
+        match self.zk.delete(&path, None).await {
+            Ok(()) => Ok(()),
+            Err(ZkError::NoNode) => {
+                if self.exists(&format!("{EXCHANGES}/{exchange}")).await? {
+                    Err(CatalogError::NoSuchBinding {
+                        queue: binding.queue.clone(),
+                        routing_key: binding.routing_key.clone(),
+                    })
+                } else {
+                    Err(CatalogError::NoSuchExchange(exchange.to_owned()))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The queues a message published to `exchange` with `routing_key` goes to.
+    pub async fn route(&self, exchange: &str, routing_key: &str) -> Result<Vec<String>> {
+        let kind = self.exchange_kind(exchange).await?;
+        let mut queues: Vec<String> = self
+            .bindings(exchange)
+            .await?
+            .into_iter()
+            .filter(|b| binding_matches(kind, &b.routing_key, routing_key))
+            .map(|b| b.queue)
+            .collect();
+        // One copy per queue even when several of its bindings match.
+        queues.dedup();
+        Ok(queues)
+    }
+
+    // ---- queues ----
+
+    pub async fn declare_queue(&self, name: &str) -> Result<Declared> {
+        Ok(self.create_unique(&format!("{QUEUES}/{name}"), b"").await?)
+    }
+
+    pub async fn queue_exists(&self, name: &str) -> Result<bool> {
+        self.exists(&format!("{QUEUES}/{name}")).await
+    }
+
+    pub async fn list_queues(&self) -> Result<Vec<String>> {
+        Ok(self.children(QUEUES).await?)
+    }
+
+    /// Deletes the queue and every binding to it.
+    pub async fn delete_queue(&self, name: &str) -> Result<()> {
+        let path = format!("{QUEUES}/{name}");
+        match self.zk.set_data(&path, b"deleting", None).await {
+            Ok(_) => {}
+            Err(ZkError::NoNode) => return Err(CatalogError::NoSuchQueue(name.to_owned())),
+            Err(e) => return Err(e.into()),
+        }
+        for exchange in self.children(EXCHANGES).await? {
+            let bindings = match self.bindings(&exchange).await {
+                Ok(bindings) => bindings,
+                Err(CatalogError::NoSuchExchange(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            for binding in bindings.iter().filter(|b| b.queue == name) {
+                match self.unbind(&exchange, binding).await {
+                    Ok(())
+                    | Err(CatalogError::NoSuchBinding { .. })
+                    | Err(CatalogError::NoSuchExchange(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        match self.zk.delete(&path, None).await {
+            Ok(()) | Err(ZkError::NoNode) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- topics ----
+
+    pub async fn declare_topic(&self, name: &str) -> Result<Declared> {
+        Ok(self.create_unique(&format!("{TOPICS}/{name}"), b"").await?)
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        Ok(self.children(TOPICS).await?)
+    }
+
+    /// Deletes the topic and its subscriptions; returns the subscribers it had.
+    pub async fn delete_topic(&self, name: &str) -> Result<Vec<String>> {
+        match self.delete_tree(&format!("{TOPICS}/{name}")).await {
+            Ok(subscribers) => Ok(subscribers),
+            Err(ZkError::NoNode) => Err(CatalogError::NoSuchTopic(name.to_owned())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn subscribers(&self, topic: &str) -> Result<Vec<String>> {
+        self.children(&format!("{TOPICS}/{topic}")).await.map_err(|e| match e {
+            ZkError::NoNode => CatalogError::NoSuchTopic(topic.to_owned()),
+            e => e.into(),
+        })
+    }
+
+    pub async fn subscription_exists(&self, topic: &str, subscriber: &str) -> Result<bool> {
+        self.exists(&format!("{TOPICS}/{topic}/{subscriber}")).await
+    }
+
+    pub async fn subscribe(&self, topic: &str, subscriber: &str) -> Result<Declared> {
+        self.create_unique(&format!("{TOPICS}/{topic}/{subscriber}"), b"").await.map_err(|e| {
+            match e {
+                ZkError::NoNode => CatalogError::NoSuchTopic(topic.to_owned()),
+                e => e.into(),
+            }
+        })
+    }
+
+    pub async fn unsubscribe(&self, topic: &str, subscriber: &str) -> Result<()> {
+        match self.zk.delete(&format!("{TOPICS}/{topic}/{subscriber}"), None).await {
+            Ok(()) => Ok(()),
+            Err(ZkError::NoNode) => Err(CatalogError::NoSuchSubscription {
+                topic: topic.to_owned(),
+                subscriber: subscriber.to_owned(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

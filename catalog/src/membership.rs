@@ -1,0 +1,92 @@
+//! Broker node membership: each live node holds an ephemeral znode with its address.
+
+use crate::{CatalogError, Result, NODES};
+use std::time::Duration;
+use tokio::sync::watch;
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    pub grpc_addr: String,
+}
+
+/// Announces this node as live. Replaces a znode left by this node's previous, crashed
+/// process whose session has not expired yet.
+pub async fn register_node(zk: &Client, node: &NodeInfo) -> Result<()> {
+    let path = format!("{NODES}/{}", node.id);
+    let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+    loop {
+        match zk.create(&path, node.grpc_addr.as_bytes(), &ephemeral).await {
+            Ok(_) => return Ok(()),
+            Err(ZkError::NodeExists) => {
+                let Some(stat) = zk.check_stat(&path).await? else { continue };
+                if stat.ephemeral_owner == zk.session_id().0 {
+                    return Ok(());
+                }
+                tracing::warn!(node = %node.id, "replacing the znode of a previous session of this node");
+                match zk.delete(&path, Some(stat.version)).await {
+                    Ok(()) | Err(ZkError::NoNode) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn read_nodes(zk: &Client) -> Result<(Vec<NodeInfo>, zookeeper_client::OneshotWatcher)> {
+    let (mut ids, _, watcher) = zk.get_and_watch_children(NODES).await?;
+    ids.sort();
+    let mut nodes = Vec::with_capacity(ids.len());
+    for id in ids {
+        match zk.get_data(&format!("{NODES}/{id}")).await {
+            Ok((addr, _)) => nodes.push(NodeInfo {
+                id,
+                grpc_addr: String::from_utf8(addr).map_err(|e| CatalogError::Corrupt {
+                    path: format!("{NODES}"),
+                    detail: e.to_string(),
+                })?,
+            }),
+            // Left between the listing and the read; the watch will fire again.
+            Err(ZkError::NoNode) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((nodes, watcher))
+}
+
+/// Follows the set of live nodes (sorted by id); the receiver always holds the latest view.
+pub async fn watch_nodes(zk: Client) -> Result<watch::Receiver<Vec<NodeInfo>>> {
+    let (first, mut watcher) = read_nodes(&zk).await?;
+    let (sender, receiver) = watch::channel(first);
+    tokio::spawn(async move {
+        loop {
+            watcher.changed().await;
+            loop {
+                match read_nodes(&zk).await {
+                    Ok((nodes, next)) => {
+                        watcher = next;
+                        sender.send_if_modified(|current| {
+                            let changed = *current != nodes;
+                            if changed {
+                                tracing::info!(nodes = ?nodes.iter().map(|n| &n.id).collect::<Vec<_>>(), "live nodes changed");
+                                *current = nodes;
+                            }
+                            changed
+                        });
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read live nodes, retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            if sender.is_closed() {
+                return;
+            }
+        }
+    });
+    Ok(receiver)
+}

@@ -1,0 +1,572 @@
+//! [`Connection`]: an authenticated handle on the gateway's REST API.
+
+use crate::error::ClientError;
+use crate::puller::{Consumer, Puller, Subscription};
+use crate::types::{
+    AckOutcome, Delivery, ExchangeInfo, ExchangeSummary, Health, PublishOptions, Published,
+    QueueDepth,
+};
+use mom_common::{ExchangeKind, MailboxName};
+use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// How long to wait for a TCP connection to the gateway before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A handle on one gateway, carrying the bearer token of a logged-in user.
+///
+/// Cheap to clone: clones share the HTTP connection pool.
+#[derive(Clone)]
+pub struct Connection {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("base_url", &self.base_url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct Credentials<'a> {
+    username: &'a str,
+    password: &'a str,
+}
+
+#[derive(Deserialize)]
+struct LoginAnswer {
+    token: String,
+}
+
+#[derive(Serialize)]
+struct NewExchange<'a> {
+    name: &'a str,
+    kind: ExchangeKind,
+}
+
+#[derive(Serialize)]
+struct Named<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct BindingBody<'a> {
+    queue: &'a str,
+    routing_key: &'a str,
+}
+
+#[derive(Serialize)]
+struct PublishBody<'a> {
+    routing_key: &'a str,
+    payload: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct PullBody {
+    max: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visibility_timeout_ms: Option<u64>,
+    wait_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct PullAnswer {
+    messages: Vec<Delivery>,
+}
+
+#[derive(Serialize)]
+struct AckBody<'a> {
+    receipts: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct SubscriberBody<'a> {
+    subscriber: &'a str,
+}
+
+#[derive(Deserialize)]
+struct ExchangeList {
+    exchanges: Vec<ExchangeSummary>,
+}
+
+#[derive(Deserialize)]
+struct NameList {
+    #[serde(alias = "queues", alias = "topics")]
+    items: Vec<NameEntry>,
+}
+
+#[derive(Deserialize)]
+struct NameEntry {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct SubscriberList {
+    subscribers: Vec<String>,
+}
+
+/// Whole milliseconds in `d`, rounded up so that a non-zero duration never becomes 0.
+pub(crate) fn millis_ceil(d: Duration) -> u64 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// The REST path of a mailbox (queue or topic subscription), without a trailing slash.
+pub(crate) fn mailbox_path(mailbox: &MailboxName) -> String {
+    match mailbox {
+        MailboxName::Queue(queue) => format!("/queues/{queue}"),
+        MailboxName::Subscription { topic, subscriber } => {
+            format!("/topics/{topic}/subscriptions/{subscriber}")
+        }
+    }
+}
+
+impl Connection {
+    /// A connection that sends no token; only good for `/auth/*` and `/health`.
+    fn anonymous(url: &str) -> Connection {
+        Connection::with_token(url, "")
+    }
+
+    /// Uses an already issued bearer `token` against the gateway at `url`
+    /// (e.g. `http://127.0.0.1:8080`).
+    pub fn with_token(url: impl Into<String>, token: impl Into<String>) -> Connection {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        let mut base_url = url.into();
+        while base_url.ends_with('/') {
+            base_url.pop();
+        }
+        Connection {
+            http,
+            base_url,
+            token: token.into(),
+        }
+    }
+
+    /// Creates the user `user` (`POST /auth/register`). A taken name is
+    /// `ClientError::Api { status: 409, .. }`.
+    pub async fn register(url: &str, user: &str, password: &str) -> Result<(), ClientError> {
+        let conn = Connection::anonymous(url);
+        let body = Credentials {
+            username: user,
+            password,
+        };
+        conn.send(conn.request(Method::POST, "/auth/register").json(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Logs in (`POST /auth/login`) and keeps the token for the requests that follow.
+    pub async fn connect(url: &str, user: &str, password: &str) -> Result<Connection, ClientError> {
+        let mut conn = Connection::anonymous(url);
+        let body = Credentials {
+            username: user,
+            password,
+        };
+        let answer: LoginAnswer = conn
+            .call(conn.request(Method::POST, "/auth/login").json(&body))
+            .await?;
+        conn.token = answer.token;
+        Ok(conn)
+    }
+
+    /// The bearer token this connection sends.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The gateway's base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// A request to `path` (starting with `/`), with the bearer token when there is one.
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self
+            .http
+            .request(method, format!("{}{}", self.base_url, path));
+        if self.token.is_empty() {
+            builder
+        } else {
+            builder.bearer_auth(&self.token)
+        }
+    }
+
+    /// Sends `request`; a non-2xx answer becomes [`ClientError::Api`].
+    async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+        let response = request.send().await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(ClientError::from_response(status.as_u16(), &body))
+    }
+
+    /// Sends `request` and decodes its JSON answer.
+    async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, ClientError> {
+        Ok(self.send(request).await?.json().await?)
+    }
+
+    /// `GET /health`: is the gateway up, and how many broker nodes does it see.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call(self.request(Method::GET, "/health")).await
+    }
+
+    // ---- exchanges ----
+
+    /// Declares an exchange; declaring an identical one again is fine, another kind is a 409.
+    pub async fn declare_exchange(
+        &self,
+        name: &str,
+        kind: ExchangeKind,
+    ) -> Result<(), ClientError> {
+        let body = NewExchange { name, kind };
+        self.send(self.request(Method::POST, "/exchanges").json(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes an exchange and its bindings.
+    pub async fn delete_exchange(&self, name: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/exchanges/{name}")))
+            .await?;
+        Ok(())
+    }
+
+    /// Lists all exchanges.
+    pub async fn list_exchanges(&self) -> Result<Vec<ExchangeSummary>, ClientError> {
+        let list: ExchangeList = self.call(self.request(Method::GET, "/exchanges")).await?;
+        Ok(list.exchanges)
+    }
+
+    /// One exchange with its bindings.
+    pub async fn exchange(&self, name: &str) -> Result<ExchangeInfo, ClientError> {
+        self.call(self.request(Method::GET, &format!("/exchanges/{name}")))
+            .await
+    }
+
+    /// Binds `queue` to `exchange` with a routing key (a pattern for topic exchanges).
+    pub async fn bind(
+        &self,
+        exchange: &str,
+        queue: &str,
+        routing_key: &str,
+    ) -> Result<(), ClientError> {
+        let body = BindingBody { queue, routing_key };
+        let path = format!("/exchanges/{exchange}/bindings");
+        self.send(self.request(Method::POST, &path).json(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a binding made by [`bind`](Self::bind).
+    pub async fn unbind(
+        &self,
+        exchange: &str,
+        queue: &str,
+        routing_key: &str,
+    ) -> Result<(), ClientError> {
+        let body = BindingBody { queue, routing_key };
+        let path = format!("/exchanges/{exchange}/bindings");
+        self.send(self.request(Method::DELETE, &path).json(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes `payload` to an exchange.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: impl Into<String>,
+    ) -> Result<Published, ClientError> {
+        self.publish_with(exchange, routing_key, payload, PublishOptions::default())
+            .await
+    }
+
+    /// Publishes `payload` to an exchange, with options such as a TTL.
+    pub async fn publish_with(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: impl Into<String>,
+        options: PublishOptions,
+    ) -> Result<Published, ClientError> {
+        let path = format!("/exchanges/{exchange}/publish");
+        self.publish_to(&path, routing_key, payload.into(), options.ttl)
+            .await
+    }
+
+    async fn publish_to(
+        &self,
+        path: &str,
+        routing_key: &str,
+        payload: String,
+        ttl: Option<Duration>,
+    ) -> Result<Published, ClientError> {
+        let body = PublishBody {
+            routing_key,
+            payload,
+            ttl_ms: ttl.map(millis_ceil),
+        };
+        self.call(self.request(Method::POST, path).json(&body))
+            .await
+    }
+
+    // ---- queues ----
+
+    /// Declares a queue; declaring an existing one again is fine.
+    pub async fn declare_queue(&self, name: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::POST, "/queues").json(&Named { name }))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a queue with its messages and bindings.
+    pub async fn delete_queue(&self, name: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/queues/{name}")))
+            .await?;
+        Ok(())
+    }
+
+    /// Names of all queues.
+    pub async fn list_queues(&self) -> Result<Vec<String>, ClientError> {
+        let list: NameList = self.call(self.request(Method::GET, "/queues")).await?;
+        Ok(list.items.into_iter().map(|e| e.name).collect())
+    }
+
+    /// How many messages a queue holds, ready and leased.
+    pub async fn queue_depth(&self, name: &str) -> Result<QueueDepth, ClientError> {
+        self.call(self.request(Method::GET, &format!("/queues/{name}")))
+            .await
+    }
+
+    /// Pulls up to `max` messages from a queue, waiting up to `wait` (server limit 20 s) for the
+    /// first; leases them for `visibility_timeout` (server default when `None`).
+    pub async fn pull(
+        &self,
+        queue: &str,
+        max: u32,
+        visibility_timeout: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, ClientError> {
+        let mailbox = MailboxName::Queue(queue.to_owned());
+        self.pull_from(&mailbox, max, visibility_timeout, wait)
+            .await
+    }
+
+    /// Acks deliveries of a queue by their receipts.
+    pub async fn ack<S: AsRef<str>>(
+        &self,
+        queue: &str,
+        receipts: &[S],
+    ) -> Result<AckOutcome, ClientError> {
+        self.ack_in(&MailboxName::Queue(queue.to_owned()), receipts)
+            .await
+    }
+
+    /// A [`Consumer`] that hands out the messages of `queue` one by one.
+    pub fn consume(&self, queue: &str) -> Consumer {
+        self.puller(MailboxName::Queue(queue.to_owned()))
+    }
+
+    // ---- topics ----
+
+    /// Declares a topic; declaring an existing one again is fine.
+    pub async fn declare_topic(&self, name: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::POST, "/topics").json(&Named { name }))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a topic.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/topics/{name}")))
+            .await?;
+        Ok(())
+    }
+
+    /// Names of all topics.
+    pub async fn list_topics(&self) -> Result<Vec<String>, ClientError> {
+        let list: NameList = self.call(self.request(Method::GET, "/topics")).await?;
+        Ok(list.items.into_iter().map(|e| e.name).collect())
+    }
+
+    /// Publishes `payload` to every subscriber of a topic (empty routing key).
+    pub async fn publish_topic(
+        &self,
+        topic: &str,
+        payload: impl Into<String>,
+        ttl: Option<Duration>,
+    ) -> Result<Published, ClientError> {
+        let path = format!("/topics/{topic}/publish");
+        self.publish_to(&path, "", payload.into(), ttl).await
+    }
+
+    /// Creates (or reuses) the subscription `subscriber` of `topic` and returns a puller over it.
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        subscriber: &str,
+    ) -> Result<Subscription, ClientError> {
+        let path = format!("/topics/{topic}/subscriptions");
+        self.send(
+            self.request(Method::POST, &path)
+                .json(&SubscriberBody { subscriber }),
+        )
+        .await?;
+        Ok(self.subscription(topic, subscriber))
+    }
+
+    /// A puller over an existing subscription, without creating it.
+    pub fn subscription(&self, topic: &str, subscriber: &str) -> Subscription {
+        self.puller(MailboxName::Subscription {
+            topic: topic.to_owned(),
+            subscriber: subscriber.to_owned(),
+        })
+    }
+
+    /// Deletes a subscription and the messages waiting in it.
+    pub async fn unsubscribe(&self, topic: &str, subscriber: &str) -> Result<(), ClientError> {
+        let path = format!("/topics/{topic}/subscriptions/{subscriber}");
+        self.send(self.request(Method::DELETE, &path)).await?;
+        Ok(())
+    }
+
+    /// Subscriber names of a topic.
+    pub async fn list_subscribers(&self, topic: &str) -> Result<Vec<String>, ClientError> {
+        let path = format!("/topics/{topic}/subscriptions");
+        let list: SubscriberList = self.call(self.request(Method::GET, &path)).await?;
+        Ok(list.subscribers)
+    }
+
+    // ---- mailboxes (queues and subscriptions alike) ----
+
+    /// A [`Puller`] over any mailbox.
+    pub fn puller(&self, mailbox: MailboxName) -> Puller {
+        Puller::new(self.clone(), mailbox)
+    }
+
+    /// [`pull`](Self::pull) for any mailbox.
+    pub async fn pull_from(
+        &self,
+        mailbox: &MailboxName,
+        max: u32,
+        visibility_timeout: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, ClientError> {
+        let body = PullBody {
+            max,
+            visibility_timeout_ms: visibility_timeout.map(millis_ceil),
+            wait_ms: millis_ceil(wait),
+        };
+        let path = format!("{}/pull", mailbox_path(mailbox));
+        let answer: PullAnswer = self
+            .call(self.request(Method::POST, &path).json(&body))
+            .await?;
+        Ok(answer.messages)
+    }
+
+    /// [`ack`](Self::ack) for any mailbox.
+    pub async fn ack_in<S: AsRef<str>>(
+        &self,
+        mailbox: &MailboxName,
+        receipts: &[S],
+    ) -> Result<AckOutcome, ClientError> {
+        let body = AckBody {
+            receipts: receipts.iter().map(AsRef::as_ref).collect(),
+        };
+        let path = format!("{}/ack", mailbox_path(mailbox));
+        self.call(self.request(Method::POST, &path).json(&body))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_round_up() {
+        assert_eq!(millis_ceil(Duration::ZERO), 0);
+        assert_eq!(millis_ceil(Duration::from_micros(1)), 1);
+        assert_eq!(millis_ceil(Duration::from_millis(1500)), 1500);
+        assert_eq!(millis_ceil(Duration::from_micros(1500)), 2);
+        assert_eq!(millis_ceil(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn mailbox_paths() {
+        assert_eq!(mailbox_path(&MailboxName::Queue("q1".into())), "/queues/q1");
+        let sub = MailboxName::Subscription {
+            topic: "news".into(),
+            subscriber: "s-1".into(),
+        };
+        assert_eq!(mailbox_path(&sub), "/topics/news/subscriptions/s-1");
+    }
+
+    #[test]
+    fn base_url_loses_trailing_slashes_and_debug_hides_token() {
+        let conn = Connection::with_token("http://h:1//", "secret");
+        assert_eq!(conn.base_url(), "http://h:1");
+        assert_eq!(conn.token(), "secret");
+        assert!(!format!("{conn:?}").contains("secret"));
+    }
+
+    #[test]
+    fn publish_body_omits_missing_ttl() {
+        let body = PublishBody {
+            routing_key: "",
+            payload: "x".into(),
+            ttl_ms: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"routing_key":"","payload":"x"}"#
+        );
+        let body = PublishBody {
+            routing_key: "k",
+            payload: "x".into(),
+            ttl_ms: Some(5),
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"routing_key":"k","payload":"x","ttl_ms":5}"#
+        );
+    }
+
+    #[test]
+    fn pull_body_shape() {
+        let body = PullBody {
+            max: 10,
+            visibility_timeout_ms: None,
+            wait_ms: 20000,
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"max":10,"wait_ms":20000}"#
+        );
+    }
+
+    #[test]
+    fn name_lists_decode_for_queues_and_topics() {
+        let q: NameList =
+            serde_json::from_str(r#"{"queues":[{"name":"a"},{"name":"b"}]}"#).unwrap();
+        assert_eq!(q.items.len(), 2);
+        let t: NameList = serde_json::from_str(r#"{"topics":[]}"#).unwrap();
+        assert!(t.items.is_empty());
+    }
+}

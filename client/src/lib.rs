@@ -1,0 +1,29 @@
+//! Async client for the MOM REST gateway.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mom_client::ClientError> {
+//! use mom_client::{Connection, ExchangeKind};
+//! let conn = Connection::connect("http://127.0.0.1:8080", "alice", "s3cret-pass").await?;
+//! conn.declare_exchange("orders", ExchangeKind::Direct).await?;
+//! conn.declare_queue("eu").await?;
+//! conn.bind("orders", "eu", "eu").await?;
+//! conn.publish("orders", "eu", "hello").await?;
+//! let mut consumer = conn.consume("eu");
+//! let delivery = consumer.next().await?;
+//! consumer.ack(&delivery).await?;
+//! # Ok(()) }
+//! ```
+
+mod connection;
+mod error;
+mod puller;
+mod types;
+
+pub use connection::Connection;
+pub use error::ClientError;
+pub use mom_common::{ExchangeKind, MailboxName};
+pub use puller::{Consumer, Puller, Subscription, DEFAULT_BATCH, MAX_WAIT};
+pub use types::{
+    AckOutcome, Binding, Delivery, ExchangeInfo, ExchangeSummary, Health, PublishOptions,
+    Published, QueueDepth,
+};

@@ -1,0 +1,348 @@
+//! `mom`: command-line tool for the MOM REST gateway.
+
+use anyhow::{bail, Context};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+use mom_client::{Connection, ExchangeKind, PublishOptions, Puller};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "mom",
+    version,
+    about = "Talk to a MOM message broker through its REST gateway"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Base URL of the gateway.
+    #[arg(
+        long,
+        env = "MOM_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// User name to register or log in as.
+    #[arg(long, env = "MOM_USER", global = true)]
+    user: Option<String>,
+    /// Password of that user.
+    #[arg(long, env = "MOM_PASSWORD", hide_env_values = true, global = true)]
+    password: Option<String>,
+    /// Bearer token (from `mom login`) to use instead of logging in with user and password.
+    #[arg(long, env = "MOM_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the user given by --user and --password.
+    Register,
+    /// Log in and print the bearer token.
+    Login,
+    /// Show whether the gateway is up and how many broker nodes it sees.
+    Health,
+    /// Declare an exchange.
+    DeclareExchange {
+        name: String,
+        /// How the exchange routes messages.
+        #[arg(long, default_value = "direct", value_parser = exchange_kind_parser())]
+        kind: ExchangeKind,
+    },
+    /// Delete an exchange.
+    DeleteExchange { name: String },
+    /// Declare a queue.
+    DeclareQueue { name: String },
+    /// Delete a queue with its messages and bindings.
+    DeleteQueue { name: String },
+    /// Bind a queue to an exchange.
+    Bind {
+        exchange: String,
+        queue: String,
+        routing_key: String,
+    },
+    /// Remove a binding.
+    Unbind {
+        exchange: String,
+        queue: String,
+        routing_key: String,
+    },
+    /// Publish a message to an exchange.
+    Publish {
+        exchange: String,
+        routing_key: String,
+        payload: String,
+        /// Drop the message if it is not consumed within this many milliseconds.
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+    },
+    /// Print (and ack) messages of a queue.
+    Consume {
+        queue: String,
+        #[command(flatten)]
+        opts: ConsumeOpts,
+    },
+    /// Print how many messages a queue holds.
+    Depth { queue: String },
+    /// Declare a topic.
+    DeclareTopic { name: String },
+    /// Delete a topic.
+    DeleteTopic { name: String },
+    /// Publish a message to every subscriber of a topic.
+    PublishTopic {
+        topic: String,
+        payload: String,
+        /// Drop the message if it is not consumed within this many milliseconds.
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+    },
+    /// Create a subscription to a topic (if needed) and print (and ack) its messages.
+    Subscribe {
+        topic: String,
+        subscriber: String,
+        #[command(flatten)]
+        opts: ConsumeOpts,
+    },
+    /// Delete a subscription.
+    Unsubscribe { topic: String, subscriber: String },
+}
+
+#[derive(Args)]
+struct ConsumeOpts {
+    /// How many messages to print.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Leave the messages unacked (they are delivered again once their lease runs out).
+    #[arg(long)]
+    no_ack: bool,
+    /// Give up if no message arrives within this many seconds.
+    #[arg(long, default_value_t = 20)]
+    wait_secs: u64,
+}
+
+fn exchange_kind_parser() -> impl TypedValueParser<Value = ExchangeKind> {
+    PossibleValuesParser::new(["direct", "topic", "fanout"]).try_map(|s| s.parse::<ExchangeKind>())
+}
+
+impl Global {
+    fn credentials(&self) -> anyhow::Result<(&str, &str)> {
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => Ok((user, password)),
+            _ => bail!("--user (MOM_USER) and --password (MOM_PASSWORD) are required"),
+        }
+    }
+
+    async fn connect(&self) -> anyhow::Result<Connection> {
+        if let Some(token) = &self.token {
+            return Ok(Connection::with_token(self.url.as_str(), token.as_str()));
+        }
+        let (user, password) = self.credentials()?;
+        Connection::connect(&self.url, user, password)
+            .await
+            .with_context(|| format!("logging in as {user:?} at {}", self.url))
+    }
+}
+
+fn ttl(ttl_ms: Option<u64>) -> Option<Duration> {
+    ttl_ms.map(Duration::from_millis)
+}
+
+/// Prints `opts.count` payloads from `puller`, acking each unless told not to.
+async fn print_messages(mut puller: Puller, opts: &ConsumeOpts) -> anyhow::Result<()> {
+    let wait = Duration::from_secs(opts.wait_secs);
+    for got in 0..opts.count {
+        let Some(delivery) = puller.next_timeout(wait).await? else {
+            bail!(
+                "no message arrived in {} within {} s (got {got} of {})",
+                puller.mailbox(),
+                opts.wait_secs,
+                opts.count
+            );
+        };
+        println!("{}", delivery.payload);
+        if !opts.no_ack && !puller.ack(&delivery).await? {
+            eprintln!("warning: ack of message {} was stale", delivery.message_id);
+        }
+    }
+    Ok(())
+}
+
+/// A puller that leases no more messages than it will print.
+fn sized(puller: Puller, opts: &ConsumeOpts) -> Puller {
+    puller.with_batch_size(opts.count.clamp(1, 100))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Register => {
+            let (user, password) = g.credentials()?;
+            Connection::register(&g.url, user, password).await?;
+            println!("registered {user}");
+        }
+        Command::Login => println!("{}", g.connect().await?.token()),
+        Command::Health => {
+            let health = Connection::with_token(g.url.as_str(), "").health().await?;
+            println!("{} ({} nodes)", health.status, health.nodes);
+        }
+        Command::DeclareExchange { name, kind } => {
+            g.connect().await?.declare_exchange(name, *kind).await?;
+            println!("exchange {name} ({kind}) declared");
+        }
+        Command::DeleteExchange { name } => {
+            g.connect().await?.delete_exchange(name).await?;
+            println!("exchange {name} deleted");
+        }
+        Command::DeclareQueue { name } => {
+            g.connect().await?.declare_queue(name).await?;
+            println!("queue {name} declared");
+        }
+        Command::DeleteQueue { name } => {
+            g.connect().await?.delete_queue(name).await?;
+            println!("queue {name} deleted");
+        }
+        Command::Bind {
+            exchange,
+            queue,
+            routing_key,
+        } => {
+            g.connect()
+                .await?
+                .bind(exchange, queue, routing_key)
+                .await?;
+            println!("bound {queue} to {exchange} with {routing_key:?}");
+        }
+        Command::Unbind {
+            exchange,
+            queue,
+            routing_key,
+        } => {
+            g.connect()
+                .await?
+                .unbind(exchange, queue, routing_key)
+                .await?;
+            println!("unbound {queue} from {exchange} with {routing_key:?}");
+        }
+        Command::Publish {
+            exchange,
+            routing_key,
+            payload,
+            ttl_ms,
+        } => {
+            let options = PublishOptions { ttl: ttl(*ttl_ms) };
+            let conn = g.connect().await?;
+            let published = conn
+                .publish_with(exchange, routing_key, payload.as_str(), options)
+                .await?;
+            println!(
+                "published {} to {} queue(s)",
+                published.message_id, published.routed
+            );
+        }
+        Command::Consume { queue, opts } => {
+            let conn = g.connect().await?;
+            print_messages(sized(conn.consume(queue), opts), opts).await?;
+        }
+        Command::Depth { queue } => {
+            let depth = g.connect().await?.queue_depth(queue).await?;
+            println!("ready {} leased {}", depth.ready, depth.leased);
+        }
+        Command::DeclareTopic { name } => {
+            g.connect().await?.declare_topic(name).await?;
+            println!("topic {name} declared");
+        }
+        Command::DeleteTopic { name } => {
+            g.connect().await?.delete_topic(name).await?;
+            println!("topic {name} deleted");
+        }
+        Command::PublishTopic {
+            topic,
+            payload,
+            ttl_ms,
+        } => {
+            let conn = g.connect().await?;
+            let published = conn
+                .publish_topic(topic, payload.as_str(), ttl(*ttl_ms))
+                .await?;
+            println!(
+                "published {} to {} subscriber(s)",
+                published.message_id, published.routed
+            );
+        }
+        Command::Subscribe {
+            topic,
+            subscriber,
+            opts,
+        } => {
+            let conn = g.connect().await?;
+            let subscription = conn.subscribe(topic, subscriber).await?;
+            print_messages(sized(subscription, opts), opts).await?;
+        }
+        Command::Unsubscribe { topic, subscriber } => {
+            g.connect().await?.unsubscribe(topic, subscriber).await?;
+            println!("unsubscribed {subscriber} from {topic}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mom: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_consume_defaults_and_kinds() {
+        let cli = Cli::try_parse_from(["mom", "consume", "q"]).unwrap();
+        let Command::Consume { queue, opts } = cli.command else {
+            panic!("not consume")
+        };
+        assert_eq!(
+            (queue.as_str(), opts.count, opts.no_ack, opts.wait_secs),
+            ("q", 1, false, 20)
+        );
+
+        let cli =
+            Cli::try_parse_from(["mom", "declare-exchange", "e", "--kind", "fanout"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::DeclareExchange {
+                kind: ExchangeKind::Fanout,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["mom", "declare-exchange", "e", "--kind", "nope"]).is_err());
+    }
+
+    #[test]
+    fn global_options_go_after_the_subcommand_too() {
+        let cli = Cli::try_parse_from(["mom", "depth", "q", "--url", "http://x:1", "--user", "u"])
+            .unwrap();
+        assert_eq!(cli.global.url, "http://x:1");
+        assert_eq!(cli.global.user.as_deref(), Some("u"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Values the gateway sends back, and options for requests.
+
+use mom_common::ExchangeKind;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// One message handed out by a pull; ack it with its `receipt` before the lease runs out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Id given to the message when it was published.
+    pub message_id: String,
+    /// Proof of this particular delivery; needed to ack it.
+    pub receipt: String,
+    /// Exchange (or topic) the message was published to.
+    pub exchange: String,
+    /// Routing key it was published with.
+    pub routing_key: String,
+    /// The message body.
+    pub payload: String,
+    /// How many times the message has been handed out, this time included.
+    pub delivery_count: u32,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub published_at_ms: u64,
+}
+
+/// Answer to a publish.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Published {
+    /// Id of the new message.
+    pub message_id: String,
+    /// How many queues (or topic subscribers) got a copy.
+    pub routed: u64,
+}
+
+/// Options of [`Connection::publish_with`](crate::Connection::publish_with).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// Time after which the message is dropped undelivered; `None` keeps it until consumed.
+    pub ttl: Option<Duration>,
+}
+
+/// Messages in a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct QueueDepth {
+    /// Waiting to be pulled.
+    pub ready: u64,
+    /// Pulled but neither acked nor timed out yet.
+    pub leased: u64,
+}
+
+/// Answer to an ack.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct AckOutcome {
+    /// How many receipts deleted their message.
+    pub acked: u64,
+    /// Receipts refused because they are not the message's current delivery (or it is gone).
+    #[serde(default)]
+    pub stale: Vec<String>,
+}
+
+/// Answer of `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Health {
+    /// `"ok"` when the gateway is serving.
+    pub status: String,
+    /// Broker nodes the gateway currently sees alive.
+    pub nodes: u64,
+}
+
+/// An exchange, as listed by `GET /exchanges`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ExchangeSummary {
+    /// Its name.
+    pub name: String,
+    /// How it routes.
+    pub kind: ExchangeKind,
+}
+
+/// One binding of an exchange to a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Binding {
+    /// The bound queue.
+    pub queue: String,
+    /// The binding key (or pattern, for topic exchanges).
+    pub routing_key: String,
+}
+
+/// An exchange with its bindings, as shown by `GET /exchanges/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ExchangeInfo {
+    /// Its name.
+    pub name: String,
+    /// How it routes.
+    pub kind: ExchangeKind,
+    /// Queues bound to it.
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_message() {
+        let d: Delivery = serde_json::from_str(
+            r#"{"message_id":"m1","receipt":"r1","exchange":"ex","routing_key":"a.b",
+                "payload":"hi","delivery_count":2,"published_at_ms":1700000000000}"#,
+        )
+        .unwrap();
+        assert_eq!(d.payload, "hi");
+        assert_eq!(d.delivery_count, 2);
+        assert_eq!(d.published_at_ms, 1_700_000_000_000);
+    }
+
+    #[test]
+    fn decodes_exchange_info() {
+        let e: ExchangeInfo = serde_json::from_str(
+            r#"{"name":"ex","kind":"fanout","bindings":[{"queue":"q","routing_key":""}]}"#,
+        )
+        .unwrap();
+        assert_eq!(e.kind, ExchangeKind::Fanout);
+        assert_eq!(e.bindings.len(), 1);
+    }
+
+    #[test]
+    fn ack_outcome_without_stale_list() {
+        let a: AckOutcome = serde_json::from_str(r#"{"acked":3}"#).unwrap();
+        assert_eq!(
+            a,
+            AckOutcome {
+                acked: 3,
+                stale: vec![]
+            }
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Shared vocabulary of MOM: the gRPC protocol, resource names, routing rules and access tokens.
+
+pub mod mailbox;
+pub mod names;
+pub mod routing;
+pub mod token;
+
+pub mod proto {
+    tonic::include_proto!("mom.v1");
+}
+
+pub use mailbox::MailboxName;
+pub use names::{ExchangeKind, NameError};

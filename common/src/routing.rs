@@ -1,0 +1,80 @@
+//! How an exchange decides whether a binding receives a message.
+
+use crate::ExchangeKind;
+
+/// True when a message published with `routing_key` goes to a binding with `binding_key`.
+pub fn binding_matches(kind: ExchangeKind, binding_key: &str, routing_key: &str) -> bool {
+    match kind {
+        ExchangeKind::Fanout => true,
+        ExchangeKind::Direct => binding_key == routing_key,
+        ExchangeKind::Topic => {
+            let pattern: Vec<&str> = binding_key.split('.').collect();
+            let words: Vec<&str> = routing_key.split('.').collect();
+            topic_match(&pattern, &words)
+        }
+    }
+}
+
+/// AMQP topic matching: `*` is exactly one word, `#` is zero or more words.
+fn topic_match(pattern: &[&str], words: &[&str]) -> bool {
+    // `reachable[j]` is true when the pattern prefix read so far can consume words[..j].
+    let mut reachable = vec![false; words.len() + 1];
+    reachable[0] = true;
+    for part in pattern {
+        let mut next = vec![false; words.len() + 1];
+        match *part {
+            "#" => {
+                let mut seen = false;
+                for j in 0..=words.len() {
+                    seen |= reachable[j];
+                    next[j] = seen;
+                }
+            }
+            literal => {
+                for j in 0..words.len() {
+                    if reachable[j] && (literal == "*" || literal == words[j]) {
+                        next[j + 1] = true;
+                    }
+                }
+            }
+        }
+        reachable = next;
+    }
+    reachable[words.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ExchangeKind::*;
+
+    #[test]
+    fn direct_needs_equal_keys() {
+        assert!(binding_matches(Direct, "eu", "eu"));
+        assert!(!binding_matches(Direct, "eu", "us"));
+    }
+
+    #[test]
+    fn fanout_ignores_keys() {
+        assert!(binding_matches(Fanout, "", "anything.at.all"));
+    }
+
+    #[test]
+    fn topic_star_is_exactly_one_word() {
+        assert!(binding_matches(Topic, "stock.*.nyse", "stock.ibm.nyse"));
+        assert!(!binding_matches(Topic, "stock.*.nyse", "stock.nyse"));
+        assert!(!binding_matches(Topic, "stock.*", "stock.ibm.nyse"));
+    }
+
+    #[test]
+    fn topic_hash_is_any_number_of_words() {
+        assert!(binding_matches(Topic, "stock.#", "stock"));
+        assert!(binding_matches(Topic, "stock.#", "stock.ibm.nyse"));
+        assert!(binding_matches(Topic, "#", "x.y"));
+        assert!(binding_matches(Topic, "#.nyse", "stock.ibm.nyse"));
+        assert!(binding_matches(Topic, "a.#.z", "a.z"));
+        assert!(binding_matches(Topic, "a.#.z", "a.b.c.z"));
+        assert!(!binding_matches(Topic, "a.#.z", "a.b.c"));
+        assert!(!binding_matches(Topic, "stock.#", "bonds.x"));
+    }
+}

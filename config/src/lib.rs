@@ -1,0 +1,132 @@
+//! The configuration file of each MOM service (TOML), with defaults for everything optional.
+//!
+//! Example files for a local cluster live in `config/files/`.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::{net::SocketAddr, path::Path, path::PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+}
+
+/// Reads and parses one service's config file.
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+}
+
+/// Where the ZooKeeper ensemble is and how long a session survives without heartbeats.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZooKeeperConfig {
+    /// Comma-separated `host:port` list.
+    pub connect: String,
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+}
+
+fn default_session_timeout_ms() -> u64 {
+    6_000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthConfig {
+    pub listen: SocketAddr,
+    pub database: PathBuf,
+    /// Shared HS256 secret; every service that checks tokens needs the same one.
+    pub jwt_secret: String,
+    #[serde(default = "default_token_lifetime_secs")]
+    pub token_lifetime_secs: u64,
+}
+
+fn default_token_lifetime_secs() -> u64 {
+    3_600
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// Unique, stable name of this broker node.
+    pub node_id: String,
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Address other services use to reach this node; defaults to `listen`.
+    pub advertise: Option<String>,
+    pub data_dir: PathBuf,
+    pub jwt_secret: String,
+    pub zookeeper: ZooKeeperConfig,
+    /// How often expired messages are swept out of storage.
+    #[serde(default = "default_sweep_interval_ms")]
+    pub sweep_interval_ms: u64,
+}
+
+fn default_sweep_interval_ms() -> u64 {
+    1_000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitioningConfig {
+    pub listen: SocketAddr,
+    pub jwt_secret: String,
+    pub zookeeper: ZooKeeperConfig,
+    /// Points each node takes on the hash ring; more gives a more even spread.
+    #[serde(default = "default_virtual_nodes")]
+    pub virtual_nodes: u32,
+}
+
+fn default_virtual_nodes() -> u32 {
+    128
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    pub jwt_secret: String,
+    /// Base URL of the auth service, which the gateway proxies `/auth/*` to.
+    pub auth_url: String,
+    /// `host:port` of the partitioning service's gRPC endpoint.
+    pub partitioning: String,
+    pub zookeeper: ZooKeeperConfig,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_visibility_timeout_ms")]
+    pub default_visibility_timeout_ms: u64,
+}
+
+fn default_max_body_bytes() -> usize {
+    1 << 20
+}
+
+fn default_visibility_timeout_ms() -> u64 {
+    30_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_files_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("files");
+        let _: AuthConfig = load(&dir.join("auth.toml")).unwrap();
+        let _: PartitioningConfig = load(&dir.join("partitioning.toml")).unwrap();
+        let _: GatewayConfig = load(&dir.join("gateway.toml")).unwrap();
+        for n in 1..=3 {
+            let node: NodeConfig = load(&dir.join(format!("node{n}.toml"))).unwrap();
+            assert_eq!(node.node_id, format!("node{n}"));
+        }
+    }
+
+    #[test]
+    fn missing_field_is_reported_with_the_path() {
+        let dir = std::env::temp_dir().join(format!("mom-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\n").unwrap();
+        let err = load::<AuthConfig>(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("database"), "{err}");
+    }
+}

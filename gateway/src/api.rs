@@ -1,0 +1,338 @@
+//! The REST resources: exchanges, bindings, queues, topics, subscriptions, publishing.
+//! See docs/rest-api.md for the contract.
+
+use crate::mailboxes::{self, AckBody, PullBody};
+use crate::{caller::Caller, error::ApiError, AppState};
+use actix_web::{web, HttpResponse};
+use mom_catalog::{Binding, Declared};
+use mom_common::names::{validate_name, validate_routing_key};
+use mom_common::proto::{self, DestinationKind};
+use mom_common::{ExchangeKind, MailboxName};
+use serde::Deserialize;
+use serde_json::json;
+
+type Reply = Result<HttpResponse, ApiError>;
+type State = web::Data<AppState>;
+
+fn declared(outcome: Declared, body: serde_json::Value) -> HttpResponse {
+    match outcome {
+        Declared::Created => HttpResponse::Created().json(body),
+        Declared::Existed => HttpResponse::Ok().json(body),
+    }
+}
+
+fn name(what: &'static str, value: &str) -> Result<(), ApiError> {
+    Ok(validate_name(what, value)?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameBody {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeBody {
+    name: String,
+    kind: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingBody {
+    queue: String,
+    #[serde(default)]
+    routing_key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    #[serde(default)]
+    routing_key: String,
+    payload: String,
+    ttl_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeBody {
+    subscriber: String,
+}
+
+/// A pull's body is optional: no body means all defaults.
+fn pull_body(bytes: &[u8]) -> Result<PullBody, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(PullBody::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+// ---- exchanges ----
+
+pub async fn declare_exchange(state: State, _: Caller, body: web::Json<ExchangeBody>) -> Reply {
+    name("exchange", &body.name)?;
+    let kind: ExchangeKind = body.kind.parse()?;
+    let outcome = state.catalog.declare_exchange(&body.name, kind).await?;
+    Ok(declared(outcome, json!({ "name": body.name, "kind": kind })))
+}
+
+pub async fn list_exchanges(state: State, _: Caller) -> Reply {
+    let exchanges: Vec<_> = state
+        .catalog
+        .list_exchanges()
+        .await?
+        .into_iter()
+        .map(|(name, kind)| json!({ "name": name, "kind": kind }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "exchanges": exchanges })))
+}
+
+pub async fn get_exchange(state: State, _: Caller, path: web::Path<String>) -> Reply {
+    name("exchange", &path)?;
+    let kind = state.catalog.exchange_kind(&path).await?;
+    let bindings: Vec<_> = state
+        .catalog
+        .bindings(&path)
+        .await?
+        .into_iter()
+        .map(|b| json!({ "queue": b.queue, "routing_key": b.routing_key }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "name": *path, "kind": kind, "bindings": bindings })))
+}
+
+pub async fn delete_exchange(state: State, _: Caller, path: web::Path<String>) -> Reply {
+    name("exchange", &path)?;
+    state.catalog.delete_exchange(&path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn binding(exchange: &str, body: BindingBody) -> Result<Binding, ApiError> {
+    name("exchange", exchange)?;
+    name("queue", &body.queue)?;
+    validate_routing_key(&body.routing_key)?;
+    Ok(Binding { queue: body.queue, routing_key: body.routing_key })
+}
+
+pub async fn bind(state: State, _: Caller, path: web::Path<String>, body: web::Json<BindingBody>) -> Reply {
+    let binding = binding(&path, body.into_inner())?;
+    let outcome = state.catalog.bind(&path, &binding).await?;
+    Ok(declared(
+        outcome,
+        json!({ "exchange": *path, "queue": binding.queue, "routing_key": binding.routing_key }),
+    ))
+}
+
+pub async fn unbind(state: State, _: Caller, path: web::Path<String>, body: web::Json<BindingBody>) -> Reply {
+    let binding = binding(&path, body.into_inner())?;
+    state.catalog.unbind(&path, &binding).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- publishing ----
+
+async fn publish(
+    state: &AppState,
+    caller: &Caller,
+    kind: DestinationKind,
+    destination: &str,
+    body: PublishBody,
+) -> Reply {
+    validate_routing_key(&body.routing_key)?;
+    if body.ttl_ms == Some(0) {
+        return Err(ApiError::BadRequest("ttl_ms must be positive; omit it for no expiry".into()));
+    }
+    let prefix = match kind {
+        DestinationKind::Exchange => "e",
+        DestinationKind::Topic => "t",
+    };
+    let owner = state.nodes.owner(format!("{prefix}/{destination}/{}", body.routing_key), &caller.token).await?;
+    let request = proto::PublishRequest {
+        kind: kind as i32,
+        destination: destination.to_owned(),
+        routing_key: body.routing_key,
+        payload: body.payload.into_bytes(),
+        ttl_ms: body.ttl_ms.unwrap_or(0),
+    };
+    let reply = state.nodes.broker(&owner, &caller.token)?.publish(request).await?.into_inner();
+    Ok(HttpResponse::Created().json(json!({ "message_id": reply.message_id, "routed": reply.routed })))
+}
+
+pub async fn publish_to_exchange(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<PublishBody>,
+) -> Reply {
+    name("exchange", &path)?;
+    publish(&state, &caller, DestinationKind::Exchange, &path, body.into_inner()).await
+}
+
+pub async fn publish_to_topic(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<PublishBody>,
+) -> Reply {
+    name("topic", &path)?;
+    publish(&state, &caller, DestinationKind::Topic, &path, body.into_inner()).await
+}
+
+// ---- queues ----
+
+pub async fn declare_queue(state: State, _: Caller, body: web::Json<NameBody>) -> Reply {
+    name("queue", &body.name)?;
+    let outcome = state.catalog.declare_queue(&body.name).await?;
+    Ok(declared(outcome, json!({ "name": body.name })))
+}
+
+pub async fn list_queues(state: State, _: Caller) -> Reply {
+    let queues: Vec<_> =
+        state.catalog.list_queues().await?.into_iter().map(|name| json!({ "name": name })).collect();
+    Ok(HttpResponse::Ok().json(json!({ "queues": queues })))
+}
+
+async fn existing_queue(state: &AppState, queue: &str) -> Result<MailboxName, ApiError> {
+    name("queue", queue)?;
+    if !state.catalog.queue_exists(queue).await? {
+        return Err(ApiError::NotFound(format!("queue {queue:?} does not exist")));
+    }
+    Ok(MailboxName::Queue(queue.to_owned()))
+}
+
+pub async fn get_queue(state: State, caller: Caller, path: web::Path<String>) -> Reply {
+    let mailbox = existing_queue(&state, &path).await?;
+    let depth = mailboxes::depth(&state, &caller, &mailbox).await?;
+    Ok(HttpResponse::Ok().json(json!({ "name": *path, "ready": depth.ready, "leased": depth.leased })))
+}
+
+pub async fn delete_queue(state: State, caller: Caller, path: web::Path<String>) -> Reply {
+    name("queue", &path)?;
+    state.catalog.delete_queue(&path).await?;
+    mailboxes::purge(&state, &caller, &MailboxName::Queue(path.into_inner())).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn pull_queue(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Reply {
+    let body = pull_body(&body)?;
+    let mailbox = existing_queue(&state, &path).await?;
+    let messages = mailboxes::pull(&state, &caller, &mailbox, body).await?;
+    Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
+}
+
+pub async fn ack_queue(state: State, caller: Caller, path: web::Path<String>, body: web::Json<AckBody>) -> Reply {
+    let mailbox = existing_queue(&state, &path).await?;
+    let result = mailboxes::ack(&state, &caller, &mailbox, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+// ---- topics and subscriptions ----
+
+pub async fn declare_topic(state: State, _: Caller, body: web::Json<NameBody>) -> Reply {
+    name("topic", &body.name)?;
+    let outcome = state.catalog.declare_topic(&body.name).await?;
+    Ok(declared(outcome, json!({ "name": body.name })))
+}
+
+pub async fn list_topics(state: State, _: Caller) -> Reply {
+    let topics: Vec<_> =
+        state.catalog.list_topics().await?.into_iter().map(|name| json!({ "name": name })).collect();
+    Ok(HttpResponse::Ok().json(json!({ "topics": topics })))
+}
+
+pub async fn delete_topic(state: State, caller: Caller, path: web::Path<String>) -> Reply {
+    name("topic", &path)?;
+    let topic = path.into_inner();
+    for subscriber in state.catalog.delete_topic(&topic).await? {
+        mailboxes::purge(&state, &caller, &MailboxName::Subscription { topic: topic.clone(), subscriber }).await;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn subscribe(state: State, _: Caller, path: web::Path<String>, body: web::Json<SubscribeBody>) -> Reply {
+    name("topic", &path)?;
+    name("subscriber", &body.subscriber)?;
+    let outcome = state.catalog.subscribe(&path, &body.subscriber).await?;
+    Ok(declared(outcome, json!({ "topic": *path, "subscriber": body.subscriber })))
+}
+
+pub async fn list_subscribers(state: State, _: Caller, path: web::Path<String>) -> Reply {
+    name("topic", &path)?;
+    let subscribers = state.catalog.subscribers(&path).await?;
+    Ok(HttpResponse::Ok().json(json!({ "subscribers": subscribers })))
+}
+
+async fn existing_subscription(state: &AppState, topic: &str, subscriber: &str) -> Result<MailboxName, ApiError> {
+    name("topic", topic)?;
+    name("subscriber", subscriber)?;
+    if !state.catalog.subscription_exists(topic, subscriber).await? {
+        return Err(ApiError::NotFound(format!(
+            "subscriber {subscriber:?} of topic {topic:?} does not exist"
+        )));
+    }
+    Ok(MailboxName::Subscription { topic: topic.to_owned(), subscriber: subscriber.to_owned() })
+}
+
+pub async fn unsubscribe(state: State, caller: Caller, path: web::Path<(String, String)>) -> Reply {
+    let (topic, subscriber) = path.into_inner();
+    name("topic", &topic)?;
+    name("subscriber", &subscriber)?;
+    state.catalog.unsubscribe(&topic, &subscriber).await?;
+    mailboxes::purge(&state, &caller, &MailboxName::Subscription { topic, subscriber }).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn pull_subscription(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Reply {
+    let body = pull_body(&body)?;
+    let mailbox = existing_subscription(&state, &path.0, &path.1).await?;
+    let messages = mailboxes::pull(&state, &caller, &mailbox, body).await?;
+    Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
+}
+
+pub async fn ack_subscription(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<AckBody>,
+) -> Reply {
+    let mailbox = existing_subscription(&state, &path.0, &path.1).await?;
+    let result = mailboxes::ack(&state, &caller, &mailbox, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/exchanges", web::post().to(declare_exchange))
+        .route("/exchanges", web::get().to(list_exchanges))
+        .route("/exchanges/{name}", web::get().to(get_exchange))
+        .route("/exchanges/{name}", web::delete().to(delete_exchange))
+        .route("/exchanges/{name}/bindings", web::post().to(bind))
+        .route("/exchanges/{name}/bindings", web::delete().to(unbind))
+        .route("/exchanges/{name}/publish", web::post().to(publish_to_exchange))
+        .route("/queues", web::post().to(declare_queue))
+        .route("/queues", web::get().to(list_queues))
+        .route("/queues/{name}", web::get().to(get_queue))
+        .route("/queues/{name}", web::delete().to(delete_queue))
+        .route("/queues/{name}/pull", web::post().to(pull_queue))
+        .route("/queues/{name}/ack", web::post().to(ack_queue))
+        .route("/topics", web::post().to(declare_topic))
+        .route("/topics", web::get().to(list_topics))
+        .route("/topics/{name}", web::delete().to(delete_topic))
+        .route("/topics/{name}/publish", web::post().to(publish_to_topic))
+        .route("/topics/{name}/subscriptions", web::post().to(subscribe))
+        .route("/topics/{name}/subscriptions", web::get().to(list_subscribers))
+        .route("/topics/{name}/subscriptions/{subscriber}", web::delete().to(unsubscribe))
+        .route("/topics/{name}/subscriptions/{subscriber}/pull", web::post().to(pull_subscription))
+        .route("/topics/{name}/subscriptions/{subscriber}/ack", web::post().to(ack_subscription));
+}

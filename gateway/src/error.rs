@@ -1,0 +1,90 @@
+//! Every failure the REST API reports, as an HTTP status with a JSON `{"error": ...}` body.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use mom_catalog::CatalogError;
+use mom_common::{names::NameError, token::TokenError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        ApiError::Unauthorized(e.to_string())
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NoSuchExchange(_)
+            | CatalogError::NoSuchQueue(_)
+            | CatalogError::NoSuchTopic(_)
+            | CatalogError::NoSuchBinding { .. }
+            | CatalogError::NoSuchSubscription { .. } => ApiError::NotFound(e.to_string()),
+            CatalogError::KindConflict { .. } | CatalogError::QueueDeleted(_) => {
+                ApiError::Conflict(e.to_string())
+            }
+            CatalogError::Corrupt { .. } => ApiError::Internal(e.to_string()),
+            CatalogError::ZooKeeper(_) => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        use tonic::Code;
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => ApiError::BadRequest(message),
+            Code::NotFound => ApiError::NotFound(message),
+            Code::AlreadyExists | Code::FailedPrecondition => ApiError::Conflict(message),
+            Code::Unauthenticated => ApiError::Unauthorized(message),
+            Code::Unavailable | Code::DeadlineExceeded => {
+                ApiError::Unavailable(format!("broker node unavailable: {message}"))
+            }
+            _ => ApiError::BadGateway(format!("broker node failed: {message}")),
+        }
+    }
+}

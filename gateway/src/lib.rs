@@ -1,0 +1,99 @@
+//! The MOM gateway: the REST API clients use.
+//!
+//! It checks each caller's token, keeps metadata (exchanges, queues, bindings, topics) in the
+//! ZooKeeper catalog, asks the partitioning service which node owns a publish, and forwards
+//! message traffic to broker nodes over gRPC.
+
+pub mod api;
+pub mod caller;
+pub mod error;
+pub mod mailboxes;
+pub mod nodes;
+
+use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpResponse, HttpServer};
+use error::ApiError;
+use mom_catalog::Catalog;
+use mom_common::token::TokenKeys;
+use mom_config::GatewayConfig;
+use nodes::Nodes;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+pub struct AppState {
+    pub catalog: Catalog,
+    pub tokens: TokenKeys,
+    pub nodes: Nodes,
+    pub http: reqwest::Client,
+    pub auth_url: String,
+    pub default_visibility_timeout_ms: u64,
+    pub pull_rotation: AtomicUsize,
+}
+
+fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api_error = match &error {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::PayloadTooLarge(error.to_string())
+        }
+        _ => ApiError::BadRequest(format!("invalid JSON body: {error}")),
+    };
+    api_error.into()
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "nodes": state.nodes.live().len() }))
+}
+
+/// Passes `/auth/*` to the auth service so clients need only the gateway's address.
+async fn auth_proxy(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let url = format!("{}{}", state.auth_url.trim_end_matches('/'), request.path());
+    let reply = state
+        .http
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("auth service: {e}")))?;
+    let status = actix_web::http::StatusCode::from_u16(reply.status().as_u16())
+        .map_err(|e| ApiError::BadGateway(e.to_string()))?;
+    let bytes = reply.bytes().await.map_err(|e| ApiError::BadGateway(format!("auth service: {e}")))?;
+    Ok(HttpResponse::build(status).content_type("application/json").body(bytes))
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such route".into()))
+}
+
+pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
+    let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
+    mom_catalog::exit_on_session_loss(&zk, "gateway");
+    let catalog = Catalog::new(zk.clone());
+    catalog.ensure_layout().await?;
+    let live = mom_catalog::watch_nodes(zk).await?;
+
+    let state = web::Data::new(AppState {
+        catalog,
+        tokens: TokenKeys::new(&config.jwt_secret),
+        nodes: Nodes::new(live, &config.partitioning)?,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+        auth_url: config.auth_url.clone(),
+        default_visibility_timeout_ms: config.default_visibility_timeout_ms,
+        pull_rotation: AtomicUsize::new(0),
+    });
+    let max_body = config.max_body_bytes;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+            .app_data(web::PayloadConfig::default().limit(max_body))
+            .route("/health", web::get().to(health))
+            .route("/auth/register", web::post().to(auth_proxy))
+            .route("/auth/login", web::post().to(auth_proxy))
+            .configure(api::routes)
+            .default_service(web::to(not_found))
+    })
+    .bind(config.listen)?;
+    tracing::info!(listen = ?server.addrs(), "gateway serving");
+    server.run().await?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Consuming from a queue or subscription: its messages are spread over the nodes that own the
+//! partitions they were published to, so pulls, acks and counts fan out over the live nodes.
+
+use crate::{caller::Caller, error::ApiError, AppState};
+use mom_catalog::NodeInfo;
+use mom_common::{proto, MailboxName};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+pub const MAX_PULL: u32 = 100;
+pub const MAX_WAIT_MS: u64 = 20_000;
+/// One hour: longer leases would hide a crashed consumer's messages for too long.
+pub const MAX_VISIBILITY_TIMEOUT_MS: u64 = 3_600_000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullBody {
+    pub max: Option<u32>,
+    pub visibility_timeout_ms: Option<u64>,
+    pub wait_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Message {
+    pub message_id: String,
+    pub receipt: String,
+    pub exchange: String,
+    pub routing_key: String,
+    pub payload: String,
+    pub delivery_count: u32,
+    pub published_at_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    pub receipts: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AckResult {
+    pub acked: u32,
+    pub stale: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DepthResult {
+    pub ready: u64,
+    pub leased: u64,
+}
+
+/// Receipts given to clients name the node too: `<node id>:<node receipt>`.
+fn client_receipt(node: &NodeInfo, receipt: &str) -> String {
+    format!("{}:{receipt}", node.id)
+}
+
+pub async fn pull(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: &MailboxName,
+    body: PullBody,
+) -> Result<Vec<Message>, ApiError> {
+    let max = body.max.unwrap_or(1);
+    if !(1..=MAX_PULL).contains(&max) {
+        return Err(ApiError::BadRequest(format!("max must be between 1 and {MAX_PULL}")));
+    }
+    let visibility = body.visibility_timeout_ms.unwrap_or(state.default_visibility_timeout_ms);
+    if !(1..=MAX_VISIBILITY_TIMEOUT_MS).contains(&visibility) {
+        return Err(ApiError::BadRequest(format!(
+            "visibility_timeout_ms must be between 1 and {MAX_VISIBILITY_TIMEOUT_MS}"
+        )));
+    }
+    let wait = body.wait_ms.unwrap_or(0);
+    if wait > MAX_WAIT_MS {
+        return Err(ApiError::BadRequest(format!("wait_ms must be at most {MAX_WAIT_MS}")));
+    }
+    let deadline = Instant::now() + Duration::from_millis(wait);
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let messages = pull_once(state, caller, mailbox, max, visibility).await?;
+        if !messages.is_empty() || Instant::now() >= deadline {
+            return Ok(messages);
+        }
+        tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+}
+
+async fn pull_once(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: &MailboxName,
+    max: u32,
+    visibility_timeout_ms: u64,
+) -> Result<Vec<Message>, ApiError> {
+    let mut nodes = state.nodes.live();
+    if nodes.is_empty() {
+        return Err(ApiError::Unavailable("no live broker nodes".into()));
+    }
+    // Start at a different node each time so that no node's messages starve the others'.
+    let start = state.pull_rotation.fetch_add(1, Ordering::Relaxed) % nodes.len();
+    nodes.rotate_left(start);
+    let mut messages = Vec::new();
+    for node in nodes {
+        let wanted = max - messages.len() as u32;
+        if wanted == 0 {
+            break;
+        }
+        let request = proto::PullRequest {
+            mailbox: Some(mailbox.to_proto()),
+            max: wanted,
+            visibility_timeout_ms,
+        };
+        let reply = match state.nodes.broker(&node, &caller.token)?.pull(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => {
+                // The other nodes' messages are still worth handing out.
+                tracing::warn!(node = %node.id, %status, "pull from node failed");
+                continue;
+            }
+        };
+        messages.extend(reply.deliveries.into_iter().map(|d| Message {
+            receipt: client_receipt(&node, &d.receipt),
+            message_id: d.message_id,
+            exchange: d.exchange,
+            routing_key: d.routing_key,
+            payload: String::from_utf8_lossy(&d.payload).into_owned(),
+            delivery_count: d.delivery_count,
+            published_at_ms: d.published_at_ms,
+        }));
+    }
+    Ok(messages)
+}
+
+pub async fn ack(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: &MailboxName,
+    body: AckBody,
+) -> Result<AckResult, ApiError> {
+    if body.receipts.is_empty() || body.receipts.len() > 1_000 {
+        return Err(ApiError::BadRequest("receipts must hold 1 to 1000 entries".into()));
+    }
+    let live: HashMap<String, NodeInfo> =
+        state.nodes.live().into_iter().map(|n| (n.id.clone(), n)).collect();
+    let mut by_node: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut result = AckResult { acked: 0, stale: Vec::new() };
+    for receipt in &body.receipts {
+        match receipt.split_once(':') {
+            Some((node_id, node_receipt)) if live.contains_key(node_id) => {
+                by_node.entry(node_id).or_default().push(node_receipt.to_owned())
+            }
+            // Unknown, malformed, or held by a node that is down: its lease will lapse and the
+            // message will be delivered again, which is what "stale" tells the client.
+            _ => result.stale.push(receipt.clone()),
+        }
+    }
+    for (node_id, receipts) in by_node {
+        let node = &live[node_id];
+        let request = proto::AckRequest { mailbox: Some(mailbox.to_proto()), receipts: receipts.clone() };
+        match state.nodes.broker(node, &caller.token)?.ack(request).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                result.acked += reply.acked;
+                result.stale.extend(reply.stale.iter().map(|r| client_receipt(node, r)));
+            }
+            Err(status) => {
+                tracing::warn!(node = %node.id, %status, "ack on node failed");
+                result.stale.extend(receipts.iter().map(|r| client_receipt(node, r)));
+            }
+        }
+    }
+    Ok(result)
+}
+
+pub async fn depth(state: &AppState, caller: &Caller, mailbox: &MailboxName) -> Result<DepthResult, ApiError> {
+    let mut total = DepthResult { ready: 0, leased: 0 };
+    for node in state.nodes.live() {
+        let request = proto::DepthRequest { mailbox: Some(mailbox.to_proto()) };
+        let reply = state.nodes.broker(&node, &caller.token)?.depth(request).await?.into_inner();
+        total.ready += reply.ready;
+        total.leased += reply.leased;
+    }
+    Ok(total)
+}
+
+/// Drops a deleted queue's or subscription's messages from every live node.
+pub async fn purge(state: &AppState, caller: &Caller, mailbox: &MailboxName) {
+    for node in state.nodes.live() {
+        let request = proto::PurgeRequest { mailbox: Some(mailbox.to_proto()) };
+        let outcome = match state.nodes.broker(&node, &caller.token) {
+            Ok(mut broker) => broker.purge(request).await.map(|_| ()).map_err(|s| s.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(node = %node.id, %mailbox, %error, "purge failed; messages stay on that node");
+        }
+    }
+}
