@@ -1,0 +1,11 @@
+//! Test harness: real ZooKeeper servers and real MOM service processes on loopback ports.
+//!
+//! Every process is killed (SIGKILL) when its handle drops, also when a test panics.
+
+mod cluster;
+mod process;
+mod zookeeper;
+
+pub use cluster::{Cluster, ClusterOptions, JWT_SECRET};
+pub use process::{binary, free_port, wait_until, Service};
+pub use zookeeper::ZooKeeper;

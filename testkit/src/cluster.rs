@@ -1,0 +1,197 @@
+//! A whole MOM deployment on loopback: ZooKeeper, auth, partitioning, gateway, N broker nodes.
+
+use crate::process::{binary, free_port, wait_for_port, wait_until, Service};
+use crate::zookeeper::ZooKeeper;
+use mom_common::proto::{partitioning_client::PartitioningClient, NodesRequest};
+use mom_common::token::{AttachToken, TokenKeys};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const JWT_SECRET: &str = "test-cluster-secret";
+const STARTUP: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub nodes: usize,
+    /// Short, so that a killed node leaves the ring quickly.
+    pub node_session_timeout_ms: u64,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { nodes: 3, node_session_timeout_ms: 2_000 }
+    }
+}
+
+pub struct Cluster {
+    // Field order is drop order: services go before ZooKeeper, the directory last.
+    pub nodes: Vec<Service>,
+    node_ports: Vec<u16>,
+    pub gateway: Service,
+    pub partitioning: Service,
+    pub auth: Service,
+    pub zookeeper: ZooKeeper,
+    gateway_url: String,
+    partitioning_addr: String,
+    dir: tempfile::TempDir,
+}
+
+fn write(path: &Path, text: String) -> String {
+    std::fs::write(path, text).expect("config file");
+    path.to_string_lossy().into_owned()
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        Cluster::start_with(ClusterOptions::default()).await
+    }
+
+    pub async fn start_with(options: ClusterOptions) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("mom-cluster-").tempdir().expect("temp dir");
+        let root = dir.path();
+        let zookeeper = ZooKeeper::start();
+        let zk = zookeeper.connect_string();
+
+        let auth_port = free_port();
+        let auth_config = write(
+            &root.join("auth.toml"),
+            format!(
+                "listen = \"127.0.0.1:{auth_port}\"\ndatabase = \"{}\"\njwt_secret = \"{JWT_SECRET}\"\n",
+                root.join("auth/users.db").display()
+            ),
+        );
+        let auth = Service::spawn("auth", &binary("mom-auth"), &["--config", &auth_config], &root.join("auth.log"));
+
+        let partitioning_port = free_port();
+        let partitioning_config = write(
+            &root.join("partitioning.toml"),
+            format!(
+                "listen = \"127.0.0.1:{partitioning_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
+                 [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = 4000\n"
+            ),
+        );
+        let partitioning = Service::spawn(
+            "partitioning",
+            &binary("mom-partitioning"),
+            &["--config", &partitioning_config],
+            &root.join("partitioning.log"),
+        );
+
+        let gateway_port = free_port();
+        let gateway_config = write(
+            &root.join("gateway.toml"),
+            format!(
+                "listen = \"127.0.0.1:{gateway_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
+                 auth_url = \"http://127.0.0.1:{auth_port}\"\npartitioning = \"127.0.0.1:{partitioning_port}\"\n\
+                 max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = 4000\n"
+            ),
+        );
+        let gateway = Service::spawn(
+            "gateway",
+            &binary("mom-gateway"),
+            &["--config", &gateway_config],
+            &root.join("gateway.log"),
+        );
+
+        let node_ports: Vec<u16> = (0..options.nodes).map(|_| free_port()).collect();
+        let nodes = (1..=options.nodes)
+            .zip(&node_ports)
+            .map(|(n, &port)| {
+                let config = write(
+                    &root.join(format!("node{n}.toml")),
+                    format!(
+                        "node_id = \"node{n}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
+                         jwt_secret = \"{JWT_SECRET}\"\nsweep_interval_ms = 200\n\
+                         [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {}\n",
+                        root.join(format!("node{n}")).display(),
+                        options.node_session_timeout_ms
+                    ),
+                );
+                Service::spawn(
+                    &format!("node{n}"),
+                    &binary("mom-server"),
+                    &["--config", &config],
+                    &root.join(format!("node{n}.log")),
+                )
+            })
+            .collect();
+
+        let mut cluster = Cluster {
+            nodes,
+            node_ports,
+            gateway,
+            partitioning,
+            auth,
+            zookeeper,
+            gateway_url: format!("http://127.0.0.1:{gateway_port}"),
+            partitioning_addr: format!("127.0.0.1:{partitioning_port}"),
+            dir,
+        };
+        for port in [auth_port, gateway_port, partitioning_port] {
+            assert!(wait_for_port(port, STARTUP), "a service did not listen on {port}:\n{}", cluster.logs());
+        }
+        cluster.wait_for_live_nodes(options.nodes).await;
+        cluster
+    }
+
+    pub fn gateway_url(&self) -> &str {
+        &self.gateway_url
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn node_data_dir(&self, index: usize) -> PathBuf {
+        self.dir.path().join(format!("node{}", index + 1))
+    }
+
+    /// Node ids the partitioning service currently routes to.
+    pub async fn routed_nodes(&self) -> Option<Vec<String>> {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.partitioning_addr))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let token = TokenKeys::new(JWT_SECRET).issue("testkit", Duration::from_secs(60));
+        let mut client = PartitioningClient::with_interceptor(channel, AttachToken::new(&token).ok()?);
+        let reply = client.nodes(NodesRequest {}).await.ok()?.into_inner();
+        Some(reply.nodes.into_iter().map(|n| n.id).collect())
+    }
+
+    async fn gateway_live_nodes(&self) -> Option<u64> {
+        let health: serde_json::Value =
+            reqwest::get(format!("{}/health", self.gateway_url)).await.ok()?.json().await.ok()?;
+        health["nodes"].as_u64()
+    }
+
+    /// Waits until both the partitioning service and the gateway see exactly `count` nodes.
+    pub async fn wait_for_live_nodes(&mut self, count: usize) {
+        let logs_dir = self.dir.path().to_owned();
+        wait_until(&format!("{count} live nodes (logs in {})", logs_dir.display()), STARTUP, || async {
+            self.routed_nodes().await.is_some_and(|n| n.len() == count)
+                && self.gateway_live_nodes().await == Some(count as u64)
+        })
+        .await;
+    }
+
+    /// SIGKILLs broker node `index` (0-based).
+    pub fn kill_node(&mut self, index: usize) {
+        self.nodes[index].kill();
+    }
+
+    /// Starts a killed node again and waits until its gRPC port accepts connections.
+    pub fn restart_node(&mut self, index: usize) {
+        self.nodes[index].start();
+        assert!(wait_for_port(self.node_ports[index], STARTUP), "node did not restart:\n{}", self.logs());
+    }
+
+    /// Every service's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for service in [&self.auth, &self.partitioning, &self.gateway].into_iter().chain(self.nodes.iter()) {
+            all.push_str(&format!("---- {} ----\n{}\n", service.name(), service.log()));
+        }
+        all
+    }
+}
