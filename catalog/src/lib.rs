@@ -17,7 +17,9 @@ pub use membership::{register_node, watch_nodes, NodeInfo};
 pub use session::{connect, exit_on_session_loss};
 
 use mom_common::{routing::binding_matches, ExchangeKind};
-use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteError};
+use zookeeper_client::{
+    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteError,
+};
 
 pub const ROOT: &str = "/mom";
 const NODES: &str = "/mom/nodes";
@@ -42,7 +44,10 @@ pub enum CatalogError {
     #[error("subscriber {subscriber:?} of topic {topic:?} does not exist")]
     NoSuchSubscription { topic: String, subscriber: String },
     #[error("exchange {name:?} already exists with kind {existing}")]
-    KindConflict { name: String, existing: ExchangeKind },
+    KindConflict {
+        name: String,
+        existing: ExchangeKind,
+    },
     #[error("queue {0:?} was deleted while being bound")]
     QueueDeleted(String),
     #[error("corrupt catalog entry at {path}: {detail}")]
@@ -83,7 +88,10 @@ impl Binding {
     fn from_znode_name(name: &str) -> Option<Binding> {
         // Queue names cannot contain ':', so the first one separates queue from key.
         let (queue, routing_key) = name.split_once(':')?;
-        Some(Binding { queue: queue.to_owned(), routing_key: routing_key.to_owned() })
+        Some(Binding {
+            queue: queue.to_owned(),
+            routing_key: routing_key.to_owned(),
+        })
     }
 }
 
@@ -160,7 +168,10 @@ impl Catalog {
         if declared == Declared::Existed {
             let existing = self.exchange_kind(name).await?;
             if existing != kind {
-                return Err(CatalogError::KindConflict { name: name.to_owned(), existing });
+                return Err(CatalogError::KindConflict {
+                    name: name.to_owned(),
+                    existing,
+                });
             }
         }
         Ok(declared)
@@ -173,8 +184,10 @@ impl Catalog {
             e => e.into(),
         })?;
         let text = String::from_utf8_lossy(&data);
-        text.parse()
-            .map_err(|_| CatalogError::Corrupt { path, detail: format!("exchange kind {text:?}") })
+        text.parse().map_err(|_| CatalogError::Corrupt {
+            path,
+            detail: format!("exchange kind {text:?}"),
+        })
     }
 
     pub async fn list_exchanges(&self) -> Result<Vec<(String, ExchangeKind)>> {
@@ -199,11 +212,17 @@ impl Catalog {
     }
 
     pub async fn bindings(&self, exchange: &str) -> Result<Vec<Binding>> {
-        let names = self.children(&format!("{EXCHANGES}/{exchange}")).await.map_err(|e| match e {
-            ZkError::NoNode => CatalogError::NoSuchExchange(exchange.to_owned()),
-            e => e.into(),
-        })?;
-        Ok(names.iter().filter_map(|n| Binding::from_znode_name(n)).collect())
+        let names = self
+            .children(&format!("{EXCHANGES}/{exchange}"))
+            .await
+            .map_err(|e| match e {
+                ZkError::NoNode => CatalogError::NoSuchExchange(exchange.to_owned()),
+                e => e.into(),
+            })?;
+        Ok(names
+            .iter()
+            .filter_map(|n| Binding::from_znode_name(n))
+            .collect())
     }
 
     pub async fn bind(&self, exchange: &str, binding: &Binding) -> Result<Declared> {
@@ -325,10 +344,12 @@ impl Catalog {
     }
 
     pub async fn subscribers(&self, topic: &str) -> Result<Vec<String>> {
-        self.children(&format!("{TOPICS}/{topic}")).await.map_err(|e| match e {
-            ZkError::NoNode => CatalogError::NoSuchTopic(topic.to_owned()),
-            e => e.into(),
-        })
+        self.children(&format!("{TOPICS}/{topic}"))
+            .await
+            .map_err(|e| match e {
+                ZkError::NoNode => CatalogError::NoSuchTopic(topic.to_owned()),
+                e => e.into(),
+            })
     }
 
     pub async fn subscription_exists(&self, topic: &str, subscriber: &str) -> Result<bool> {
@@ -336,16 +357,20 @@ impl Catalog {
     }
 
     pub async fn subscribe(&self, topic: &str, subscriber: &str) -> Result<Declared> {
-        self.create_unique(&format!("{TOPICS}/{topic}/{subscriber}"), b"").await.map_err(|e| {
-            match e {
+        self.create_unique(&format!("{TOPICS}/{topic}/{subscriber}"), b"")
+            .await
+            .map_err(|e| match e {
                 ZkError::NoNode => CatalogError::NoSuchTopic(topic.to_owned()),
                 e => e.into(),
-            }
-        })
+            })
     }
 
     pub async fn unsubscribe(&self, topic: &str, subscriber: &str) -> Result<()> {
-        match self.zk.delete(&format!("{TOPICS}/{topic}/{subscriber}"), None).await {
+        match self
+            .zk
+            .delete(&format!("{TOPICS}/{topic}/{subscriber}"), None)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(ZkError::NoNode) => Err(CatalogError::NoSuchSubscription {
                 topic: topic.to_owned(),

@@ -17,10 +17,15 @@ pub async fn register_node(zk: &Client, node: &NodeInfo) -> Result<()> {
     let path = format!("{NODES}/{}", node.id);
     let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
     loop {
-        match zk.create(&path, node.grpc_addr.as_bytes(), &ephemeral).await {
+        match zk
+            .create(&path, node.grpc_addr.as_bytes(), &ephemeral)
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(ZkError::NodeExists) => {
-                let Some(stat) = zk.check_stat(&path).await? else { continue };
+                let Some(stat) = zk.check_stat(&path).await? else {
+                    continue;
+                };
                 if stat.ephemeral_owner == zk.session_id().0 {
                     return Ok(());
                 }
@@ -40,14 +45,15 @@ async fn read_nodes(zk: &Client) -> Result<(Vec<NodeInfo>, zookeeper_client::One
     ids.sort();
     let mut nodes = Vec::with_capacity(ids.len());
     for id in ids {
-        match zk.get_data(&format!("{NODES}/{id}")).await {
-            Ok((addr, _)) => nodes.push(NodeInfo {
-                id,
-                grpc_addr: String::from_utf8(addr).map_err(|e| CatalogError::Corrupt {
-                    path: format!("{NODES}"),
+        let path = format!("{NODES}/{id}");
+        match zk.get_data(&path).await {
+            Ok((addr, _)) => {
+                let grpc_addr = String::from_utf8(addr).map_err(|e| CatalogError::Corrupt {
+                    path,
                     detail: e.to_string(),
-                })?,
-            }),
+                })?;
+                nodes.push(NodeInfo { id, grpc_addr });
+            }
             // Left between the listing and the read; the watch will fire again.
             Err(ZkError::NoNode) => {}
             Err(e) => return Err(e.into()),

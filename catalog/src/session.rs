@@ -33,7 +33,10 @@ pub fn exit_on_session_loss(client: &Client, service: &'static str) {
         loop {
             match states.changed().await {
                 SessionState::Expired | SessionState::AuthFailed | SessionState::Closed => {
-                    tracing::error!(service, "zookeeper session lost; exiting so that a restart re-registers");
+                    tracing::error!(
+                        service,
+                        "zookeeper session lost; exiting so that a restart re-registers"
+                    );
                     std::process::exit(3);
                 }
                 state => tracing::info!(service, ?state, "zookeeper session state changed"),

@@ -21,7 +21,10 @@ impl MailboxName {
 
     pub fn to_proto(&self) -> proto::Mailbox {
         match self {
-            MailboxName::Queue(queue) => proto::Mailbox { queue: queue.clone(), ..Default::default() },
+            MailboxName::Queue(queue) => proto::Mailbox {
+                queue: queue.clone(),
+                ..Default::default()
+            },
             MailboxName::Subscription { topic, subscriber } => proto::Mailbox {
                 topic: topic.clone(),
                 subscriber: subscriber.clone(),

@@ -17,7 +17,9 @@ pub enum NameError {
     TooLong { what: &'static str, max: usize },
     #[error("{what} may only contain letters, digits, '.', '_' and '-' (got {value:?})")]
     BadCharacter { what: &'static str, value: String },
-    #[error("routing key may only contain letters, digits, '.', '_', '-', '*' and '#' (got {0:?})")]
+    #[error(
+        "routing key may only contain letters, digits, '.', '_', '-', '*' and '#' (got {0:?})"
+    )]
     BadRoutingKey(String),
     #[error("unknown exchange kind {0:?}: expected direct, topic or fanout")]
     UnknownExchangeKind(String),
@@ -29,12 +31,18 @@ pub fn validate_name(what: &'static str, value: &str) -> Result<(), NameError> {
         return Err(NameError::Empty { what });
     }
     if value.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong { what, max: MAX_NAME_LEN });
+        return Err(NameError::TooLong {
+            what,
+            max: MAX_NAME_LEN,
+        });
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     // "." and ".." are not valid znode names.
     if !value.chars().all(allowed) || value.chars().all(|c| c == '.') {
-        return Err(NameError::BadCharacter { what, value: value.to_owned() });
+        return Err(NameError::BadCharacter {
+            what,
+            value: value.to_owned(),
+        });
     }
     Ok(())
 }
@@ -42,7 +50,10 @@ pub fn validate_name(what: &'static str, value: &str) -> Result<(), NameError> {
 /// Checks a routing key or binding pattern; empty is allowed (fanout ignores keys).
 pub fn validate_routing_key(value: &str) -> Result<(), NameError> {
     if value.len() > MAX_ROUTING_KEY_LEN {
-        return Err(NameError::TooLong { what: "routing key", max: MAX_ROUTING_KEY_LEN });
+        return Err(NameError::TooLong {
+            what: "routing key",
+            max: MAX_ROUTING_KEY_LEN,
+        });
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*' | '#');
     if !value.chars().all(allowed) {

@@ -39,8 +39,15 @@ impl TokenKeys {
     }
 
     pub fn issue(&self, user: &str, lifetime: Duration) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        self.issue_claims(&Claims { sub: user.to_owned(), iat: now, exp: now + lifetime.as_secs() })
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        self.issue_claims(&Claims {
+            sub: user.to_owned(),
+            iat: now,
+            exp: now + lifetime.as_secs(),
+        })
     }
 
     pub fn issue_claims(&self, claims: &Claims) -> String {
@@ -76,7 +83,10 @@ pub struct RequireToken(pub TokenKeys);
 
 impl Interceptor for RequireToken {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
         match self.0.verify_bearer(header) {
             Ok(_) => Ok(request),
             Err(e) => Err(Status::unauthenticated(e.to_string())),
@@ -98,7 +108,9 @@ impl AttachToken {
 
 impl Interceptor for AttachToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -117,13 +129,20 @@ mod tests {
     #[test]
     fn token_from_another_secret_is_refused() {
         let token = TokenKeys::new("one").issue("alice", Duration::from_secs(60));
-        assert!(matches!(TokenKeys::new("two").verify(&token), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            TokenKeys::new("two").verify(&token),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]
     fn expired_token_is_refused() {
         let keys = TokenKeys::new("s3cret");
-        let token = keys.issue_claims(&Claims { sub: "alice".into(), iat: 1, exp: 2 });
+        let token = keys.issue_claims(&Claims {
+            sub: "alice".into(),
+            iat: 1,
+            exp: 2,
+        });
         assert!(matches!(keys.verify(&token), Err(TokenError::Expired)));
     }
 
@@ -131,6 +150,9 @@ mod tests {
     fn bearer_header_is_required() {
         let keys = TokenKeys::new("s3cret");
         assert!(matches!(keys.verify_bearer(None), Err(TokenError::Missing)));
-        assert!(matches!(keys.verify_bearer(Some("Basic x")), Err(TokenError::Missing)));
+        assert!(matches!(
+            keys.verify_bearer(Some("Basic x")),
+            Err(TokenError::Missing)
+        ));
     }
 }

@@ -8,16 +8,27 @@ use std::{net::SocketAddr, path::Path, path::PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
 }
 
 /// Reads and parses one service's config file.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Where the ZooKeeper ensemble is and how long a session survives without heartbeats.
@@ -127,6 +138,9 @@ mod tests {
         let path = dir.join("bad.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:1\"\n").unwrap();
         let err = load::<AuthConfig>(&path).unwrap_err().to_string();
-        assert!(err.contains("bad.toml") && err.contains("database"), "{err}");
+        assert!(
+            err.contains("bad.toml") && err.contains("database"),
+            "{err}"
+        );
     }
 }

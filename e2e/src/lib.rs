@@ -9,8 +9,12 @@ pub const PASSWORD: &str = "correct-horse-battery";
 
 /// Registers the test user and logs in through the gateway.
 pub async fn connect(cluster: &Cluster) -> Connection {
-    Connection::register(cluster.gateway_url(), USER, PASSWORD).await.expect("register");
-    Connection::connect(cluster.gateway_url(), USER, PASSWORD).await.expect("login")
+    Connection::register(cluster.gateway_url(), USER, PASSWORD)
+        .await
+        .expect("register");
+    Connection::connect(cluster.gateway_url(), USER, PASSWORD)
+        .await
+        .expect("login")
 }
 
 /// Pulls and acks until `count` messages came or nothing arrives for `quiet`.
@@ -23,7 +27,11 @@ pub async fn drain(conn: &Connection, queue: &str, count: usize, quiet: Duration
         }
         let receipts: Vec<&str> = batch.iter().map(|d| d.receipt.as_str()).collect();
         let outcome = conn.ack(queue, &receipts).await.expect("ack");
-        assert!(outcome.stale.is_empty(), "fresh receipts refused: {:?}", outcome.stale);
+        assert!(
+            outcome.stale.is_empty(),
+            "fresh receipts refused: {:?}",
+            outcome.stale
+        );
         got.extend(batch);
     }
     got
@@ -41,16 +49,23 @@ pub async fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, serde_json::Value) {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", cluster.gateway_url()));
+    let mut request =
+        reqwest::Client::new().request(method, format!("{}{path}", cluster.gateway_url()));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body.to_owned());
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
     }
     let response = request.send().await.expect("gateway reachable");
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
-    let json = if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)) };
+    let json = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    };
     (status, json)
 }

@@ -6,7 +6,14 @@ use std::process::Command;
 
 fn mom(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(binary("mom"))
-        .args(["--url", cluster.gateway_url(), "--user", USER, "--password", PASSWORD])
+        .args([
+            "--url",
+            cluster.gateway_url(),
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+        ])
         .args(args)
         .output()
         .expect("mom runs");

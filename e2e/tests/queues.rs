@@ -10,7 +10,9 @@ use std::time::Duration;
 async fn a_queue_is_fifo_per_routing_key() {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
-    conn.declare_exchange("jobs", ExchangeKind::Direct).await.unwrap();
+    conn.declare_exchange("jobs", ExchangeKind::Direct)
+        .await
+        .unwrap();
     conn.declare_queue("work").await.unwrap();
     conn.bind("jobs", "work", "k").await.unwrap();
     let sent: Vec<String> = (0..40).map(|n| format!("job-{n:02}")).collect();
@@ -21,24 +23,36 @@ async fn a_queue_is_fifo_per_routing_key() {
     let mut consumer = conn.consume("work").with_batch_size(1);
     let mut received = Vec::new();
     for _ in 0..sent.len() {
-        let delivery = consumer.next_timeout(Duration::from_secs(5)).await.unwrap().expect("message");
+        let delivery = consumer
+            .next_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .expect("message");
         assert!(consumer.ack(&delivery).await.unwrap());
         received.push(delivery.payload);
     }
     assert_eq!(received, sent);
-    assert!(consumer.next_timeout(Duration::from_millis(300)).await.unwrap().is_none());
+    assert!(consumer
+        .next_timeout(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
 async fn competing_consumers_share_without_duplicates() {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
-    conn.declare_exchange("tasks", ExchangeKind::Topic).await.unwrap();
+    conn.declare_exchange("tasks", ExchangeKind::Topic)
+        .await
+        .unwrap();
     conn.declare_queue("pool").await.unwrap();
     conn.bind("tasks", "pool", "#").await.unwrap();
     let mut sent = HashSet::new();
     for n in 0..120 {
-        conn.publish("tasks", &format!("key{}", n % 12), format!("task-{n}")).await.unwrap();
+        conn.publish("tasks", &format!("key{}", n % 12), format!("task-{n}"))
+            .await
+            .unwrap();
         sent.insert(format!("task-{n}"));
     }
     let workers: Vec<_> = (0..3)
@@ -46,7 +60,11 @@ async fn competing_consumers_share_without_duplicates() {
             let mut consumer = conn.consume("pool").with_batch_size(5);
             tokio::spawn(async move {
                 let mut got = Vec::new();
-                while let Some(delivery) = consumer.next_timeout(Duration::from_millis(500)).await.unwrap() {
+                while let Some(delivery) = consumer
+                    .next_timeout(Duration::from_millis(500))
+                    .await
+                    .unwrap()
+                {
                     assert!(consumer.ack(&delivery).await.unwrap(), "ack refused");
                     got.push(delivery.payload);
                 }
@@ -71,7 +89,9 @@ async fn competing_consumers_share_without_duplicates() {
 async fn unacked_messages_are_redelivered_and_stale_acks_refused() {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
-    conn.declare_exchange("mail", ExchangeKind::Direct).await.unwrap();
+    conn.declare_exchange("mail", ExchangeKind::Direct)
+        .await
+        .unwrap();
     conn.declare_queue("inbox").await.unwrap();
     conn.bind("mail", "inbox", "k").await.unwrap();
     let published = conn.publish("mail", "k", "letter").await.unwrap();
@@ -79,19 +99,47 @@ async fn unacked_messages_are_redelivered_and_stale_acks_refused() {
     let lease = Some(Duration::from_millis(300));
     let first = conn.pull("inbox", 1, lease, Duration::ZERO).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert_eq!((first[0].message_id.as_str(), first[0].delivery_count), (published.message_id.as_str(), 1));
+    assert_eq!(
+        (first[0].message_id.as_str(), first[0].delivery_count),
+        (published.message_id.as_str(), 1)
+    );
     // Leased: nobody else gets it meanwhile.
-    assert!(conn.pull("inbox", 1, lease, Duration::ZERO).await.unwrap().is_empty());
+    assert!(conn
+        .pull("inbox", 1, lease, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
 
     // The consumer "crashed" without acking: the message comes back once the lease ends.
-    let second = conn.pull("inbox", 1, Some(Duration::from_secs(30)), Duration::from_secs(10)).await.unwrap();
+    let second = conn
+        .pull(
+            "inbox",
+            1,
+            Some(Duration::from_secs(30)),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
-    assert_eq!((second[0].message_id.as_str(), second[0].delivery_count), (published.message_id.as_str(), 2));
+    assert_eq!(
+        (second[0].message_id.as_str(), second[0].delivery_count),
+        (published.message_id.as_str(), 2)
+    );
     assert_ne!(first[0].receipt, second[0].receipt);
 
-    let late = conn.ack("inbox", &[first[0].receipt.as_str()]).await.unwrap();
-    assert_eq!((late.acked, late.stale.len()), (0, 1), "an old receipt must not ack the new delivery");
-    let current = conn.ack("inbox", &[second[0].receipt.as_str()]).await.unwrap();
+    let late = conn
+        .ack("inbox", &[first[0].receipt.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(
+        (late.acked, late.stale.len()),
+        (0, 1),
+        "an old receipt must not ack the new delivery"
+    );
+    let current = conn
+        .ack("inbox", &[second[0].receipt.as_str()])
+        .await
+        .unwrap();
     assert_eq!(current.acked, 1);
     let depth = conn.queue_depth("inbox").await.unwrap();
     assert_eq!((depth.ready, depth.leased), (0, 0));
@@ -101,14 +149,27 @@ async fn unacked_messages_are_redelivered_and_stale_acks_refused() {
 async fn expired_messages_are_not_delivered() {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
-    conn.declare_exchange("quotes", ExchangeKind::Fanout).await.unwrap();
+    conn.declare_exchange("quotes", ExchangeKind::Fanout)
+        .await
+        .unwrap();
     conn.declare_queue("screen").await.unwrap();
     conn.bind("quotes", "screen", "").await.unwrap();
-    let short = mom_client::PublishOptions { ttl: Some(Duration::from_millis(200)) };
-    conn.publish_with("quotes", "", "stale-quote", short).await.unwrap();
-    let long = mom_client::PublishOptions { ttl: Some(Duration::from_secs(600)) };
-    conn.publish_with("quotes", "", "fresh-quote", long).await.unwrap();
+    let short = mom_client::PublishOptions {
+        ttl: Some(Duration::from_millis(200)),
+    };
+    conn.publish_with("quotes", "", "stale-quote", short)
+        .await
+        .unwrap();
+    let long = mom_client::PublishOptions {
+        ttl: Some(Duration::from_secs(600)),
+    };
+    conn.publish_with("quotes", "", "fresh-quote", long)
+        .await
+        .unwrap();
     // TTL is about time passing, so the test lets it pass.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(payloads(&drain(&conn, "screen", 10, Duration::from_millis(300)).await), ["fresh-quote"]);
+    assert_eq!(
+        payloads(&drain(&conn, "screen", 10, Duration::from_millis(300)).await),
+        ["fresh-quote"]
+    );
 }

@@ -66,7 +66,8 @@ fn pull_body(bytes: &[u8]) -> Result<PullBody, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(PullBody::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 // ---- exchanges ----
@@ -75,7 +76,10 @@ pub async fn declare_exchange(state: State, _: Caller, body: web::Json<ExchangeB
     name("exchange", &body.name)?;
     let kind: ExchangeKind = body.kind.parse()?;
     let outcome = state.catalog.declare_exchange(&body.name, kind).await?;
-    Ok(declared(outcome, json!({ "name": body.name, "kind": kind })))
+    Ok(declared(
+        outcome,
+        json!({ "name": body.name, "kind": kind }),
+    ))
 }
 
 pub async fn list_exchanges(state: State, _: Caller) -> Reply {
@@ -112,10 +116,18 @@ fn binding(exchange: &str, body: BindingBody) -> Result<Binding, ApiError> {
     name("exchange", exchange)?;
     name("queue", &body.queue)?;
     validate_routing_key(&body.routing_key)?;
-    Ok(Binding { queue: body.queue, routing_key: body.routing_key })
+    Ok(Binding {
+        queue: body.queue,
+        routing_key: body.routing_key,
+    })
 }
 
-pub async fn bind(state: State, _: Caller, path: web::Path<String>, body: web::Json<BindingBody>) -> Reply {
+pub async fn bind(
+    state: State,
+    _: Caller,
+    path: web::Path<String>,
+    body: web::Json<BindingBody>,
+) -> Reply {
     let binding = binding(&path, body.into_inner())?;
     let outcome = state.catalog.bind(&path, &binding).await?;
     Ok(declared(
@@ -124,7 +136,12 @@ pub async fn bind(state: State, _: Caller, path: web::Path<String>, body: web::J
     ))
 }
 
-pub async fn unbind(state: State, _: Caller, path: web::Path<String>, body: web::Json<BindingBody>) -> Reply {
+pub async fn unbind(
+    state: State,
+    _: Caller,
+    path: web::Path<String>,
+    body: web::Json<BindingBody>,
+) -> Reply {
     let binding = binding(&path, body.into_inner())?;
     state.catalog.unbind(&path, &binding).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -141,13 +158,21 @@ async fn publish(
 ) -> Reply {
     validate_routing_key(&body.routing_key)?;
     if body.ttl_ms == Some(0) {
-        return Err(ApiError::BadRequest("ttl_ms must be positive; omit it for no expiry".into()));
+        return Err(ApiError::BadRequest(
+            "ttl_ms must be positive; omit it for no expiry".into(),
+        ));
     }
     let prefix = match kind {
         DestinationKind::Exchange => "e",
         DestinationKind::Topic => "t",
     };
-    let owner = state.nodes.owner(format!("{prefix}/{destination}/{}", body.routing_key), &caller.token).await?;
+    let owner = state
+        .nodes
+        .owner(
+            format!("{prefix}/{destination}/{}", body.routing_key),
+            &caller.token,
+        )
+        .await?;
     let request = proto::PublishRequest {
         kind: kind as i32,
         destination: destination.to_owned(),
@@ -155,8 +180,14 @@ async fn publish(
         payload: body.payload.into_bytes(),
         ttl_ms: body.ttl_ms.unwrap_or(0),
     };
-    let reply = state.nodes.broker(&owner, &caller.token)?.publish(request).await?.into_inner();
-    Ok(HttpResponse::Created().json(json!({ "message_id": reply.message_id, "routed": reply.routed })))
+    let reply = state
+        .nodes
+        .broker(&owner, &caller.token)?
+        .publish(request)
+        .await?
+        .into_inner();
+    Ok(HttpResponse::Created()
+        .json(json!({ "message_id": reply.message_id, "routed": reply.routed })))
 }
 
 pub async fn publish_to_exchange(
@@ -166,7 +197,14 @@ pub async fn publish_to_exchange(
     body: web::Json<PublishBody>,
 ) -> Reply {
     name("exchange", &path)?;
-    publish(&state, &caller, DestinationKind::Exchange, &path, body.into_inner()).await
+    publish(
+        &state,
+        &caller,
+        DestinationKind::Exchange,
+        &path,
+        body.into_inner(),
+    )
+    .await
 }
 
 pub async fn publish_to_topic(
@@ -176,7 +214,14 @@ pub async fn publish_to_topic(
     body: web::Json<PublishBody>,
 ) -> Reply {
     name("topic", &path)?;
-    publish(&state, &caller, DestinationKind::Topic, &path, body.into_inner()).await
+    publish(
+        &state,
+        &caller,
+        DestinationKind::Topic,
+        &path,
+        body.into_inner(),
+    )
+    .await
 }
 
 // ---- queues ----
@@ -188,15 +233,22 @@ pub async fn declare_queue(state: State, _: Caller, body: web::Json<NameBody>) -
 }
 
 pub async fn list_queues(state: State, _: Caller) -> Reply {
-    let queues: Vec<_> =
-        state.catalog.list_queues().await?.into_iter().map(|name| json!({ "name": name })).collect();
+    let queues: Vec<_> = state
+        .catalog
+        .list_queues()
+        .await?
+        .into_iter()
+        .map(|name| json!({ "name": name }))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "queues": queues })))
 }
 
 async fn existing_queue(state: &AppState, queue: &str) -> Result<MailboxName, ApiError> {
     name("queue", queue)?;
     if !state.catalog.queue_exists(queue).await? {
-        return Err(ApiError::NotFound(format!("queue {queue:?} does not exist")));
+        return Err(ApiError::NotFound(format!(
+            "queue {queue:?} does not exist"
+        )));
     }
     Ok(MailboxName::Queue(queue.to_owned()))
 }
@@ -204,7 +256,8 @@ async fn existing_queue(state: &AppState, queue: &str) -> Result<MailboxName, Ap
 pub async fn get_queue(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     let mailbox = existing_queue(&state, &path).await?;
     let depth = mailboxes::depth(&state, &caller, &mailbox).await?;
-    Ok(HttpResponse::Ok().json(json!({ "name": *path, "ready": depth.ready, "leased": depth.leased })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "name": *path, "ready": depth.ready, "leased": depth.leased })))
 }
 
 pub async fn delete_queue(state: State, caller: Caller, path: web::Path<String>) -> Reply {
@@ -226,7 +279,12 @@ pub async fn pull_queue(
     Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
 }
 
-pub async fn ack_queue(state: State, caller: Caller, path: web::Path<String>, body: web::Json<AckBody>) -> Reply {
+pub async fn ack_queue(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<AckBody>,
+) -> Reply {
     let mailbox = existing_queue(&state, &path).await?;
     let result = mailboxes::ack(&state, &caller, &mailbox, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(result))
@@ -241,8 +299,13 @@ pub async fn declare_topic(state: State, _: Caller, body: web::Json<NameBody>) -
 }
 
 pub async fn list_topics(state: State, _: Caller) -> Reply {
-    let topics: Vec<_> =
-        state.catalog.list_topics().await?.into_iter().map(|name| json!({ "name": name })).collect();
+    let topics: Vec<_> = state
+        .catalog
+        .list_topics()
+        .await?
+        .into_iter()
+        .map(|name| json!({ "name": name }))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "topics": topics })))
 }
 
@@ -250,16 +313,32 @@ pub async fn delete_topic(state: State, caller: Caller, path: web::Path<String>)
     name("topic", &path)?;
     let topic = path.into_inner();
     for subscriber in state.catalog.delete_topic(&topic).await? {
-        mailboxes::purge(&state, &caller, &MailboxName::Subscription { topic: topic.clone(), subscriber }).await;
+        mailboxes::purge(
+            &state,
+            &caller,
+            &MailboxName::Subscription {
+                topic: topic.clone(),
+                subscriber,
+            },
+        )
+        .await;
     }
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn subscribe(state: State, _: Caller, path: web::Path<String>, body: web::Json<SubscribeBody>) -> Reply {
+pub async fn subscribe(
+    state: State,
+    _: Caller,
+    path: web::Path<String>,
+    body: web::Json<SubscribeBody>,
+) -> Reply {
     name("topic", &path)?;
     name("subscriber", &body.subscriber)?;
     let outcome = state.catalog.subscribe(&path, &body.subscriber).await?;
-    Ok(declared(outcome, json!({ "topic": *path, "subscriber": body.subscriber })))
+    Ok(declared(
+        outcome,
+        json!({ "topic": *path, "subscriber": body.subscriber }),
+    ))
 }
 
 pub async fn list_subscribers(state: State, _: Caller, path: web::Path<String>) -> Reply {
@@ -268,7 +347,11 @@ pub async fn list_subscribers(state: State, _: Caller, path: web::Path<String>) 
     Ok(HttpResponse::Ok().json(json!({ "subscribers": subscribers })))
 }
 
-async fn existing_subscription(state: &AppState, topic: &str, subscriber: &str) -> Result<MailboxName, ApiError> {
+async fn existing_subscription(
+    state: &AppState,
+    topic: &str,
+    subscriber: &str,
+) -> Result<MailboxName, ApiError> {
     name("topic", topic)?;
     name("subscriber", subscriber)?;
     if !state.catalog.subscription_exists(topic, subscriber).await? {
@@ -276,7 +359,10 @@ async fn existing_subscription(state: &AppState, topic: &str, subscriber: &str) 
             "subscriber {subscriber:?} of topic {topic:?} does not exist"
         )));
     }
-    Ok(MailboxName::Subscription { topic: topic.to_owned(), subscriber: subscriber.to_owned() })
+    Ok(MailboxName::Subscription {
+        topic: topic.to_owned(),
+        subscriber: subscriber.to_owned(),
+    })
 }
 
 pub async fn unsubscribe(state: State, caller: Caller, path: web::Path<(String, String)>) -> Reply {
@@ -284,7 +370,12 @@ pub async fn unsubscribe(state: State, caller: Caller, path: web::Path<(String, 
     name("topic", &topic)?;
     name("subscriber", &subscriber)?;
     state.catalog.unsubscribe(&topic, &subscriber).await?;
-    mailboxes::purge(&state, &caller, &MailboxName::Subscription { topic, subscriber }).await;
+    mailboxes::purge(
+        &state,
+        &caller,
+        &MailboxName::Subscription { topic, subscriber },
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -319,7 +410,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/exchanges/{name}", web::delete().to(delete_exchange))
         .route("/exchanges/{name}/bindings", web::post().to(bind))
         .route("/exchanges/{name}/bindings", web::delete().to(unbind))
-        .route("/exchanges/{name}/publish", web::post().to(publish_to_exchange))
+        .route(
+            "/exchanges/{name}/publish",
+            web::post().to(publish_to_exchange),
+        )
         .route("/queues", web::post().to(declare_queue))
         .route("/queues", web::get().to(list_queues))
         .route("/queues/{name}", web::get().to(get_queue))
@@ -331,8 +425,20 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/topics/{name}", web::delete().to(delete_topic))
         .route("/topics/{name}/publish", web::post().to(publish_to_topic))
         .route("/topics/{name}/subscriptions", web::post().to(subscribe))
-        .route("/topics/{name}/subscriptions", web::get().to(list_subscribers))
-        .route("/topics/{name}/subscriptions/{subscriber}", web::delete().to(unsubscribe))
-        .route("/topics/{name}/subscriptions/{subscriber}/pull", web::post().to(pull_subscription))
-        .route("/topics/{name}/subscriptions/{subscriber}/ack", web::post().to(ack_subscription));
+        .route(
+            "/topics/{name}/subscriptions",
+            web::get().to(list_subscribers),
+        )
+        .route(
+            "/topics/{name}/subscriptions/{subscriber}",
+            web::delete().to(unsubscribe),
+        )
+        .route(
+            "/topics/{name}/subscriptions/{subscriber}/pull",
+            web::post().to(pull_subscription),
+        )
+        .route(
+            "/topics/{name}/subscriptions/{subscriber}/ack",
+            web::post().to(ack_subscription),
+        );
 }

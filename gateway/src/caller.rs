@@ -26,8 +26,14 @@ impl FromRequest for Caller {
                 .get(actix_web::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
             let claims = state.tokens.verify_bearer(header)?;
-            let token = header.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default().trim();
-            Ok(Caller { user: claims.sub, token: AttachToken::new(token)? })
+            let token = header
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .unwrap_or_default()
+                .trim();
+            Ok(Caller {
+                user: claims.sub,
+                token: AttachToken::new(token)?,
+            })
         })())
     }
 }

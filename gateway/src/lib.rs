@@ -40,11 +40,16 @@ fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "nodes": state.nodes.live().len() }))
+    HttpResponse::Ok()
+        .json(serde_json::json!({ "status": "ok", "nodes": state.nodes.live().len() }))
 }
 
 /// Passes `/auth/*` to the auth service so clients need only the gateway's address.
-async fn auth_proxy(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn auth_proxy(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let url = format!("{}{}", state.auth_url.trim_end_matches('/'), request.path());
     let reply = state
         .http
@@ -56,8 +61,13 @@ async fn auth_proxy(state: web::Data<AppState>, request: HttpRequest, body: web:
         .map_err(|e| ApiError::Unavailable(format!("auth service: {e}")))?;
     let status = actix_web::http::StatusCode::from_u16(reply.status().as_u16())
         .map_err(|e| ApiError::BadGateway(e.to_string()))?;
-    let bytes = reply.bytes().await.map_err(|e| ApiError::BadGateway(format!("auth service: {e}")))?;
-    Ok(HttpResponse::build(status).content_type("application/json").body(bytes))
+    let bytes = reply
+        .bytes()
+        .await
+        .map_err(|e| ApiError::BadGateway(format!("auth service: {e}")))?;
+    Ok(HttpResponse::build(status)
+        .content_type("application/json")
+        .body(bytes))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -75,7 +85,9 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         catalog,
         tokens: TokenKeys::new(&config.jwt_secret),
         nodes: Nodes::new(live, &config.partitioning)?,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
         auth_url: config.auth_url.clone(),
         default_visibility_timeout_ms: config.default_visibility_timeout_ms,
         pull_rotation: AtomicUsize::new(0),
@@ -84,7 +96,11 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body)
+                    .error_handler(json_error),
+            )
             .app_data(web::PayloadConfig::default().limit(max_body))
             .route("/health", web::get().to(health))
             .route("/auth/register", web::post().to(auth_proxy))

@@ -64,9 +64,13 @@ pub async fn pull(
 ) -> Result<Vec<Message>, ApiError> {
     let max = body.max.unwrap_or(1);
     if !(1..=MAX_PULL).contains(&max) {
-        return Err(ApiError::BadRequest(format!("max must be between 1 and {MAX_PULL}")));
+        return Err(ApiError::BadRequest(format!(
+            "max must be between 1 and {MAX_PULL}"
+        )));
     }
-    let visibility = body.visibility_timeout_ms.unwrap_or(state.default_visibility_timeout_ms);
+    let visibility = body
+        .visibility_timeout_ms
+        .unwrap_or(state.default_visibility_timeout_ms);
     if !(1..=MAX_VISIBILITY_TIMEOUT_MS).contains(&visibility) {
         return Err(ApiError::BadRequest(format!(
             "visibility_timeout_ms must be between 1 and {MAX_VISIBILITY_TIMEOUT_MS}"
@@ -74,7 +78,9 @@ pub async fn pull(
     }
     let wait = body.wait_ms.unwrap_or(0);
     if wait > MAX_WAIT_MS {
-        return Err(ApiError::BadRequest(format!("wait_ms must be at most {MAX_WAIT_MS}")));
+        return Err(ApiError::BadRequest(format!(
+            "wait_ms must be at most {MAX_WAIT_MS}"
+        )));
     }
     let deadline = Instant::now() + Duration::from_millis(wait);
     let mut backoff = Duration::from_millis(20);
@@ -113,7 +119,12 @@ async fn pull_once(
             max: wanted,
             visibility_timeout_ms,
         };
-        let reply = match state.nodes.broker(&node, &caller.token)?.pull(request).await {
+        let reply = match state
+            .nodes
+            .broker(&node, &caller.token)?
+            .pull(request)
+            .await
+        {
             Ok(reply) => reply.into_inner(),
             Err(status) => {
                 // The other nodes' messages are still worth handing out.
@@ -141,17 +152,27 @@ pub async fn ack(
     body: AckBody,
 ) -> Result<AckResult, ApiError> {
     if body.receipts.is_empty() || body.receipts.len() > 1_000 {
-        return Err(ApiError::BadRequest("receipts must hold 1 to 1000 entries".into()));
+        return Err(ApiError::BadRequest(
+            "receipts must hold 1 to 1000 entries".into(),
+        ));
     }
-    let live: HashMap<String, NodeInfo> =
-        state.nodes.live().into_iter().map(|n| (n.id.clone(), n)).collect();
+    let live: HashMap<String, NodeInfo> = state
+        .nodes
+        .live()
+        .into_iter()
+        .map(|n| (n.id.clone(), n))
+        .collect();
     let mut by_node: HashMap<&str, Vec<String>> = HashMap::new();
-    let mut result = AckResult { acked: 0, stale: Vec::new() };
+    let mut result = AckResult {
+        acked: 0,
+        stale: Vec::new(),
+    };
     for receipt in &body.receipts {
         match receipt.split_once(':') {
-            Some((node_id, node_receipt)) if live.contains_key(node_id) => {
-                by_node.entry(node_id).or_default().push(node_receipt.to_owned())
-            }
+            Some((node_id, node_receipt)) if live.contains_key(node_id) => by_node
+                .entry(node_id)
+                .or_default()
+                .push(node_receipt.to_owned()),
             // Unknown, malformed, or held by a node that is down: its lease will lapse and the
             // message will be delivered again, which is what "stale" tells the client.
             _ => result.stale.push(receipt.clone()),
@@ -159,27 +180,48 @@ pub async fn ack(
     }
     for (node_id, receipts) in by_node {
         let node = &live[node_id];
-        let request = proto::AckRequest { mailbox: Some(mailbox.to_proto()), receipts: receipts.clone() };
+        let request = proto::AckRequest {
+            mailbox: Some(mailbox.to_proto()),
+            receipts: receipts.clone(),
+        };
         match state.nodes.broker(node, &caller.token)?.ack(request).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
                 result.acked += reply.acked;
-                result.stale.extend(reply.stale.iter().map(|r| client_receipt(node, r)));
+                result
+                    .stale
+                    .extend(reply.stale.iter().map(|r| client_receipt(node, r)));
             }
             Err(status) => {
                 tracing::warn!(node = %node.id, %status, "ack on node failed");
-                result.stale.extend(receipts.iter().map(|r| client_receipt(node, r)));
+                result
+                    .stale
+                    .extend(receipts.iter().map(|r| client_receipt(node, r)));
             }
         }
     }
     Ok(result)
 }
 
-pub async fn depth(state: &AppState, caller: &Caller, mailbox: &MailboxName) -> Result<DepthResult, ApiError> {
-    let mut total = DepthResult { ready: 0, leased: 0 };
+pub async fn depth(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: &MailboxName,
+) -> Result<DepthResult, ApiError> {
+    let mut total = DepthResult {
+        ready: 0,
+        leased: 0,
+    };
     for node in state.nodes.live() {
-        let request = proto::DepthRequest { mailbox: Some(mailbox.to_proto()) };
-        let reply = state.nodes.broker(&node, &caller.token)?.depth(request).await?.into_inner();
+        let request = proto::DepthRequest {
+            mailbox: Some(mailbox.to_proto()),
+        };
+        let reply = state
+            .nodes
+            .broker(&node, &caller.token)?
+            .depth(request)
+            .await?
+            .into_inner();
         total.ready += reply.ready;
         total.leased += reply.leased;
     }
@@ -189,9 +231,15 @@ pub async fn depth(state: &AppState, caller: &Caller, mailbox: &MailboxName) -> 
 /// Drops a deleted queue's or subscription's messages from every live node.
 pub async fn purge(state: &AppState, caller: &Caller, mailbox: &MailboxName) {
     for node in state.nodes.live() {
-        let request = proto::PurgeRequest { mailbox: Some(mailbox.to_proto()) };
+        let request = proto::PurgeRequest {
+            mailbox: Some(mailbox.to_proto()),
+        };
         let outcome = match state.nodes.broker(&node, &caller.token) {
-            Ok(mut broker) => broker.purge(request).await.map(|_| ()).map_err(|s| s.to_string()),
+            Ok(mut broker) => broker
+                .purge(request)
+                .await
+                .map(|_| ())
+                .map_err(|s| s.to_string()),
             Err(e) => Err(e.to_string()),
         };
         if let Err(error) = outcome {

@@ -31,7 +31,10 @@ fn lazy_channel(addr: &str) -> Result<Channel, ApiError> {
 }
 
 impl Nodes {
-    pub fn new(live: watch::Receiver<Vec<NodeInfo>>, partitioning_addr: &str) -> Result<Self, ApiError> {
+    pub fn new(
+        live: watch::Receiver<Vec<NodeInfo>>,
+        partitioning_addr: &str,
+    ) -> Result<Self, ApiError> {
         Ok(Nodes {
             live,
             partitioning: lazy_channel(partitioning_addr)?,
@@ -58,8 +61,13 @@ impl Nodes {
     }
 
     /// The node that owns `partition_key`, per the partitioning service.
-    pub async fn owner(&self, partition_key: String, token: &AttachToken) -> Result<NodeInfo, ApiError> {
-        let mut client = PartitioningClient::with_interceptor(self.partitioning.clone(), token.clone());
+    pub async fn owner(
+        &self,
+        partition_key: String,
+        token: &AttachToken,
+    ) -> Result<NodeInfo, ApiError> {
+        let mut client =
+            PartitioningClient::with_interceptor(self.partitioning.clone(), token.clone());
         let reply = client
             .owner(OwnerRequest { partition_key })
             .await
@@ -71,6 +79,9 @@ impl Nodes {
         let owner = reply
             .owner
             .ok_or_else(|| ApiError::Unavailable("partitioning service named no owner".into()))?;
-        Ok(NodeInfo { id: owner.id, grpc_addr: owner.grpc_addr })
+        Ok(NodeInfo {
+            id: owner.id,
+            grpc_addr: owner.grpc_addr,
+        })
     }
 }

@@ -3,7 +3,9 @@
 
 pub mod ring;
 
-use mom_common::proto::{self, partitioning_server::Partitioning, partitioning_server::PartitioningServer};
+use mom_common::proto::{
+    self, partitioning_server::Partitioning, partitioning_server::PartitioningServer,
+};
 use mom_common::token::{RequireToken, TokenKeys};
 use mom_config::PartitioningConfig;
 use ring::HashRing;
@@ -16,7 +18,10 @@ pub struct PartitioningService {
 }
 
 fn to_proto(node: &mom_catalog::NodeInfo) -> proto::Node {
-    proto::Node { id: node.id.clone(), grpc_addr: node.grpc_addr.clone() }
+    proto::Node {
+        id: node.id.clone(),
+        grpc_addr: node.grpc_addr.clone(),
+    }
 }
 
 #[tonic::async_trait]
@@ -29,7 +34,9 @@ impl Partitioning for PartitioningService {
         let owner = ring
             .owner(&request.get_ref().partition_key)
             .ok_or_else(|| Status::unavailable("no live broker nodes"))?;
-        Ok(Response::new(proto::OwnerReply { owner: Some(to_proto(owner)) }))
+        Ok(Response::new(proto::OwnerReply {
+            owner: Some(to_proto(owner)),
+        }))
     }
 
     async fn nodes(
@@ -37,23 +44,31 @@ impl Partitioning for PartitioningService {
         _request: Request<proto::NodesRequest>,
     ) -> Result<Response<proto::NodesReply>, Status> {
         let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
-        Ok(Response::new(proto::NodesReply { nodes: ring.nodes().iter().map(to_proto).collect() }))
+        Ok(Response::new(proto::NodesReply {
+            nodes: ring.nodes().iter().map(to_proto).collect(),
+        }))
     }
 }
 
 pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {
     let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
     mom_catalog::exit_on_session_loss(&zk, "partitioning");
-    mom_catalog::Catalog::new(zk.clone()).ensure_layout().await?;
+    mom_catalog::Catalog::new(zk.clone())
+        .ensure_layout()
+        .await?;
     let mut live = mom_catalog::watch_nodes(zk).await?;
 
     let virtual_nodes = config.virtual_nodes;
-    let ring = Arc::new(RwLock::new(HashRing::new(live.borrow_and_update().clone(), virtual_nodes)));
+    let ring = Arc::new(RwLock::new(HashRing::new(
+        live.borrow_and_update().clone(),
+        virtual_nodes,
+    )));
     let updated = ring.clone();
     tokio::spawn(async move {
         while live.changed().await.is_ok() {
             let nodes = live.borrow_and_update().clone();
-            *updated.write().unwrap_or_else(|p| p.into_inner()) = HashRing::new(nodes, virtual_nodes);
+            *updated.write().unwrap_or_else(|p| p.into_inner()) =
+                HashRing::new(nodes, virtual_nodes);
         }
     });
 

@@ -56,7 +56,12 @@ mod tests {
     use super::*;
 
     fn nodes(ids: &[&str]) -> Vec<NodeInfo> {
-        ids.iter().map(|id| NodeInfo { id: id.to_string(), grpc_addr: format!("{id}:1") }).collect()
+        ids.iter()
+            .map(|id| NodeInfo {
+                id: id.to_string(),
+                grpc_addr: format!("{id}:1"),
+            })
+            .collect()
     }
 
     fn keys() -> Vec<String> {
@@ -73,10 +78,15 @@ mod tests {
         let ring = HashRing::new(nodes(&["n1", "n2", "n3"]), 128);
         let mut counts = std::collections::HashMap::new();
         for key in keys() {
-            *counts.entry(ring.owner(&key).unwrap().id.clone()).or_insert(0) += 1;
+            *counts
+                .entry(ring.owner(&key).unwrap().id.clone())
+                .or_insert(0) += 1;
         }
         for (node, count) in counts {
-            assert!((600..=1_400).contains(&count), "{node} owns {count} of 3000 keys");
+            assert!(
+                (600..=1_400).contains(&count),
+                "{node} owns {count} of 3000 keys"
+            );
         }
     }
 

@@ -4,6 +4,9 @@
 //! service; it learns exchanges, bindings and topic subscribers from the ZooKeeper catalog and
 //! announces itself there so the partitioning service can route to it.
 
+// tonic::Status is what every gRPC handler returns; boxing it only in helpers would add noise.
+#![allow(clippy::result_large_err)]
+
 pub mod service;
 pub mod store;
 
@@ -24,9 +27,15 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;
-    let advertise = config.advertise.clone().unwrap_or_else(|| local.to_string());
+    let advertise = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local.to_string());
 
-    spawn_expiry_sweeper(store.clone(), Duration::from_millis(config.sweep_interval_ms));
+    spawn_expiry_sweeper(
+        store.clone(),
+        Duration::from_millis(config.sweep_interval_ms),
+    );
 
     let broker = BrokerServer::with_interceptor(
         service::BrokerService::new(store, catalog),
@@ -38,7 +47,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let serving = tokio::spawn(server);
 
     // Announce only once the port accepts calls, so nobody is routed to a node that can't answer.
-    register_node(&zk, &NodeInfo { id: config.node_id.clone(), grpc_addr: advertise.clone() }).await?;
+    register_node(
+        &zk,
+        &NodeInfo {
+            id: config.node_id.clone(),
+            grpc_addr: advertise.clone(),
+        },
+    )
+    .await?;
     tracing::info!(node = %config.node_id, listen = %local, %advertise, "broker node serving");
     serving.await??;
     Ok(())
@@ -50,7 +66,8 @@ fn spawn_expiry_sweeper(store: Arc<store::Store>, every: Duration) {
         loop {
             ticker.tick().await;
             let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.sweep_expired(service::now_ms())).await {
+            match tokio::task::spawn_blocking(move || store.sweep_expired(service::now_ms())).await
+            {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::debug!(expired = n, "swept expired messages"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),

@@ -16,7 +16,10 @@ pub const MAX_PULL: u32 = 1_000;
 pub const MAX_PAYLOAD_BYTES: usize = 4 << 20;
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 pub struct BrokerService {
@@ -56,18 +59,27 @@ impl BrokerService {
                     .route(&request.destination, &request.routing_key)
                     .await
                     .map_err(catalog_status)?;
-                Ok(queues.into_iter().map(|q| MailboxName::Queue(q).key()).collect())
+                Ok(queues
+                    .into_iter()
+                    .map(|q| MailboxName::Queue(q).key())
+                    .collect())
             }
             DestinationKind::Topic => {
                 validate_name("topic", &request.destination).map_err(bad_name)?;
                 validate_routing_key(&request.routing_key).map_err(bad_name)?;
-                let subscribers =
-                    self.catalog.subscribers(&request.destination).await.map_err(catalog_status)?;
+                let subscribers = self
+                    .catalog
+                    .subscribers(&request.destination)
+                    .await
+                    .map_err(catalog_status)?;
                 Ok(subscribers
                     .into_iter()
                     .map(|subscriber| {
-                        MailboxName::Subscription { topic: request.destination.clone(), subscriber }
-                            .key()
+                        MailboxName::Subscription {
+                            topic: request.destination.clone(),
+                            subscriber,
+                        }
+                        .key()
                     })
                     .collect())
             }
@@ -119,12 +131,14 @@ impl Broker for BrokerService {
             routing_key: request.routing_key,
             payload: request.payload,
             published_at_ms,
-            expires_at_ms: (request.ttl_ms > 0).then(|| published_at_ms.saturating_add(request.ttl_ms)),
+            expires_at_ms: (request.ttl_ms > 0)
+                .then(|| published_at_ms.saturating_add(request.ttl_ms)),
         };
         let routed = mailboxes.len() as u32;
         let message_id = message.message_id.clone();
         if !mailboxes.is_empty() {
-            self.blocking(move |store| store.insert(&message, &mailboxes)).await?;
+            self.blocking(move |store| store.insert(&message, &mailboxes))
+                .await?;
         }
         Ok(Response::new(proto::PublishReply { message_id, routed }))
     }
@@ -170,7 +184,9 @@ impl Broker for BrokerService {
                 None => stale.push(text),
             }
         }
-        let (acked, refused) = self.blocking(move |store| store.ack(&mailbox, &receipts)).await?;
+        let (acked, refused) = self
+            .blocking(move |store| store.ack(&mailbox, &receipts))
+            .await?;
         stale.extend(refused.iter().map(Receipt::to_string));
         Ok(Response::new(proto::AckReply { acked, stale }))
     }
@@ -189,7 +205,12 @@ impl Broker for BrokerService {
         request: Request<proto::DepthRequest>,
     ) -> Result<Response<proto::DepthReply>, Status> {
         let mailbox = mailbox_key(request.get_ref().mailbox.as_ref())?;
-        let depth = self.blocking(move |store| store.depth(&mailbox, now_ms())).await?;
-        Ok(Response::new(proto::DepthReply { ready: depth.ready, leased: depth.leased }))
+        let depth = self
+            .blocking(move |store| store.depth(&mailbox, now_ms()))
+            .await?;
+        Ok(Response::new(proto::DepthReply {
+            ready: depth.ready,
+            leased: depth.leased,
+        }))
     }
 }

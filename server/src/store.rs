@@ -38,7 +38,10 @@ pub struct StoredDelivery {
 
 impl StoredDelivery {
     pub fn receipt(&self) -> Receipt {
-        Receipt { message_id: self.message_id.clone(), delivery_count: self.delivery_count }
+        Receipt {
+            message_id: self.message_id.clone(),
+            delivery_count: self.delivery_count,
+        }
     }
 }
 
@@ -52,7 +55,10 @@ pub struct Receipt {
 impl Receipt {
     pub fn parse(text: &str) -> Option<Receipt> {
         let (message_id, count) = text.rsplit_once(':')?;
-        Some(Receipt { message_id: message_id.to_owned(), delivery_count: count.parse().ok()? })
+        Some(Receipt {
+            message_id: message_id.to_owned(),
+            delivery_count: count.parse().ok()?,
+        })
     }
 }
 
@@ -101,13 +107,17 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back), so a poisoned lock is still safe to use.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Stores one copy of the message per mailbox, all or none.
@@ -196,7 +206,9 @@ impl Store {
                 "DELETE FROM messages WHERE mailbox = ?1 AND message_id = ?2 AND delivery_count = ?3",
             )?;
             for receipt in receipts {
-                if delete.execute(params![mailbox, receipt.message_id, receipt.delivery_count])? == 1 {
+                if delete.execute(params![mailbox, receipt.message_id, receipt.delivery_count])?
+                    == 1
+                {
                     acked += 1;
                 } else {
                     stale.push(receipt.clone());
@@ -208,7 +220,10 @@ impl Store {
     }
 
     pub fn purge(&self, mailbox: &str) -> Result<u64> {
-        Ok(self.conn().execute("DELETE FROM messages WHERE mailbox = ?1", params![mailbox])? as u64)
+        Ok(self
+            .conn()
+            .execute("DELETE FROM messages WHERE mailbox = ?1", params![mailbox])?
+            as u64)
     }
 
     pub fn depth(&self, mailbox: &str, now_ms: u64) -> Result<Depth> {
@@ -222,15 +237,18 @@ impl Store {
             params![mailbox, now_ms as i64],
             |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
         )?;
-        Ok(Depth { ready: ready as u64, leased: leased as u64 })
+        Ok(Depth {
+            ready: ready as u64,
+            leased: leased as u64,
+        })
     }
 
     /// Deletes every expired message; returns how many.
     pub fn sweep_expired(&self, now_ms: u64) -> Result<u64> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM messages WHERE expires_at_ms <= ?1", params![now_ms as i64])?
-            as u64)
+        Ok(self.conn().execute(
+            "DELETE FROM messages WHERE expires_at_ms <= ?1",
+            params![now_ms as i64],
+        )? as u64)
     }
 
     pub fn contains(&self, mailbox: &str, message_id: &str) -> Result<bool> {
@@ -281,7 +299,13 @@ mod tests {
         // Leased messages are not handed out again before the lease ends.
         assert_eq!(ids(&store.pull("q/x", 10, 200, 1_000).unwrap()), ["c"]);
         assert!(store.pull("q/x", 10, 300, 1_000).unwrap().is_empty());
-        assert_eq!(store.depth("q/x", 300).unwrap(), Depth { ready: 0, leased: 3 });
+        assert_eq!(
+            store.depth("q/x", 300).unwrap(),
+            Depth {
+                ready: 0,
+                leased: 3
+            }
+        );
     }
 
     #[test]
@@ -302,17 +326,25 @@ mod tests {
     #[test]
     fn expired_messages_are_never_delivered() {
         let (_dir, store) = open();
-        store.insert(&message("old", Some(150)), &["q/x".into()]).unwrap();
-        store.insert(&message("new", None), &["q/x".into()]).unwrap();
+        store
+            .insert(&message("old", Some(150)), &["q/x".into()])
+            .unwrap();
+        store
+            .insert(&message("new", None), &["q/x".into()])
+            .unwrap();
         assert_eq!(ids(&store.pull("q/x", 10, 200, 1_000).unwrap()), ["new"]);
-        store.insert(&message("soon", Some(500)), &["q/y".into()]).unwrap();
+        store
+            .insert(&message("soon", Some(500)), &["q/y".into()])
+            .unwrap();
         assert_eq!(store.sweep_expired(600).unwrap(), 1);
     }
 
     #[test]
     fn mailboxes_are_independent_and_copies_are_per_mailbox() {
         let (_dir, store) = open();
-        store.insert(&message("a", None), &["q/x".into(), "q/y".into()]).unwrap();
+        store
+            .insert(&message("a", None), &["q/x".into(), "q/y".into()])
+            .unwrap();
         let from_x = store.pull("q/x", 1, 100, 1_000).unwrap().remove(0);
         store.ack("q/x", &[from_x.receipt()]).unwrap();
         assert!(store.contains("q/y", "a").unwrap());
@@ -323,14 +355,20 @@ mod tests {
     fn messages_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.db");
-        Store::open(&path).unwrap().insert(&message("a", None), &["q/x".into()]).unwrap();
+        Store::open(&path)
+            .unwrap()
+            .insert(&message("a", None), &["q/x".into()])
+            .unwrap();
         let store = Store::open(&path).unwrap();
         assert_eq!(ids(&store.pull("q/x", 1, 100, 1_000).unwrap()), ["a"]);
     }
 
     #[test]
     fn receipts_round_trip() {
-        let receipt = Receipt { message_id: "0190-ab".into(), delivery_count: 3 };
+        let receipt = Receipt {
+            message_id: "0190-ab".into(),
+            delivery_count: 3,
+        };
         assert_eq!(Receipt::parse(&receipt.to_string()), Some(receipt));
         assert_eq!(Receipt::parse("nonsense"), None);
     }

@@ -19,7 +19,10 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { nodes: 3, node_session_timeout_ms: 2_000 }
+        ClusterOptions {
+            nodes: 3,
+            node_session_timeout_ms: 2_000,
+        }
     }
 }
 
@@ -47,7 +50,10 @@ impl Cluster {
     }
 
     pub async fn start_with(options: ClusterOptions) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("mom-cluster-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("mom-cluster-")
+            .tempdir()
+            .expect("temp dir");
         let root = dir.path();
         let zookeeper = ZooKeeper::start();
         let zk = zookeeper.connect_string();
@@ -60,7 +66,12 @@ impl Cluster {
                 root.join("auth/users.db").display()
             ),
         );
-        let auth = Service::spawn("auth", &binary("mom-auth"), &["--config", &auth_config], &root.join("auth.log"));
+        let auth = Service::spawn(
+            "auth",
+            &binary("mom-auth"),
+            &["--config", &auth_config],
+            &root.join("auth.log"),
+        );
 
         let partitioning_port = free_port();
         let partitioning_config = write(
@@ -128,7 +139,11 @@ impl Cluster {
             dir,
         };
         for port in [auth_port, gateway_port, partitioning_port] {
-            assert!(wait_for_port(port, STARTUP), "a service did not listen on {port}:\n{}", cluster.logs());
+            assert!(
+                wait_for_port(port, STARTUP),
+                "a service did not listen on {port}:\n{}",
+                cluster.logs()
+            );
         }
         cluster.wait_for_live_nodes(options.nodes).await;
         cluster
@@ -148,30 +163,40 @@ impl Cluster {
 
     /// Node ids the partitioning service currently routes to.
     pub async fn routed_nodes(&self) -> Option<Vec<String>> {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.partitioning_addr))
-            .ok()?
-            .connect()
-            .await
-            .ok()?;
+        let channel =
+            tonic::transport::Channel::from_shared(format!("http://{}", self.partitioning_addr))
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
         let token = TokenKeys::new(JWT_SECRET).issue("testkit", Duration::from_secs(60));
-        let mut client = PartitioningClient::with_interceptor(channel, AttachToken::new(&token).ok()?);
+        let mut client =
+            PartitioningClient::with_interceptor(channel, AttachToken::new(&token).ok()?);
         let reply = client.nodes(NodesRequest {}).await.ok()?.into_inner();
         Some(reply.nodes.into_iter().map(|n| n.id).collect())
     }
 
     async fn gateway_live_nodes(&self) -> Option<u64> {
-        let health: serde_json::Value =
-            reqwest::get(format!("{}/health", self.gateway_url)).await.ok()?.json().await.ok()?;
+        let health: serde_json::Value = reqwest::get(format!("{}/health", self.gateway_url))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         health["nodes"].as_u64()
     }
 
     /// Waits until both the partitioning service and the gateway see exactly `count` nodes.
     pub async fn wait_for_live_nodes(&mut self, count: usize) {
         let logs_dir = self.dir.path().to_owned();
-        wait_until(&format!("{count} live nodes (logs in {})", logs_dir.display()), STARTUP, || async {
-            self.routed_nodes().await.is_some_and(|n| n.len() == count)
-                && self.gateway_live_nodes().await == Some(count as u64)
-        })
+        wait_until(
+            &format!("{count} live nodes (logs in {})", logs_dir.display()),
+            STARTUP,
+            || async {
+                self.routed_nodes().await.is_some_and(|n| n.len() == count)
+                    && self.gateway_live_nodes().await == Some(count as u64)
+            },
+        )
         .await;
     }
 
@@ -183,14 +208,25 @@ impl Cluster {
     /// Starts a killed node again and waits until its gRPC port accepts connections.
     pub fn restart_node(&mut self, index: usize) {
         self.nodes[index].start();
-        assert!(wait_for_port(self.node_ports[index], STARTUP), "node did not restart:\n{}", self.logs());
+        assert!(
+            wait_for_port(self.node_ports[index], STARTUP),
+            "node did not restart:\n{}",
+            self.logs()
+        );
     }
 
     /// Every service's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut all = String::new();
-        for service in [&self.auth, &self.partitioning, &self.gateway].into_iter().chain(self.nodes.iter()) {
-            all.push_str(&format!("---- {} ----\n{}\n", service.name(), service.log()));
+        for service in [&self.auth, &self.partitioning, &self.gateway]
+            .into_iter()
+            .chain(self.nodes.iter())
+        {
+            all.push_str(&format!(
+                "---- {} ----\n{}\n",
+                service.name(),
+                service.log()
+            ));
         }
         all
     }

@@ -7,14 +7,20 @@ use std::time::{Duration, Instant};
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("no free loopback port").port()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("no free loopback port")
+        .port()
 }
 
 /// Path of a workspace binary built next to the running test (`target/<profile>/<name>`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // Test executables live in target/<profile>/deps.
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
@@ -35,7 +41,10 @@ where
         if condition().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -66,7 +75,11 @@ impl Service {
     /// Starts the process again with the same command line (after `kill`).
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
-        let log = File::options().create(true).append(true).open(&self.log).expect("log file");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(&self.command)
             .args(&self.args)
             .stdin(Stdio::null())

@@ -46,7 +46,11 @@ impl ZooKeeper {
             ],
             &dir.path().join("zookeeper.log"),
         );
-        let mut zookeeper = ZooKeeper { port, server, _dir: dir };
+        let mut zookeeper = ZooKeeper {
+            port,
+            server,
+            _dir: dir,
+        };
         zookeeper.wait_serving();
         zookeeper
     }
@@ -72,8 +76,16 @@ impl ZooKeeper {
             if self.srvr().is_some_and(|reply| reply.contains("Mode:")) {
                 return;
             }
-            assert!(self.server.is_running(), "zookeeper exited:\n{}", self.server.log());
-            assert!(Instant::now() < deadline, "zookeeper not serving:\n{}", self.server.log());
+            assert!(
+                self.server.is_running(),
+                "zookeeper exited:\n{}",
+                self.server.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "zookeeper not serving:\n{}",
+                self.server.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
