@@ -1,6 +1,6 @@
 //! A whole MOM deployment on loopback: ZooKeeper, auth, partitioning, gateway, N broker nodes.
 
-use crate::process::{binary, free_port, wait_for_port, wait_until, Service};
+use crate::process::{binary, free_port, poll_until, wait_for_port, Service};
 use crate::zookeeper::ZooKeeper;
 use mom_common::proto::{partitioning_client::PartitioningClient, NodesRequest};
 use mom_common::token::{AttachToken, TokenKeys};
@@ -188,16 +188,16 @@ impl Cluster {
 
     /// Waits until both the partitioning service and the gateway see exactly `count` nodes.
     pub async fn wait_for_live_nodes(&mut self, count: usize) {
-        let logs_dir = self.dir.path().to_owned();
-        wait_until(
-            &format!("{count} live nodes (logs in {})", logs_dir.display()),
-            STARTUP,
-            || async {
-                self.routed_nodes().await.is_some_and(|n| n.len() == count)
-                    && self.gateway_live_nodes().await == Some(count as u64)
-            },
-        )
+        let ready = poll_until(STARTUP, || async {
+            self.routed_nodes().await.is_some_and(|n| n.len() == count)
+                && self.gateway_live_nodes().await == Some(count as u64)
+        })
         .await;
+        assert!(
+            ready,
+            "timed out waiting for {count} live nodes; logs:\n{}",
+            self.logs()
+        );
     }
 
     /// SIGKILLs broker node `index` (0-based).

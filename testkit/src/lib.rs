@@ -7,5 +7,5 @@ mod process;
 mod zookeeper;
 
 pub use cluster::{Cluster, ClusterOptions, JWT_SECRET};
-pub use process::{binary, free_port, wait_until, Service};
+pub use process::{binary, free_port, poll_until, wait_until, Service};
 pub use zookeeper::ZooKeeper;

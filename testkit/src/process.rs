@@ -3,14 +3,26 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, for a service to bind next.
+///
+/// Taken below Linux's ephemeral range (32768+), so that no outgoing connection can grab it
+/// between this check and the service's bind; a counter keeps this process's picks apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("no free loopback port")
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let offset = std::process::id().wrapping_mul(7_919);
+    for _ in 0..SPAN {
+        let pick = offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = (FIRST + pick) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// Path of a workspace binary built next to the running test (`target/<profile>/<name>`).
@@ -31,7 +43,19 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// Polls `condition` until it holds or `timeout` passes; panics with `what` on timeout.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    assert!(
+        poll_until(timeout, condition).await,
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+/// Polls `condition` until it holds (true) or `timeout` passes (false).
+pub async fn poll_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -39,12 +63,11 @@ where
     let deadline = Instant::now() + timeout;
     loop {
         if condition().await {
-            return;
+            return true;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
