@@ -7,10 +7,12 @@
 //! - `queues/<name>`: data version 0 while the queue lives; deletion first bumps the version so
 //!   that a concurrent bind (which checks for version 0) cannot leave a dangling binding.
 //! - `topics/<name>`: children are the subscribers.
+//! - `partitions/<n>`, `cluster`, `controller`: partition leadership, see [`partitions`].
 //!
 //! Messages never go through ZooKeeper; only this metadata does.
 
 mod membership;
+pub mod partitions;
 mod session;
 
 pub use membership::{register_node, watch_nodes, NodeInfo};
@@ -112,7 +114,14 @@ impl Catalog {
 
     /// Creates the top-level znodes; safe to call from every service at start.
     pub async fn ensure_layout(&self) -> Result<()> {
-        for path in [ROOT, NODES, EXCHANGES, QUEUES, TOPICS] {
+        for path in [
+            ROOT,
+            NODES,
+            EXCHANGES,
+            QUEUES,
+            TOPICS,
+            partitions::PARTITIONS,
+        ] {
             match self.zk.create(path, b"", &persistent()).await {
                 Ok(_) | Err(ZkError::NodeExists) => {}
                 Err(e) => return Err(e.into()),

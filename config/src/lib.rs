@@ -69,9 +69,25 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub jwt_secret: String,
     pub zookeeper: ZooKeeperConfig,
+    /// In-sync copies (leader included) a change needs before it is acknowledged; capped at
+    /// the partition's replica count, so a one-node cluster still works.
+    #[serde(default = "default_min_insync_replicas")]
+    pub min_insync_replicas: u32,
+    /// How long a follower may take to answer a replication call before it is dropped from
+    /// the in-sync set.
+    #[serde(default = "default_replication_timeout_ms")]
+    pub replication_timeout_ms: u64,
     /// How often expired messages are swept out of storage.
     #[serde(default = "default_sweep_interval_ms")]
     pub sweep_interval_ms: u64,
+}
+
+fn default_min_insync_replicas() -> u32 {
+    2
+}
+
+fn default_replication_timeout_ms() -> u64 {
+    2_000
 }
 
 fn default_sweep_interval_ms() -> u64 {
@@ -86,6 +102,20 @@ pub struct PartitioningConfig {
     /// Points each node takes on the hash ring; more gives a more even spread.
     #[serde(default = "default_virtual_nodes")]
     pub virtual_nodes: u32,
+    /// Fixed number of partitions keys hash into; recorded in ZooKeeper on the first start.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// Copies of each partition (leader included); recorded in ZooKeeper on the first start.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: u32,
+}
+
+fn default_partitions() -> u32 {
+    16
+}
+
+fn default_replication_factor() -> u32 {
+    3
 }
 
 fn default_virtual_nodes() -> u32 {

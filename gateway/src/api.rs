@@ -2,11 +2,12 @@
 //! See docs/rest-api.md for the contract.
 
 use crate::mailboxes::{self, AckBody, PullBody};
+use crate::nodes::retry_while_unavailable;
 use crate::{caller::Caller, error::ApiError, AppState};
 use actix_web::{web, HttpResponse};
 use mom_catalog::{Binding, Declared};
 use mom_common::names::{validate_name, validate_routing_key};
-use mom_common::proto::{self, DestinationKind};
+use mom_common::proto::{self, DestinationKind, OwnerRequest};
 use mom_common::{ExchangeKind, MailboxName};
 use serde::Deserialize;
 use serde_json::json;
@@ -166,26 +167,31 @@ async fn publish(
         DestinationKind::Exchange => "e",
         DestinationKind::Topic => "t",
     };
-    let owner = state
-        .nodes
-        .owner(
-            format!("{prefix}/{destination}/{}", body.routing_key),
-            &caller.token,
-        )
-        .await?;
-    let request = proto::PublishRequest {
-        kind: kind as i32,
-        destination: destination.to_owned(),
-        routing_key: body.routing_key,
-        payload: body.payload.into_bytes(),
-        ttl_ms: body.ttl_ms.unwrap_or(0),
-    };
-    let reply = state
-        .nodes
-        .broker(&owner, &caller.token)?
-        .publish(request)
-        .await?
-        .into_inner();
+    let partition_key = format!("{prefix}/{destination}/{}", body.routing_key);
+    let payload = body.payload.into_bytes();
+    // A retry after an unanswered attempt may store the message twice: at-least-once.
+    let reply = retry_while_unavailable(|| async {
+        let owner_request = OwnerRequest {
+            partition_key: partition_key.clone(),
+            partition: None,
+        };
+        let (owner, partition) = state.nodes.owner(owner_request, &caller.token).await?;
+        let request = proto::PublishRequest {
+            partition,
+            kind: kind as i32,
+            destination: destination.to_owned(),
+            routing_key: body.routing_key.clone(),
+            payload: payload.clone(),
+            ttl_ms: body.ttl_ms.unwrap_or(0),
+        };
+        Ok(state
+            .nodes
+            .broker(&owner, &caller.token)?
+            .publish(request)
+            .await?
+            .into_inner())
+    })
+    .await?;
     Ok(HttpResponse::Created()
         .json(json!({ "message_id": reply.message_id, "routed": reply.routed })))
 }

@@ -84,7 +84,7 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     let state = web::Data::new(AppState {
         catalog,
         tokens: TokenKeys::new(&config.jwt_secret),
-        nodes: Nodes::new(live, &config.partitioning)?,
+        nodes: Nodes::new(live, &config.partitioning),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?,

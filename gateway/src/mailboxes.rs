@@ -1,11 +1,12 @@
 //! Consuming from a queue or subscription: its messages are spread over the nodes that own the
 //! partitions they were published to, so pulls, acks and counts fan out over the live nodes.
 
+use crate::nodes::retry_while_unavailable;
 use crate::{caller::Caller, error::ApiError, AppState};
-use mom_catalog::NodeInfo;
+use mom_common::proto::OwnerRequest;
 use mom_common::{proto, MailboxName};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -49,11 +50,6 @@ pub struct AckResult {
 pub struct DepthResult {
     pub ready: u64,
     pub leased: u64,
-}
-
-/// Receipts given to clients name the node too: `<node id>:<node receipt>`.
-fn client_receipt(node: &NodeInfo, receipt: &str) -> String {
-    format!("{}:{receipt}", node.id)
 }
 
 pub async fn pull(
@@ -133,7 +129,7 @@ async fn pull_once(
             }
         };
         messages.extend(reply.deliveries.into_iter().map(|d| Message {
-            receipt: client_receipt(&node, &d.receipt),
+            receipt: d.receipt,
             message_id: d.message_id,
             exchange: d.exchange,
             routing_key: d.routing_key,
@@ -156,47 +152,51 @@ pub async fn ack(
             "receipts must hold 1 to 1000 entries".into(),
         ));
     }
-    let live: HashMap<String, NodeInfo> = state
-        .nodes
-        .live()
-        .into_iter()
-        .map(|n| (n.id.clone(), n))
-        .collect();
-    let mut by_node: HashMap<&str, Vec<String>> = HashMap::new();
+    // Receipts start with their partition (`<partition>/...`): each group goes to that
+    // partition's current leader.
+    let mut by_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut result = AckResult {
         acked: 0,
         stale: Vec::new(),
     };
-    for receipt in &body.receipts {
-        match receipt.split_once(':') {
-            Some((node_id, node_receipt)) if live.contains_key(node_id) => by_node
-                .entry(node_id)
-                .or_default()
-                .push(node_receipt.to_owned()),
-            // Unknown, malformed, or held by a node that is down: its lease will lapse and the
-            // message will be delivered again, which is what "stale" tells the client.
-            _ => result.stale.push(receipt.clone()),
+    for receipt in body.receipts {
+        match receipt
+            .split_once('/')
+            .and_then(|(p, _)| p.parse::<u32>().ok())
+        {
+            Some(partition) => by_partition.entry(partition).or_default().push(receipt),
+            None => result.stale.push(receipt),
         }
     }
-    for (node_id, receipts) in by_node {
-        let node = &live[node_id];
-        let request = proto::AckRequest {
-            mailbox: Some(mailbox.to_proto()),
-            receipts: receipts.clone(),
-        };
-        match state.nodes.broker(node, &caller.token)?.ack(request).await {
+    for (partition, receipts) in by_partition {
+        let outcome = retry_while_unavailable(|| async {
+            let owner_request = OwnerRequest {
+                partition_key: String::new(),
+                partition: Some(partition),
+            };
+            let (leader, _) = state.nodes.owner(owner_request, &caller.token).await?;
+            let request = proto::AckRequest {
+                mailbox: Some(mailbox.to_proto()),
+                receipts: receipts.clone(),
+            };
+            Ok(state
+                .nodes
+                .broker(&leader, &caller.token)?
+                .ack(request)
+                .await?
+                .into_inner())
+        })
+        .await;
+        match outcome {
             Ok(reply) => {
-                let reply = reply.into_inner();
                 result.acked += reply.acked;
-                result
-                    .stale
-                    .extend(reply.stale.iter().map(|r| client_receipt(node, r)));
+                result.stale.extend(reply.stale);
             }
-            Err(status) => {
-                tracing::warn!(node = %node.id, %status, "ack on node failed");
-                result
-                    .stale
-                    .extend(receipts.iter().map(|r| client_receipt(node, r)));
+            // Not acked: the lease lapses and the message comes again, which is what "stale"
+            // tells the client.
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "ack failed");
+                result.stale.extend(receipts);
             }
         }
     }

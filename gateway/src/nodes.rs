@@ -1,45 +1,38 @@
-//! Reaching broker nodes: the live set from ZooKeeper, owners from the partitioning service,
-//! and one reusable gRPC channel per node address.
+//! Reaching broker nodes: the live set from ZooKeeper, partition leaders from the
+//! partitioning service, and one reusable gRPC channel per node address.
 
 use crate::error::ApiError;
 use mom_catalog::NodeInfo;
+use mom_common::channels::ChannelPool;
 use mom_common::proto::{
     broker_client::BrokerClient, partitioning_client::PartitioningClient, OwnerRequest,
 };
 use mom_common::token::AttachToken;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 pub type Broker = BrokerClient<InterceptedService<Channel, AttachToken>>;
 
+/// How long a request keeps trying while a partition's leader is down or moving. Failover
+/// takes a ZooKeeper session timeout plus an election, a few seconds.
+pub const FAILOVER_WAIT: Duration = Duration::from_secs(15);
+
 #[derive(Clone)]
 pub struct Nodes {
     live: watch::Receiver<Vec<NodeInfo>>,
-    partitioning: Channel,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
-}
-
-fn lazy_channel(addr: &str) -> Result<Channel, ApiError> {
-    Ok(Channel::from_shared(format!("http://{addr}"))
-        .map_err(|e| ApiError::Internal(format!("bad node address {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(30))
-        .connect_lazy())
+    partitioning_addr: String,
+    channels: ChannelPool,
 }
 
 impl Nodes {
-    pub fn new(
-        live: watch::Receiver<Vec<NodeInfo>>,
-        partitioning_addr: &str,
-    ) -> Result<Self, ApiError> {
-        Ok(Nodes {
+    pub fn new(live: watch::Receiver<Vec<NodeInfo>>, partitioning_addr: &str) -> Self {
+        Nodes {
             live,
-            partitioning: lazy_channel(partitioning_addr)?,
-            channels: Arc::default(),
-        })
+            partitioning_addr: partitioning_addr.to_owned(),
+            channels: ChannelPool::new(Duration::from_secs(30)),
+        }
     }
 
     /// Live nodes, sorted by id.
@@ -47,41 +40,68 @@ impl Nodes {
         self.live.borrow().clone()
     }
 
-    pub fn broker(&self, node: &NodeInfo, token: &AttachToken) -> Result<Broker, ApiError> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        let channel = match channels.get(&node.grpc_addr) {
-            Some(channel) => channel.clone(),
-            None => {
-                let channel = lazy_channel(&node.grpc_addr)?;
-                channels.insert(node.grpc_addr.clone(), channel.clone());
-                channel
-            }
-        };
-        Ok(BrokerClient::with_interceptor(channel, token.clone()))
+    fn channel(&self, addr: &str) -> Result<Channel, ApiError> {
+        self.channels
+            .get(addr)
+            .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
-    /// The node that owns `partition_key`, per the partitioning service.
+    pub fn broker(&self, node: &NodeInfo, token: &AttachToken) -> Result<Broker, ApiError> {
+        Ok(BrokerClient::with_interceptor(
+            self.channel(&node.grpc_addr)?,
+            token.clone(),
+        ))
+    }
+
+    /// The current leader of the partition `request` names, and that partition.
     pub async fn owner(
         &self,
-        partition_key: String,
+        request: OwnerRequest,
         token: &AttachToken,
-    ) -> Result<NodeInfo, ApiError> {
-        let mut client =
-            PartitioningClient::with_interceptor(self.partitioning.clone(), token.clone());
+    ) -> Result<(NodeInfo, u32), ApiError> {
+        let mut client = PartitioningClient::with_interceptor(
+            self.channel(&self.partitioning_addr)?,
+            token.clone(),
+        );
         let reply = client
-            .owner(OwnerRequest { partition_key })
+            .owner(request)
             .await
             .map_err(|status| match status.code() {
                 tonic::Code::Unauthenticated => ApiError::Unauthorized(status.message().to_owned()),
+                tonic::Code::InvalidArgument => ApiError::BadRequest(status.message().to_owned()),
                 _ => ApiError::Unavailable(format!("partitioning service: {}", status.message())),
             })?
             .into_inner();
         let owner = reply
             .owner
             .ok_or_else(|| ApiError::Unavailable("partitioning service named no owner".into()))?;
-        Ok(NodeInfo {
-            id: owner.id,
-            grpc_addr: owner.grpc_addr,
-        })
+        Ok((
+            NodeInfo {
+                id: owner.id,
+                grpc_addr: owner.grpc_addr,
+            },
+            reply.partition,
+        ))
+    }
+}
+
+/// Runs `attempt` again while it fails as unavailable (a leader down or moving), for up to
+/// [`FAILOVER_WAIT`]. Callers make attempts that are safe to repeat.
+pub async fn retry_while_unavailable<T, F, Fut>(mut attempt: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let deadline = Instant::now() + FAILOVER_WAIT;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match attempt().await {
+            Err(ApiError::Unavailable(why)) if Instant::now() < deadline => {
+                tracing::debug!(%why, "unavailable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            outcome => return outcome,
+        }
     }
 }

@@ -1,23 +1,33 @@
-//! The partitioning service: follows the live broker nodes in ZooKeeper and answers which node
-//! owns a partition key.
+//! The partitioning service: maps keys to partitions and partitions to their current leader,
+//! and (when elected controller) assigns partitions to broker nodes by consistent hashing.
 
+pub mod controller;
 pub mod ring;
 
+use mom_catalog::partitions::{self, ClusterSettings, Versioned};
+use mom_catalog::NodeInfo;
 use mom_common::proto::{
     self, partitioning_server::Partitioning, partitioning_server::PartitioningServer,
 };
 use mom_common::token::{RequireToken, TokenKeys};
 use mom_config::PartitioningConfig;
-use ring::HashRing;
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-pub struct PartitioningService {
-    ring: Arc<RwLock<HashRing>>,
+/// The partition a key belongs to; fixed for the cluster's life.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % u64::from(partitions.max(1))) as u32
 }
 
-fn to_proto(node: &mom_catalog::NodeInfo) -> proto::Node {
+pub struct PartitioningService {
+    settings: ClusterSettings,
+    live: watch::Receiver<Vec<NodeInfo>>,
+    states: watch::Receiver<BTreeMap<u32, Versioned>>,
+}
+
+fn to_proto(node: &NodeInfo) -> proto::Node {
     proto::Node {
         id: node.id.clone(),
         grpc_addr: node.grpc_addr.clone(),
@@ -30,12 +40,34 @@ impl Partitioning for PartitioningService {
         &self,
         request: Request<proto::OwnerRequest>,
     ) -> Result<Response<proto::OwnerReply>, Status> {
-        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
-        let owner = ring
-            .owner(&request.get_ref().partition_key)
-            .ok_or_else(|| Status::unavailable("no live broker nodes"))?;
+        let request = request.into_inner();
+        let partition = match request.partition {
+            Some(p) if p < self.settings.partitions => p,
+            Some(p) => return Err(Status::invalid_argument(format!("no partition {p}"))),
+            None => partition_of(&request.partition_key, self.settings.partitions),
+        };
+        let leader = self
+            .states
+            .borrow()
+            .get(&partition)
+            .map(|v| v.state.leader.clone())
+            .ok_or_else(|| {
+                Status::unavailable(format!("partition {partition} is not assigned yet"))
+            })?;
+        let owner = self
+            .live
+            .borrow()
+            .iter()
+            .find(|n| n.id == leader)
+            .map(to_proto)
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "leader {leader} of partition {partition} is down; electing"
+                ))
+            })?;
         Ok(Response::new(proto::OwnerReply {
-            owner: Some(to_proto(owner)),
+            owner: Some(owner),
+            partition,
         }))
     }
 
@@ -43,9 +75,8 @@ impl Partitioning for PartitioningService {
         &self,
         _request: Request<proto::NodesRequest>,
     ) -> Result<Response<proto::NodesReply>, Status> {
-        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
         Ok(Response::new(proto::NodesReply {
-            nodes: ring.nodes().iter().map(to_proto).collect(),
+            nodes: self.live.borrow().iter().map(to_proto).collect(),
         }))
     }
 }
@@ -56,27 +87,39 @@ pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {
     mom_catalog::Catalog::new(zk.clone())
         .ensure_layout()
         .await?;
-    let mut live = mom_catalog::watch_nodes(zk).await?;
-
-    let virtual_nodes = config.virtual_nodes;
-    let ring = Arc::new(RwLock::new(HashRing::new(
-        live.borrow_and_update().clone(),
-        virtual_nodes,
-    )));
-    let updated = ring.clone();
-    tokio::spawn(async move {
-        while live.changed().await.is_ok() {
-            let nodes = live.borrow_and_update().clone();
-            *updated.write().unwrap_or_else(|p| p.into_inner()) =
-                HashRing::new(nodes, virtual_nodes);
-        }
-    });
+    let wanted = ClusterSettings {
+        partitions: config.partitions,
+        replication_factor: config.replication_factor,
+    };
+    let settings = partitions::cluster_settings(&zk, wanted).await?;
+    if settings != wanted {
+        tracing::warn!(
+            ?settings,
+            ?wanted,
+            "the cluster was created with other settings; keeping those"
+        );
+    }
+    let live = mom_catalog::watch_nodes(zk.clone()).await?;
+    let states = partitions::watch_partitions(zk.clone()).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, "partitioning service serving");
+    let local = listener.local_addr()?;
+    tokio::spawn(controller::run(
+        zk,
+        local.to_string(),
+        settings,
+        config.virtual_nodes,
+        live.clone(),
+    ));
+
+    tracing::info!(listen = %local, ?settings, "partitioning service serving");
     tonic::transport::Server::builder()
         .add_service(PartitioningServer::with_interceptor(
-            PartitioningService { ring },
+            PartitioningService {
+                settings,
+                live,
+                states,
+            },
             RequireToken(TokenKeys::new(&config.jwt_secret)),
         ))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))

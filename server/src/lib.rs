@@ -1,17 +1,21 @@
 //! A MOM broker node.
 //!
-//! It stores the messages of the partitions it owns in SQLite and serves the `Broker` gRPC
-//! service; it learns exchanges, bindings and topic subscribers from the ZooKeeper catalog and
-//! announces itself there so the partitioning service can route to it.
+//! It keeps copies of the partitions assigned to it in SQLite, leads some of them (taking
+//! writes and pushing them to the other replicas) and follows others. It serves the `Broker`
+//! gRPC service to the gateway and the `Replica` service to other nodes, learns exchanges,
+//! bindings and subscribers from the ZooKeeper catalog, and announces itself there.
 
 // tonic::Status is what every gRPC handler returns; boxing it only in helpers would add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod partitions;
+pub mod replica;
 pub mod service;
 pub mod store;
 
-use mom_catalog::{register_node, Catalog, NodeInfo};
-use mom_common::{proto::broker_server::BrokerServer, token::RequireToken, token::TokenKeys};
+use mom_catalog::{partitions as zk_partitions, register_node, Catalog, NodeInfo};
+use mom_common::proto::{broker_server::BrokerServer, replica_server::ReplicaServer};
+use mom_common::token::{RequireToken, TokenKeys};
 use mom_config::NodeConfig;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +28,26 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     mom_catalog::exit_on_session_loss(&zk, "server");
     let catalog = Catalog::new(zk.clone());
     catalog.ensure_layout().await?;
+    tracing::info!("waiting for the cluster settings from the partitioning service");
+    let settings = zk_partitions::wait_cluster_settings(&zk).await?;
+    let live = mom_catalog::watch_nodes(zk.clone()).await?;
+    let views = zk_partitions::watch_partitions(zk.clone()).await?;
+
+    let replicator = mom_replicator::Replicator::new(
+        &config.node_id,
+        &config.jwt_secret,
+        Duration::from_millis(config.replication_timeout_ms),
+    );
+    let partitions = Arc::new(partitions::Partitions::new(
+        config.node_id.clone(),
+        settings.partitions,
+        config.min_insync_replicas,
+        store.clone(),
+        zk.clone(),
+        replicator,
+        views,
+        live,
+    ));
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;
@@ -36,13 +60,21 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         store.clone(),
         Duration::from_millis(config.sweep_interval_ms),
     );
+    partitions::spawn_maintenance(partitions.clone(), Duration::from_millis(250));
 
+    let tokens = RequireToken(TokenKeys::new(&config.jwt_secret));
     let broker = BrokerServer::with_interceptor(
-        service::BrokerService::new(store, catalog),
-        RequireToken(TokenKeys::new(&config.jwt_secret)),
+        service::BrokerService::new(partitions, catalog),
+        tokens.clone(),
+    );
+    let replica = tonic::service::interceptor::InterceptedService::new(
+        ReplicaServer::new(replica::ReplicaService::new(store))
+            .max_decoding_message_size(mom_replicator::MAX_MESSAGE_BYTES),
+        tokens,
     );
     let server = tonic::transport::Server::builder()
         .add_service(broker)
+        .add_service(replica)
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let serving = tokio::spawn(server);
 
@@ -55,7 +87,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         },
     )
     .await?;
-    tracing::info!(node = %config.node_id, listen = %local, %advertise, "broker node serving");
+    tracing::info!(node = %config.node_id, listen = %local, %advertise, ?settings, "broker node serving");
     serving.await??;
     Ok(())
 }

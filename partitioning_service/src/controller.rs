@@ -1,0 +1,215 @@
+//! The controller: one partitioning service at a time (elected through ZooKeeper) decides who
+//! leads and who replicates each partition.
+//!
+//! Rules, applied to every partition whenever membership changes (and periodically):
+//! - A new partition gets the ring's `replication_factor` nodes, the first as leader.
+//! - A dead leader is replaced by a live in-sync replica (preferring the ring's order) with a
+//!   higher epoch. With no live in-sync replica the partition stays offline: electing a replica
+//!   that may lack acknowledged messages would lose them.
+//! - Dead nodes leave the in-sync set (never the last member, who must come back to lead).
+//! - Nodes the ring now names are added as replicas; the leader catches them up and adds them
+//!   to the in-sync set. Once every ring-named node is in sync, the others are dropped, and
+//!   leadership moves to the ring's first node if the leader is no longer named.
+
+use crate::ring::HashRing;
+use mom_catalog::partitions::{self, ClusterSettings, PartitionState};
+use mom_catalog::NodeInfo;
+use std::time::Duration;
+use tokio::sync::watch;
+use zookeeper_client::Client;
+
+/// What the partition's state should become, or None when it is right as it is.
+pub fn plan(
+    partition: u32,
+    current: Option<&PartitionState>,
+    ring: &HashRing,
+    replication_factor: u32,
+) -> Option<PartitionState> {
+    let target: Vec<String> = ring
+        .owners(
+            &format!("partition-{partition}"),
+            replication_factor as usize,
+        )
+        .iter()
+        .map(|n| n.id.clone())
+        .collect();
+    let first = target.first()?.clone();
+    let Some(current) = current else {
+        return Some(PartitionState {
+            leader: first,
+            epoch: 1,
+            replicas: target.clone(),
+            isr: target,
+        });
+    };
+    let is_live = |id: &String| ring.nodes().iter().any(|n| &n.id == id);
+    let live_isr: Vec<String> = current
+        .isr
+        .iter()
+        .filter(|id| is_live(id))
+        .cloned()
+        .collect();
+    if live_isr.is_empty() {
+        return None;
+    }
+    let mut next = current.clone();
+    next.isr = live_isr;
+    if !is_live(&current.leader) {
+        next.leader = target
+            .iter()
+            .find(|id| next.isr.contains(id))
+            .unwrap_or(&next.isr[0])
+            .clone();
+        next.epoch += 1;
+    }
+    for id in &target {
+        if !next.replicas.contains(id) {
+            next.replicas.push(id.clone());
+        }
+    }
+    if target.iter().all(|id| next.isr.contains(id)) {
+        if !target.contains(&next.leader) {
+            next.leader = first;
+            next.epoch += 1;
+        }
+        next.replicas = target.clone();
+        next.isr.retain(|id| target.contains(id));
+    }
+    (next != *current).then_some(next)
+}
+
+async fn reconcile(
+    zk: &Client,
+    settings: ClusterSettings,
+    ring: &HashRing,
+) -> mom_catalog::Result<()> {
+    for partition in 0..settings.partitions {
+        let current = partitions::read_partition(zk, partition).await?;
+        let Some(next) = plan(
+            partition,
+            current.as_ref().map(|v| &v.state),
+            ring,
+            settings.replication_factor,
+        ) else {
+            continue;
+        };
+        if partitions::write_partition(zk, partition, &next, current.as_ref().map(|v| v.version))
+            .await?
+        {
+            tracing::info!(partition, leader = %next.leader, epoch = next.epoch, isr = ?next.isr, replicas = ?next.replicas, "partition reassigned");
+        }
+    }
+    Ok(())
+}
+
+/// Waits to be elected, then keeps every partition's assignment right until the process ends.
+pub async fn run(
+    zk: Client,
+    id: String,
+    settings: ClusterSettings,
+    virtual_nodes: u32,
+    mut live: watch::Receiver<Vec<NodeInfo>>,
+) {
+    if let Err(e) = partitions::become_controller(&zk, &id).await {
+        tracing::error!(error = %e, "cannot take part in the controller election");
+        return;
+    }
+    tracing::info!(%id, "elected controller");
+    loop {
+        let ring = HashRing::new(live.borrow_and_update().clone(), virtual_nodes);
+        if let Err(e) = reconcile(&zk, settings, &ring).await {
+            tracing::warn!(error = %e, "reconciling partitions failed; retrying");
+        }
+        // Leaders change the in-sync sets too, so look again now and then even without news.
+        let _ = tokio::time::timeout(Duration::from_millis(500), live.changed()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(ids: &[&str]) -> HashRing {
+        HashRing::new(
+            ids.iter()
+                .map(|id| NodeInfo {
+                    id: id.to_string(),
+                    grpc_addr: String::new(),
+                })
+                .collect(),
+            32,
+        )
+    }
+
+    fn state(leader: &str, epoch: u64, replicas: &[&str], isr: &[&str]) -> PartitionState {
+        let strings = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect();
+        PartitionState {
+            leader: leader.into(),
+            epoch,
+            replicas: strings(replicas),
+            isr: strings(isr),
+        }
+    }
+
+    #[test]
+    fn a_new_partition_gets_replication_factor_replicas() {
+        let next = plan(0, None, &ring(&["a", "b", "c", "d"]), 3).unwrap();
+        assert_eq!((next.epoch, next.replicas.len()), (1, 3));
+        assert_eq!(next.leader, next.replicas[0]);
+        assert_eq!(next.isr, next.replicas);
+    }
+
+    #[test]
+    fn a_stable_partition_is_left_alone() {
+        let r = ring(&["a", "b", "c"]);
+        let first = plan(7, None, &r, 3).unwrap();
+        assert_eq!(plan(7, Some(&first), &r, 3), None);
+    }
+
+    #[test]
+    fn a_dead_leader_is_replaced_by_an_in_sync_replica_with_a_new_epoch() {
+        let current = state("a", 4, &["a", "b", "c"], &["a", "b"]);
+        let next = plan(0, Some(&current), &ring(&["b", "c"]), 3).unwrap();
+        assert_eq!((next.leader.as_str(), next.epoch), ("b", 5));
+        assert_eq!(next.isr, ["b"]);
+        // c is out of sync: it stays a replica that the new leader must catch up.
+        assert!(next.replicas.contains(&"c".to_string()));
+    }
+
+    #[test]
+    fn without_a_live_in_sync_replica_the_partition_waits() {
+        let current = state("a", 2, &["a", "b", "c"], &["a"]);
+        assert_eq!(plan(0, Some(&current), &ring(&["b", "c"]), 3), None);
+    }
+
+    #[test]
+    fn a_joining_node_is_added_and_old_replicas_dropped_only_once_it_is_in_sync() {
+        let before = ring(&["a", "b"]);
+        let current = plan(3, None, &before, 2).unwrap();
+        let after = ring(&["a", "b", "c", "d", "e"]);
+        let Some(next) = plan(3, Some(&current), &after, 2) else {
+            return; // the ring kept this partition where it was
+        };
+        let target: Vec<String> = after
+            .owners("partition-3", 2)
+            .iter()
+            .map(|n| n.id.clone())
+            .collect();
+        for id in &target {
+            assert!(next.replicas.contains(id));
+        }
+        assert_eq!(
+            next.isr, current.isr,
+            "nobody is in sync before catching up"
+        );
+        assert_eq!(next.leader, current.leader);
+        let caught_up = PartitionState {
+            isr: next.replicas.clone(),
+            ..next.clone()
+        };
+        let last = plan(3, Some(&caught_up), &after, 2).unwrap();
+        assert_eq!(last.replicas, target);
+        assert_eq!(last.isr, target);
+        assert!(target.contains(&last.leader));
+    }
+}
