@@ -9,7 +9,7 @@
 //! - Dead nodes leave the in-sync set (never the last member, who must come back to lead).
 //! - Nodes the ring now names are added as replicas; the leader catches them up and adds them
 //!   to the in-sync set. Once every ring-named node is in sync, the others are dropped, and
-//!   leadership moves to the ring's first node if the leader is no longer named.
+//!   leadership moves to the ring's first node (the preferred leader) if another node leads.
 
 use crate::ring::HashRing;
 use mom_catalog::partitions::{self, ClusterSettings, PartitionState};
@@ -68,7 +68,8 @@ pub fn plan(
         }
     }
     if target.iter().all(|id| next.isr.contains(id)) {
-        if !target.contains(&next.leader) {
+        // The ring's first node leads, which spreads leadership evenly (new nodes get theirs).
+        if next.leader != first {
             next.leader = first;
             next.epoch += 1;
         }
@@ -210,6 +211,9 @@ mod tests {
         let last = plan(3, Some(&caught_up), &after, 2).unwrap();
         assert_eq!(last.replicas, target);
         assert_eq!(last.isr, target);
-        assert!(target.contains(&last.leader));
+        assert_eq!(
+            last.leader, target[0],
+            "the preferred leader leads once in sync"
+        );
     }
 }

@@ -79,6 +79,25 @@ impl Partitioning for PartitioningService {
             nodes: self.live.borrow().iter().map(to_proto).collect(),
         }))
     }
+
+    async fn partitions(
+        &self,
+        _request: Request<proto::PartitionsRequest>,
+    ) -> Result<Response<proto::PartitionsReply>, Status> {
+        let partitions = self
+            .states
+            .borrow()
+            .iter()
+            .map(|(partition, v)| proto::PartitionInfo {
+                partition: *partition,
+                leader: v.state.leader.clone(),
+                epoch: v.state.epoch,
+                replicas: v.state.replicas.clone(),
+                isr: v.state.isr.clone(),
+            })
+            .collect();
+        Ok(Response::new(proto::PartitionsReply { partitions }))
+    }
 }
 
 pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {

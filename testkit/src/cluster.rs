@@ -2,10 +2,14 @@
 
 use crate::process::{binary, free_port, poll_until, wait_for_port, Service};
 use crate::zookeeper::ZooKeeper;
-use mom_common::proto::{partitioning_client::PartitioningClient, NodesRequest};
+use mom_common::proto::{
+    partitioning_client::PartitioningClient, NodesRequest, OwnerRequest, PartitionInfo,
+    PartitionsRequest,
+};
 use mom_common::token::{AttachToken, TokenKeys};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 pub const JWT_SECRET: &str = "test-cluster-secret";
 const STARTUP: Duration = Duration::from_secs(60);
@@ -13,8 +17,12 @@ const STARTUP: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     pub nodes: usize,
-    /// Short, so that a killed node leaves the ring quickly.
+    /// Short for broker nodes, so that a killed node is noticed quickly.
     pub node_session_timeout_ms: u64,
+    /// For the gateway and the partitioning service.
+    pub service_session_timeout_ms: u64,
+    pub partitions: u32,
+    pub replication_factor: u32,
 }
 
 impl Default for ClusterOptions {
@@ -22,6 +30,9 @@ impl Default for ClusterOptions {
         ClusterOptions {
             nodes: 3,
             node_session_timeout_ms: 2_000,
+            service_session_timeout_ms: 4_000,
+            partitions: 8,
+            replication_factor: 3,
         }
     }
 }
@@ -34,6 +45,7 @@ pub struct Cluster {
     pub partitioning: Service,
     pub auth: Service,
     pub zookeeper: ZooKeeper,
+    options: ClusterOptions,
     gateway_url: String,
     partitioning_addr: String,
     dir: tempfile::TempDir,
@@ -57,6 +69,7 @@ impl Cluster {
         let root = dir.path();
         let zookeeper = ZooKeeper::start();
         let zk = zookeeper.connect_string();
+        let service_timeout = options.service_session_timeout_ms;
 
         let auth_port = free_port();
         let auth_config = write(
@@ -78,7 +91,9 @@ impl Cluster {
             &root.join("partitioning.toml"),
             format!(
                 "listen = \"127.0.0.1:{partitioning_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
-                 [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = 4000\n"
+                 partitions = {}\nreplication_factor = {}\n\
+                 [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n",
+                options.partitions, options.replication_factor
             ),
         );
         let partitioning = Service::spawn(
@@ -94,7 +109,7 @@ impl Cluster {
             format!(
                 "listen = \"127.0.0.1:{gateway_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
                  auth_url = \"http://127.0.0.1:{auth_port}\"\npartitioning = \"127.0.0.1:{partitioning_port}\"\n\
-                 max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = 4000\n"
+                 max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n"
             ),
         );
         let gateway = Service::spawn(
@@ -104,40 +119,21 @@ impl Cluster {
             &root.join("gateway.log"),
         );
 
-        let node_ports: Vec<u16> = (0..options.nodes).map(|_| free_port()).collect();
-        let nodes = (1..=options.nodes)
-            .zip(&node_ports)
-            .map(|(n, &port)| {
-                let config = write(
-                    &root.join(format!("node{n}.toml")),
-                    format!(
-                        "node_id = \"node{n}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
-                         jwt_secret = \"{JWT_SECRET}\"\nsweep_interval_ms = 200\n\
-                         [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {}\n",
-                        root.join(format!("node{n}")).display(),
-                        options.node_session_timeout_ms
-                    ),
-                );
-                Service::spawn(
-                    &format!("node{n}"),
-                    &binary("mom-server"),
-                    &["--config", &config],
-                    &root.join(format!("node{n}.log")),
-                )
-            })
-            .collect();
-
         let mut cluster = Cluster {
-            nodes,
-            node_ports,
+            nodes: Vec::new(),
+            node_ports: Vec::new(),
             gateway,
             partitioning,
             auth,
             zookeeper,
+            options: options.clone(),
             gateway_url: format!("http://127.0.0.1:{gateway_port}"),
             partitioning_addr: format!("127.0.0.1:{partitioning_port}"),
             dir,
         };
+        for _ in 0..options.nodes {
+            cluster.spawn_node();
+        }
         for port in [auth_port, gateway_port, partitioning_port] {
             assert!(
                 wait_for_port(port, STARTUP),
@@ -146,7 +142,46 @@ impl Cluster {
             );
         }
         cluster.wait_for_live_nodes(options.nodes).await;
+        cluster.wait_until_in_sync().await;
         cluster
+    }
+
+    fn spawn_node(&mut self) {
+        let n = self.nodes.len() + 1;
+        let port = free_port();
+        let root = self.dir.path();
+        let config = write(
+            &root.join(format!("node{n}.toml")),
+            format!(
+                "node_id = \"node{n}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
+                 jwt_secret = \"{JWT_SECRET}\"\nsweep_interval_ms = 200\nreplication_timeout_ms = 1000\n\
+                 [zookeeper]\nconnect = \"{}\"\nsession_timeout_ms = {}\n",
+                root.join(format!("node{n}")).display(),
+                self.zookeeper.connect_string(),
+                self.options.node_session_timeout_ms
+            ),
+        );
+        let node = Service::spawn(
+            &format!("node{n}"),
+            &binary("mom-server"),
+            &["--config", &config],
+            &root.join(format!("node{n}.log")),
+        );
+        self.nodes.push(node);
+        self.node_ports.push(port);
+    }
+
+    /// Starts one more broker node (`node<N+1>`) and waits until it is live.
+    pub async fn add_node(&mut self) -> String {
+        self.spawn_node();
+        let count = self.nodes.len();
+        assert!(
+            wait_for_port(self.node_ports[count - 1], STARTUP),
+            "new node did not start:\n{}",
+            self.logs()
+        );
+        self.wait_for_live_nodes(count).await;
+        format!("node{count}")
     }
 
     pub fn gateway_url(&self) -> &str {
@@ -161,19 +196,68 @@ impl Cluster {
         self.dir.path().join(format!("node{}", index + 1))
     }
 
-    /// Node ids the partitioning service currently routes to.
-    pub async fn routed_nodes(&self) -> Option<Vec<String>> {
-        let channel =
-            tonic::transport::Channel::from_shared(format!("http://{}", self.partitioning_addr))
-                .ok()?
-                .connect()
-                .await
-                .ok()?;
+    /// Index in `nodes` of the node with this id.
+    pub fn node_index(id: &str) -> usize {
+        id.strip_prefix("node")
+            .and_then(|n| n.parse::<usize>().ok())
+            .expect("node id")
+            - 1
+    }
+
+    async fn partitioning(
+        &self,
+    ) -> Option<PartitioningClient<InterceptedService<Channel, AttachToken>>> {
+        let channel = Channel::from_shared(format!("http://{}", self.partitioning_addr))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
         let token = TokenKeys::new(JWT_SECRET).issue("testkit", Duration::from_secs(60));
-        let mut client =
-            PartitioningClient::with_interceptor(channel, AttachToken::new(&token).ok()?);
-        let reply = client.nodes(NodesRequest {}).await.ok()?.into_inner();
+        Some(PartitioningClient::with_interceptor(
+            channel,
+            AttachToken::new(&token).ok()?,
+        ))
+    }
+
+    /// Node ids the partitioning service currently sees live.
+    pub async fn routed_nodes(&self) -> Option<Vec<String>> {
+        let reply = self
+            .partitioning()
+            .await?
+            .nodes(NodesRequest {})
+            .await
+            .ok()?
+            .into_inner();
         Some(reply.nodes.into_iter().map(|n| n.id).collect())
+    }
+
+    /// Every partition's leader, epoch, replicas and in-sync replicas.
+    pub async fn partitions(&self) -> Option<Vec<PartitionInfo>> {
+        Some(
+            self.partitioning()
+                .await?
+                .partitions(PartitionsRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .partitions,
+        )
+    }
+
+    /// The node leading the partition of `partition_key` (e.g. `e/<exchange>/<routing key>`).
+    pub async fn leader_of(&self, partition_key: &str) -> Option<(String, u32)> {
+        let request = OwnerRequest {
+            partition_key: partition_key.to_owned(),
+            partition: None,
+        };
+        let reply = self
+            .partitioning()
+            .await?
+            .owner(request)
+            .await
+            .ok()?
+            .into_inner();
+        Some((reply.owner?.id, reply.partition))
     }
 
     async fn gateway_live_nodes(&self) -> Option<u64> {
@@ -196,6 +280,34 @@ impl Cluster {
         assert!(
             ready,
             "timed out waiting for {count} live nodes; logs:\n{}",
+            self.logs()
+        );
+    }
+
+    /// Waits until every partition has its full set of replicas, all in sync, on live nodes.
+    pub async fn wait_until_in_sync(&self) {
+        let in_sync = poll_until(STARTUP, || async {
+            let (Some(partitions), Some(live)) =
+                (self.partitions().await, self.routed_nodes().await)
+            else {
+                return false;
+            };
+            let copies = (self.options.replication_factor as usize).min(live.len());
+            partitions.len() == self.options.partitions as usize
+                && partitions.iter().all(|p| {
+                    p.replicas.len() == copies
+                        && p.isr.len() == copies
+                        && p.replicas
+                            .iter()
+                            .all(|id| p.isr.contains(id) && live.contains(id))
+                        && live.contains(&p.leader)
+                })
+        })
+        .await;
+        assert!(
+            in_sync,
+            "partitions did not get in sync: {:?}\n{}",
+            self.partitions().await,
             self.logs()
         );
     }

@@ -1,0 +1,244 @@
+//! The cluster keeps every acknowledged message through node crashes, restarts, joins and a
+//! ZooKeeper restart.
+
+use mom_client::{Connection, ExchangeKind};
+use mom_e2e::{connect, drain};
+use mom_testkit::{Cluster, ClusterOptions};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KEYS: usize = 8;
+
+async fn declare_ledger(conn: &Connection) {
+    conn.declare_exchange("ledger", ExchangeKind::Topic)
+        .await
+        .unwrap();
+    conn.declare_queue("entries").await.unwrap();
+    conn.bind("ledger", "entries", "#").await.unwrap();
+}
+
+/// Publishes `count` messages over [`KEYS`] keys; returns payload by message id.
+async fn publish_batch(conn: &Connection, from: usize, count: usize) -> HashMap<String, String> {
+    let mut acknowledged = HashMap::new();
+    for n in from..from + count {
+        let payload = format!("k{}:{n}", n % KEYS);
+        let published = conn
+            .publish("ledger", &format!("k{}", n % KEYS), payload.as_str())
+            .await
+            .unwrap();
+        assert_eq!(published.routed, 1);
+        acknowledged.insert(published.message_id, payload);
+    }
+    acknowledged
+}
+
+/// Drains the queue and checks: every acknowledged message is there, and per key the messages
+/// come in publish order (after dropping repeats, which at-least-once allows).
+async fn assert_all_delivered_in_order(
+    conn: &Connection,
+    acknowledged: &HashMap<String, String>,
+    cluster: &Cluster,
+) {
+    let delivered = drain(conn, "entries", usize::MAX, Duration::from_secs(2)).await;
+    let ids: HashSet<&str> = delivered.iter().map(|d| d.message_id.as_str()).collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|(id, _)| !ids.contains(id.as_str()))
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "lost {} acknowledged messages: {lost:?}\n{}",
+        lost.len(),
+        cluster.logs()
+    );
+    let mut last_per_key: HashMap<String, usize> = HashMap::new();
+    let mut seen = HashSet::new();
+    for delivery in &delivered {
+        if !seen.insert(delivery.message_id.clone()) {
+            continue;
+        }
+        let (key, n) = delivery.payload.split_once(':').expect("payload shape");
+        let n: usize = n.parse().unwrap();
+        if let Some(previous) = last_per_key.insert(key.to_owned(), n) {
+            assert!(previous < n, "key {key}: {n} delivered after {previous}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_leader_under_load_loses_no_acknowledged_message() {
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        node_session_timeout_ms: 1_500,
+        ..Default::default()
+    })
+    .await;
+    let conn = connect(&cluster).await;
+    declare_ledger(&conn).await;
+    let (victim, _) = cluster
+        .leader_of("e/ledger/k0")
+        .await
+        .expect("leader of k0");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let publisher = {
+        let (conn, stop, sent) = (conn.clone(), stop.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = HashMap::new();
+            let mut longest_wait = Duration::ZERO;
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let payload = format!("k{}:{n}", n % KEYS);
+                let started = Instant::now();
+                // A failed publish is simply not acknowledged; only acknowledged ones count.
+                if let Ok(published) = conn
+                    .publish("ledger", &format!("k{}", n % KEYS), payload.as_str())
+                    .await
+                {
+                    acknowledged.insert(published.message_id, payload);
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                longest_wait = longest_wait.max(started.elapsed());
+                n += 1;
+            }
+            (acknowledged, longest_wait)
+        })
+    };
+    let reach = |target: usize| {
+        let sent = sent.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while sent.load(Ordering::Relaxed) < target {
+                assert!(
+                    Instant::now() < deadline,
+                    "publishing stalled at {}",
+                    sent.load(Ordering::Relaxed)
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    reach(80).await;
+    cluster.kill_node(Cluster::node_index(&victim));
+    let killed_at = sent.load(Ordering::Relaxed);
+    reach(killed_at + 80).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acknowledged, longest_wait) = publisher.await.unwrap();
+
+    let (new_leader, _) = cluster
+        .leader_of("e/ledger/k0")
+        .await
+        .expect("a new leader");
+    assert_ne!(new_leader, victim);
+    assert!(
+        longest_wait < Duration::from_secs(10),
+        "failover took {longest_wait:?}"
+    );
+    eprintln!(
+        "failover: longest publish took {longest_wait:?}; {} acknowledged",
+        acknowledged.len()
+    );
+    assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
+}
+
+fn stored_ids(data_dir: &Path) -> HashSet<String> {
+    let db = rusqlite::Connection::open_with_flags(
+        data_dir.join("messages.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut query = db
+        .prepare("SELECT message_id FROM messages WHERE mailbox = 'q/entries'")
+        .unwrap();
+    let ids = query
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_catches_up_with_what_it_missed() {
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        node_session_timeout_ms: 1_500,
+        ..Default::default()
+    })
+    .await;
+    let conn = connect(&cluster).await;
+    declare_ledger(&conn).await;
+    let mut acknowledged = publish_batch(&conn, 0, 30).await;
+
+    cluster.kill_node(2);
+    acknowledged.extend(publish_batch(&conn, 30, 40).await);
+    cluster.restart_node(2);
+    cluster.wait_until_in_sync().await;
+
+    // Every partition is on every node (3 nodes, 3 copies): the restarted one has it all.
+    let on_restarted = stored_ids(&cluster.node_data_dir(2));
+    let missing: Vec<_> = acknowledged
+        .keys()
+        .filter(|id| !on_restarted.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "restarted node lacks {} messages",
+        missing.len()
+    );
+    assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_takes_a_share_of_the_partitions() {
+    let mut cluster = Cluster::start().await;
+    let conn = connect(&cluster).await;
+    declare_ledger(&conn).await;
+    let mut acknowledged = publish_batch(&conn, 0, 40).await;
+
+    let newcomer = cluster.add_node().await;
+    cluster.wait_until_in_sync().await;
+    let partitions = cluster.partitions().await.unwrap();
+    let replicated = partitions
+        .iter()
+        .filter(|p| p.replicas.contains(&newcomer))
+        .count();
+    let led = partitions.iter().filter(|p| p.leader == newcomer).count();
+    assert!(
+        replicated > 0 && led > 0,
+        "{newcomer} replicates {replicated} and leads {led}: {partitions:?}"
+    );
+    assert!(partitions.iter().all(|p| p.replicas.len() == 3));
+
+    acknowledged.extend(publish_batch(&conn, 40, 40).await);
+    assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brief_zookeeper_restart_loses_nothing() {
+    // Sessions must outlive the restart, or every service would (rightly) start over.
+    let options = ClusterOptions {
+        node_session_timeout_ms: 15_000,
+        service_session_timeout_ms: 15_000,
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start_with(options).await;
+    let conn = connect(&cluster).await;
+    declare_ledger(&conn).await;
+    let mut acknowledged = publish_batch(&conn, 0, 30).await;
+
+    cluster.zookeeper.kill();
+    cluster.zookeeper.restart();
+    acknowledged.extend(publish_batch(&conn, 30, 30).await);
+    cluster.wait_until_in_sync().await;
+    assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
+    assert!(cluster.gateway.is_running() && cluster.partitioning.is_running());
+    assert!(
+        cluster.nodes.iter_mut().all(|n| n.is_running()),
+        "a node exited:\n{}",
+        cluster.logs()
+    );
+}
