@@ -242,3 +242,66 @@ async fn a_brief_zookeeper_restart_loses_nothing() {
         cluster.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_does_not_lead_forwards_to_the_leader() {
+    use mom_common::proto::{
+        broker_client::BrokerClient, AckRequest, DestinationKind, Mailbox, PublishRequest,
+    };
+    use mom_common::token::AttachToken;
+
+    let cluster = Cluster::start().await;
+    let conn = connect(&cluster).await;
+    declare_ledger(&conn).await;
+    let (leader, partition) = cluster.leader_of("e/ledger/k1").await.unwrap();
+    let addrs = cluster.node_addrs().await.unwrap();
+    let (other, addr) = addrs.iter().find(|(id, _)| *id != leader).unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut follower =
+        BrokerClient::with_interceptor(channel, AttachToken::new(conn.token()).unwrap());
+
+    let request = PublishRequest {
+        partition,
+        kind: DestinationKind::Exchange as i32,
+        destination: "ledger".into(),
+        routing_key: "k1".into(),
+        payload: b"via a follower".to_vec(),
+        ttl_ms: 0,
+    };
+    let published = follower
+        .publish(request)
+        .await
+        .unwrap_or_else(|e| panic!("{other} did not forward: {e}"));
+    assert_eq!(published.get_ref().routed, 1);
+
+    let pulled = conn
+        .pull("entries", 10, None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(pulled.len(), 1);
+    assert_eq!(
+        (pulled[0].message_id.as_str(), pulled[0].payload.as_str()),
+        (published.get_ref().message_id.as_str(), "via a follower")
+    );
+    let mailbox = Mailbox {
+        queue: "entries".into(),
+        ..Default::default()
+    };
+    let acked = follower
+        .ack(AckRequest {
+            mailbox: Some(mailbox),
+            receipts: vec![pulled[0].receipt.clone()],
+        })
+        .await
+        .unwrap();
+    assert_eq!((acked.get_ref().acked, acked.get_ref().stale.len()), (1, 0));
+    assert!(conn
+        .pull("entries", 10, None, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -231,6 +231,24 @@ impl Cluster {
         Some(reply.nodes.into_iter().map(|n| n.id).collect())
     }
 
+    /// gRPC address of every live node, by id.
+    pub async fn node_addrs(&self) -> Option<Vec<(String, String)>> {
+        let reply = self
+            .partitioning()
+            .await?
+            .nodes(NodesRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        Some(
+            reply
+                .nodes
+                .into_iter()
+                .map(|n| (n.id, n.grpc_addr))
+                .collect(),
+        )
+    }
+
     /// Every partition's leader, epoch, replicas and in-sync replicas.
     pub async fn partitions(&self) -> Option<Vec<PartitionInfo>> {
         Some(
