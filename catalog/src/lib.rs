@@ -58,6 +58,32 @@ pub enum CatalogError {
     ZooKeeper(#[from] ZkError),
 }
 
+/// How callers should report a catalog failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    Conflict,
+    Internal,
+    Unavailable,
+}
+
+impl CatalogError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CatalogError::NoSuchExchange(_)
+            | CatalogError::NoSuchQueue(_)
+            | CatalogError::NoSuchTopic(_)
+            | CatalogError::NoSuchBinding { .. }
+            | CatalogError::NoSuchSubscription { .. } => ErrorKind::NotFound,
+            CatalogError::KindConflict { .. } | CatalogError::QueueDeleted(_) => {
+                ErrorKind::Conflict
+            }
+            CatalogError::Corrupt { .. } => ErrorKind::Internal,
+            CatalogError::ZooKeeper(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
 impl From<MultiWriteError> for CatalogError {
     fn from(e: MultiWriteError) -> Self {
         match e {

@@ -241,9 +241,7 @@ impl Connection {
 
     /// Deletes an exchange and its bindings.
     pub async fn delete_exchange(&self, name: &str) -> Result<(), ClientError> {
-        self.send(self.request(Method::DELETE, &format!("/exchanges/{name}")))
-            .await?;
-        Ok(())
+        self.delete(&format!("/exchanges/{name}")).await
     }
 
     /// Lists all exchanges.
@@ -326,26 +324,37 @@ impl Connection {
             .await
     }
 
+    async fn declare_named(&self, path: &str, name: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::POST, path).json(&Named { name }))
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, path)).await?;
+        Ok(())
+    }
+
+    async fn list_names(&self, path: &str) -> Result<Vec<String>, ClientError> {
+        let list: NameList = self.call(self.request(Method::GET, path)).await?;
+        Ok(list.items.into_iter().map(|e| e.name).collect())
+    }
+
     // ---- queues ----
 
     /// Declares a queue; declaring an existing one again is fine.
     pub async fn declare_queue(&self, name: &str) -> Result<(), ClientError> {
-        self.send(self.request(Method::POST, "/queues").json(&Named { name }))
-            .await?;
-        Ok(())
+        self.declare_named("/queues", name).await
     }
 
     /// Deletes a queue with its messages and bindings.
     pub async fn delete_queue(&self, name: &str) -> Result<(), ClientError> {
-        self.send(self.request(Method::DELETE, &format!("/queues/{name}")))
-            .await?;
-        Ok(())
+        self.delete(&format!("/queues/{name}")).await
     }
 
     /// Names of all queues.
     pub async fn list_queues(&self) -> Result<Vec<String>, ClientError> {
-        let list: NameList = self.call(self.request(Method::GET, "/queues")).await?;
-        Ok(list.items.into_iter().map(|e| e.name).collect())
+        self.list_names("/queues").await
     }
 
     /// How many messages a queue holds, ready and leased.
@@ -387,22 +396,17 @@ impl Connection {
 
     /// Declares a topic; declaring an existing one again is fine.
     pub async fn declare_topic(&self, name: &str) -> Result<(), ClientError> {
-        self.send(self.request(Method::POST, "/topics").json(&Named { name }))
-            .await?;
-        Ok(())
+        self.declare_named("/topics", name).await
     }
 
     /// Deletes a topic.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
-        self.send(self.request(Method::DELETE, &format!("/topics/{name}")))
-            .await?;
-        Ok(())
+        self.delete(&format!("/topics/{name}")).await
     }
 
     /// Names of all topics.
     pub async fn list_topics(&self) -> Result<Vec<String>, ClientError> {
-        let list: NameList = self.call(self.request(Method::GET, "/topics")).await?;
-        Ok(list.items.into_iter().map(|e| e.name).collect())
+        self.list_names("/topics").await
     }
 
     /// Publishes `payload` to every subscriber of a topic (empty routing key).
@@ -441,9 +445,8 @@ impl Connection {
 
     /// Deletes a subscription and the messages waiting in it.
     pub async fn unsubscribe(&self, topic: &str, subscriber: &str) -> Result<(), ClientError> {
-        let path = format!("/topics/{topic}/subscriptions/{subscriber}");
-        self.send(self.request(Method::DELETE, &path)).await?;
-        Ok(())
+        self.delete(&format!("/topics/{topic}/subscriptions/{subscriber}"))
+            .await
     }
 
     /// Subscriber names of a topic.

@@ -2,6 +2,10 @@
 //!
 //! Example files for a local cluster live in `config/files/`.
 
+mod service;
+
+pub use service::start_service;
+
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::{net::SocketAddr, path::Path, path::PathBuf};
 

@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 
 const KEYS: usize = 8;
 
+/// Short node sessions, so that a killed node is noticed within 1.5 s.
+fn fast_failover() -> ClusterOptions {
+    ClusterOptions {
+        node_session_timeout_ms: 1_500,
+        ..Default::default()
+    }
+}
+
 async fn declare_ledger(conn: &Connection) {
     conn.declare_exchange("ledger", ExchangeKind::Topic)
         .await
@@ -71,11 +79,7 @@ async fn assert_all_delivered_in_order(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_leader_under_load_loses_no_acknowledged_message() {
-    let mut cluster = Cluster::start_with(ClusterOptions {
-        node_session_timeout_ms: 1_500,
-        ..Default::default()
-    })
-    .await;
+    let mut cluster = Cluster::start_with(fast_failover()).await;
     let conn = connect(&cluster).await;
     declare_ledger(&conn).await;
     let (victim, _) = cluster
@@ -164,11 +168,7 @@ fn stored_ids(data_dir: &Path) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_catches_up_with_what_it_missed() {
-    let mut cluster = Cluster::start_with(ClusterOptions {
-        node_session_timeout_ms: 1_500,
-        ..Default::default()
-    })
-    .await;
+    let mut cluster = Cluster::start_with(fast_failover()).await;
     let conn = connect(&cluster).await;
     declare_ledger(&conn).await;
     let mut acknowledged = publish_batch(&conn, 0, 30).await;

@@ -71,6 +71,36 @@ fn pull_body(bytes: &[u8]) -> Result<PullBody, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
+/// `{"<key>": [{"name": ...}, ...]}`
+fn named_list(key: &str, names: Vec<String>) -> HttpResponse {
+    let items: Vec<_> = names
+        .into_iter()
+        .map(|name| json!({ "name": name }))
+        .collect();
+    HttpResponse::Ok().json(json!({ key: items }))
+}
+
+/// Pulls from a queue or subscription once its existence was checked.
+async fn pull_reply(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: Result<MailboxName, ApiError>,
+    body: &[u8],
+) -> Reply {
+    let body = pull_body(body)?;
+    let messages = mailboxes::pull(state, caller, &mailbox?, body).await?;
+    Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
+}
+
+async fn ack_reply(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: Result<MailboxName, ApiError>,
+    body: AckBody,
+) -> Reply {
+    Ok(HttpResponse::Ok().json(mailboxes::ack(state, caller, &mailbox?, body).await?))
+}
+
 // ---- exchanges ----
 
 pub async fn declare_exchange(state: State, _: Caller, body: web::Json<ExchangeBody>) -> Reply {
@@ -239,14 +269,7 @@ pub async fn declare_queue(state: State, _: Caller, body: web::Json<NameBody>) -
 }
 
 pub async fn list_queues(state: State, _: Caller) -> Reply {
-    let queues: Vec<_> = state
-        .catalog
-        .list_queues()
-        .await?
-        .into_iter()
-        .map(|name| json!({ "name": name }))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "queues": queues })))
+    Ok(named_list("queues", state.catalog.list_queues().await?))
 }
 
 async fn existing_queue(state: &AppState, queue: &str) -> Result<MailboxName, ApiError> {
@@ -279,10 +302,7 @@ pub async fn pull_queue(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Reply {
-    let body = pull_body(&body)?;
-    let mailbox = existing_queue(&state, &path).await?;
-    let messages = mailboxes::pull(&state, &caller, &mailbox, body).await?;
-    Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
+    pull_reply(&state, &caller, existing_queue(&state, &path).await, &body).await
 }
 
 pub async fn ack_queue(
@@ -291,9 +311,13 @@ pub async fn ack_queue(
     path: web::Path<String>,
     body: web::Json<AckBody>,
 ) -> Reply {
-    let mailbox = existing_queue(&state, &path).await?;
-    let result = mailboxes::ack(&state, &caller, &mailbox, body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(result))
+    ack_reply(
+        &state,
+        &caller,
+        existing_queue(&state, &path).await,
+        body.into_inner(),
+    )
+    .await
 }
 
 // ---- topics and subscriptions ----
@@ -305,14 +329,7 @@ pub async fn declare_topic(state: State, _: Caller, body: web::Json<NameBody>) -
 }
 
 pub async fn list_topics(state: State, _: Caller) -> Reply {
-    let topics: Vec<_> = state
-        .catalog
-        .list_topics()
-        .await?
-        .into_iter()
-        .map(|name| json!({ "name": name }))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "topics": topics })))
+    Ok(named_list("topics", state.catalog.list_topics().await?))
 }
 
 pub async fn delete_topic(state: State, caller: Caller, path: web::Path<String>) -> Reply {
@@ -391,10 +408,13 @@ pub async fn pull_subscription(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Reply {
-    let body = pull_body(&body)?;
-    let mailbox = existing_subscription(&state, &path.0, &path.1).await?;
-    let messages = mailboxes::pull(&state, &caller, &mailbox, body).await?;
-    Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
+    pull_reply(
+        &state,
+        &caller,
+        existing_subscription(&state, &path.0, &path.1).await,
+        &body,
+    )
+    .await
 }
 
 pub async fn ack_subscription(
@@ -403,9 +423,13 @@ pub async fn ack_subscription(
     path: web::Path<(String, String)>,
     body: web::Json<AckBody>,
 ) -> Reply {
-    let mailbox = existing_subscription(&state, &path.0, &path.1).await?;
-    let result = mailboxes::ack(&state, &caller, &mailbox, body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(result))
+    ack_reply(
+        &state,
+        &caller,
+        existing_subscription(&state, &path.0, &path.1).await,
+        body.into_inner(),
+    )
+    .await
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {

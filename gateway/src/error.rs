@@ -1,7 +1,7 @@
 //! Every failure the REST API reports, as an HTTP status with a JSON `{"error": ...}` body.
 
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use mom_catalog::CatalogError;
+use mom_catalog::{CatalogError, ErrorKind};
 use mom_common::{names::NameError, token::TokenError};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,17 +58,11 @@ impl From<TokenError> for ApiError {
 
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
-        match e {
-            CatalogError::NoSuchExchange(_)
-            | CatalogError::NoSuchQueue(_)
-            | CatalogError::NoSuchTopic(_)
-            | CatalogError::NoSuchBinding { .. }
-            | CatalogError::NoSuchSubscription { .. } => ApiError::NotFound(e.to_string()),
-            CatalogError::KindConflict { .. } | CatalogError::QueueDeleted(_) => {
-                ApiError::Conflict(e.to_string())
-            }
-            CatalogError::Corrupt { .. } => ApiError::Internal(e.to_string()),
-            CatalogError::ZooKeeper(_) => ApiError::Unavailable(e.to_string()),
+        match e.kind() {
+            ErrorKind::NotFound => ApiError::NotFound(e.to_string()),
+            ErrorKind::Conflict => ApiError::Conflict(e.to_string()),
+            ErrorKind::Internal => ApiError::Internal(e.to_string()),
+            ErrorKind::Unavailable => ApiError::Unavailable(e.to_string()),
         }
     }
 }

@@ -30,6 +30,12 @@ pub enum WriteError {
     Store(#[from] StoreError),
 }
 
+/// A follower follows a newer leader: this node's leadership of the partition is over.
+fn step_down(partition: u32, lead: &mut Leadership, why: &str) -> WriteError {
+    lead.epoch = 0;
+    WriteError::Unavailable(partition, format!("leadership moved: {why}"))
+}
+
 /// What the leader of one partition remembers between changes.
 #[derive(Default)]
 struct Leadership {
@@ -168,11 +174,7 @@ impl Partitions {
             match outcome {
                 Ok(()) => {}
                 Err(ReplicationError::Deposed(why)) => {
-                    lead.epoch = 0;
-                    return Err(WriteError::Unavailable(
-                        partition,
-                        format!("leadership moved: {why}"),
-                    ));
+                    return Err(step_down(partition, &mut lead, &why))
                 }
                 Err(e) => {
                     tracing::warn!(partition, follower = %id, error = %e, "follower missed a change");
@@ -231,11 +233,7 @@ impl Partitions {
                     lead.synced.insert(id.clone());
                 }
                 Err(ReplicationError::Deposed(why)) => {
-                    lead.epoch = 0;
-                    return Err(WriteError::Unavailable(
-                        partition,
-                        format!("leadership moved: {why}"),
-                    ));
+                    return Err(step_down(partition, lead, &why))
                 }
                 Err(e) => {
                     tracing::warn!(partition, follower = %id, error = %e, "cannot sync follower");

@@ -6,7 +6,7 @@
 
 use crate::partitions::{Partitions, WriteError};
 use crate::store::Receipt;
-use mom_catalog::{Catalog, CatalogError, NodeInfo};
+use mom_catalog::{Catalog, CatalogError, ErrorKind, NodeInfo};
 use mom_common::channels::ChannelPool;
 use mom_common::names::{validate_name, validate_routing_key, NameError};
 use mom_common::proto::{
@@ -42,17 +42,11 @@ fn bad_name(e: NameError) -> Status {
 }
 
 pub fn catalog_status(e: CatalogError) -> Status {
-    match e {
-        CatalogError::NoSuchExchange(_)
-        | CatalogError::NoSuchQueue(_)
-        | CatalogError::NoSuchTopic(_)
-        | CatalogError::NoSuchBinding { .. }
-        | CatalogError::NoSuchSubscription { .. } => Status::not_found(e.to_string()),
-        CatalogError::KindConflict { .. } | CatalogError::QueueDeleted(_) => {
-            Status::failed_precondition(e.to_string())
-        }
-        CatalogError::Corrupt { .. } => Status::internal(e.to_string()),
-        CatalogError::ZooKeeper(_) => Status::unavailable(e.to_string()),
+    match e.kind() {
+        ErrorKind::NotFound => Status::not_found(e.to_string()),
+        ErrorKind::Conflict => Status::failed_precondition(e.to_string()),
+        ErrorKind::Internal => Status::internal(e.to_string()),
+        ErrorKind::Unavailable => Status::unavailable(e.to_string()),
     }
 }
 
