@@ -25,15 +25,15 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN)
 }
 
-/// Path of a workspace binary built next to the running test (`target/<profile>/<name>`).
+/// Path of a workspace binary built next to the running executable (`target/<profile>/<name>`).
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // Test executables live in target/<profile>/deps.
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let path = profile_dir.join(name);
+    let exe = std::env::current_exe().expect("executable path");
+    let mut dir = exe.parent().expect("executable directory");
+    // Test executables live one level down, in target/<profile>/deps.
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target profile directory");
+    }
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "{} is missing: build the workspace binaries first (cargo build --workspace --bins)",
