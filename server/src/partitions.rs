@@ -135,11 +135,16 @@ impl Partitions {
             return Ok(None);
         };
         let seq = lead.seq + 1;
-        run_blocking(|| {
+        match run_blocking(|| {
             self.store
                 .apply(partition, lead.epoch, seq, &change, Order::Lead)
-        })?;
-        lead.seq = seq;
+        }) {
+            Ok(()) => lead.seq = seq,
+            Err(e @ StoreError::OutOfOrder { .. }) => {
+                return Err(step_down(partition, &mut lead, &e.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
 
         let followers: Vec<String> = view
             .state

@@ -45,7 +45,9 @@ pub struct Position {
 /// Whether a change must directly follow the stored position (followers) or sets it (leader).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
+    /// Must directly follow the stored position.
     Follow,
+    /// Sets the position; refused only if the stored epoch is newer.
     Lead,
 }
 
@@ -233,7 +235,11 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let have = position_in(&tx, partition)?;
-        if order == Order::Follow && (have.epoch != epoch || have.seq + 1 != seq) {
+        let follows = have.epoch == epoch && have.seq + 1 == seq;
+        // A leader never writes under an epoch older than its copy already has: a newer
+        // leader's snapshot got there first.
+        let deposed = have.epoch > epoch;
+        if (order == Order::Follow && !follows) || deposed {
             return Err(StoreError::OutOfOrder {
                 partition,
                 epoch,
@@ -532,6 +538,17 @@ mod tests {
         };
         store.apply(0, 1, 4, &change, Order::Lead).unwrap();
         assert!(pull(&store, 1, 10_000).is_empty());
+    }
+
+    #[test]
+    fn a_deposed_leader_cannot_write_under_its_old_epoch() {
+        let (_dir, store) = open();
+        store
+            .install_snapshot(0, Position { epoch: 3, seq: 1 }, &[])
+            .unwrap();
+        let stale = store.apply(0, 2, 2, &insert(vec![message("a", 0)]), Order::Lead);
+        assert!(matches!(stale, Err(StoreError::OutOfOrder { .. })));
+        assert!(store.snapshot(0).unwrap().1.is_empty());
     }
 
     #[test]
