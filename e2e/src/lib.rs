@@ -21,7 +21,8 @@ pub async fn connect(cluster: &Cluster) -> Connection {
 pub async fn drain(conn: &Connection, queue: &str, count: usize, quiet: Duration) -> Vec<Delivery> {
     let mut got = Vec::new();
     while got.len() < count {
-        let batch = conn.pull(queue, 100, None, quiet).await.expect("pull");
+        let wanted = (count - got.len()).min(100) as u32;
+        let batch = conn.pull(queue, wanted, None, quiet).await.expect("pull");
         if batch.is_empty() {
             break;
         }

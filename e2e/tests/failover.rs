@@ -305,3 +305,74 @@ async fn a_node_that_does_not_lead_forwards_to_the_leader() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_and_leases_survive_a_failover() {
+    let mut cluster = Cluster::start_with(fast_failover()).await;
+    let conn = connect(&cluster).await;
+    declare_ledger(&conn).await;
+    let acknowledged = publish_batch(&conn, 0, 40).await;
+
+    let consumed = drain(&conn, "entries", 20, Duration::from_secs(2)).await;
+    assert_eq!(consumed.len(), 20);
+    let acked: HashSet<String> = consumed.iter().map(|d| d.message_id.clone()).collect();
+    // In flight: leased, never acked. The new leaders know the leases (they are replicated),
+    // so these come back only once the lease ends, and the acked ones never.
+    let lease = Duration::from_secs(8);
+    let in_flight = conn
+        .pull("entries", 5, Some(lease), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(in_flight.len(), 5);
+    let leased_at = Instant::now();
+    let in_flight_ids: HashSet<&str> = in_flight.iter().map(|d| d.message_id.as_str()).collect();
+
+    let (victim, _) = cluster.leader_of("e/ledger/k0").await.unwrap();
+    cluster.kill_node(Cluster::node_index(&victim));
+
+    let remaining: HashSet<&str> = acknowledged
+        .keys()
+        .map(String::as_str)
+        .filter(|id| !acked.contains(*id))
+        .collect();
+    let rest = drain(
+        &conn,
+        "entries",
+        remaining.len() - in_flight.len(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        leased_at.elapsed() < lease,
+        "too slow to tell early redelivery from late"
+    );
+    let rest_ids: HashSet<&str> = rest.iter().map(|d| d.message_id.as_str()).collect();
+    assert!(
+        rest_ids.iter().all(|id| !acked.contains(*id)),
+        "acknowledged messages came back"
+    );
+    assert!(
+        rest_ids.is_disjoint(&in_flight_ids),
+        "leased messages came back before their lease ended"
+    );
+    assert_eq!(rest_ids.len() + in_flight_ids.len(), remaining.len());
+
+    let late = drain(&conn, "entries", in_flight.len(), Duration::from_secs(15)).await;
+    let came: Vec<_> = late
+        .iter()
+        .map(|d| {
+            (
+                &d.message_id,
+                d.delivery_count,
+                in_flight_ids.contains(d.message_id.as_str()),
+            )
+        })
+        .collect();
+    assert!(
+        leased_at.elapsed() >= lease,
+        "came back after {:?}: {came:?}",
+        leased_at.elapsed()
+    );
+    let late_ids: HashSet<&str> = late.iter().map(|d| d.message_id.as_str()).collect();
+    assert_eq!(late_ids, in_flight_ids);
+}
