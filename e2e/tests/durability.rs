@@ -49,6 +49,7 @@ async fn killed_nodes_come_back_with_every_acknowledged_message() {
         cluster.restart_node(node);
     }
     cluster.wait_for_live_nodes(3).await;
+    cluster.wait_until_in_sync().await;
 
     let delivered = drain(&conn, "entries", acknowledged.len(), Duration::from_secs(2)).await;
     let mut seen = HashMap::new();

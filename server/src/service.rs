@@ -326,6 +326,9 @@ impl Broker for BrokerService {
         let request = request.into_inner();
         let mailbox = mailbox_of(request.mailbox.as_ref())?;
         let mut reply = proto::AckReply::default();
+        let mut failures = Vec::new();
+        let mut failed_receipts = 0;
+        let request_count = request.receipts.len();
         let mut by_partition: BTreeMap<u32, Vec<(String, Receipt)>> = BTreeMap::new();
         for text in request.receipts {
             match parse_receipt(&text) {
@@ -375,12 +378,19 @@ impl Broker for BrokerService {
                         .extend(stale.iter().map(|r| format!("{partition}/{r}")));
                 }
                 Err(e) => {
+                    tracing::warn!(partition, error = %e, "ack failed");
+                    failed_receipts += texts.len();
+                    failures.push(e);
                     // Not acked: the lease will lapse and the message comes again, which is
                     // what "stale" tells the client.
-                    tracing::warn!(partition, error = %e, "ack failed");
                     reply.stale.extend(texts);
                 }
             }
+        }
+        // Nothing done and only failures (the gateway sends one partition per call): say
+        // "unavailable", so that the caller retries with the partition's new leader.
+        if failed_receipts == request_count && !failures.is_empty() {
+            return Err(write_status(failures.remove(0)));
         }
         Ok(Response::new(reply))
     }
