@@ -20,7 +20,7 @@ pub use session::{connect, exit_on_session_loss};
 
 use mom_common::{routing::binding_matches, ExchangeKind};
 use zookeeper_client::{
-    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiWriteError,
+    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiReadResult, MultiWriteError,
 };
 
 pub const ROOT: &str = "/mom";
@@ -303,15 +303,58 @@ impl Catalog {
 
     /// The queues a message published to `exchange` with `routing_key` goes to.
     pub async fn route(&self, exchange: &str, routing_key: &str) -> Result<Vec<String>> {
-        let kind = self.exchange_kind(exchange).await?;
-        let mut queues: Vec<String> = self
-            .bindings(exchange)
-            .await?
-            .into_iter()
+        // Kind and bindings in one round trip, from one consistent view.
+        let path = format!("{EXCHANGES}/{exchange}");
+        let mut reader = self.zk.new_multi_reader();
+        reader.add_get_data(&path)?;
+        reader.add_get_children(&path)?;
+        let mut results = reader.commit().await?.into_iter();
+        let (Some(data), Some(children)) = (results.next(), results.next()) else {
+            return Err(CatalogError::Corrupt {
+                path,
+                detail: "short multi-read answer".into(),
+            });
+        };
+        let kind: ExchangeKind = match data {
+            MultiReadResult::Data { data, .. } => {
+                let text = String::from_utf8_lossy(&data);
+                text.parse().map_err(|_| CatalogError::Corrupt {
+                    path: path.clone(),
+                    detail: format!("exchange kind {text:?}"),
+                })?
+            }
+            MultiReadResult::Error {
+                err: ZkError::NoNode,
+            } => return Err(CatalogError::NoSuchExchange(exchange.to_owned())),
+            MultiReadResult::Error { err } => return Err(err.into()),
+            _ => {
+                return Err(CatalogError::Corrupt {
+                    path,
+                    detail: "no data where data was asked".into(),
+                })
+            }
+        };
+        let names = match children {
+            MultiReadResult::Children { children } => children,
+            MultiReadResult::Error {
+                err: ZkError::NoNode,
+            } => return Err(CatalogError::NoSuchExchange(exchange.to_owned())),
+            MultiReadResult::Error { err } => return Err(err.into()),
+            _ => {
+                return Err(CatalogError::Corrupt {
+                    path,
+                    detail: "no children where they were asked".into(),
+                })
+            }
+        };
+        let mut queues: Vec<String> = names
+            .iter()
+            .filter_map(|name| Binding::from_znode_name(name))
             .filter(|b| binding_matches(kind, &b.routing_key, routing_key))
             .map(|b| b.queue)
             .collect();
         // One copy per queue even when several of its bindings match.
+        queues.sort();
         queues.dedup();
         Ok(queues)
     }
