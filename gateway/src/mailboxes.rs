@@ -4,8 +4,9 @@
 use crate::nodes::retry_while_unavailable;
 use crate::{caller::Caller, error::ApiError, AppState};
 use mom_common::proto::OwnerRequest;
+use mom_common::rest::{AckOutcome, Delivery, QueueDepth};
 use mom_common::{proto, MailboxName};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,33 +24,10 @@ pub struct PullBody {
     pub wait_ms: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Message {
-    pub message_id: String,
-    pub receipt: String,
-    pub exchange: String,
-    pub routing_key: String,
-    pub payload: String,
-    pub delivery_count: u32,
-    pub published_at_ms: u64,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
     pub receipts: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AckResult {
-    pub acked: u32,
-    pub stale: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DepthResult {
-    pub ready: u64,
-    pub leased: u64,
 }
 
 pub async fn pull(
@@ -57,7 +35,7 @@ pub async fn pull(
     caller: &Caller,
     mailbox: &MailboxName,
     body: PullBody,
-) -> Result<Vec<Message>, ApiError> {
+) -> Result<Vec<Delivery>, ApiError> {
     let max = body.max.unwrap_or(1);
     if !(1..=MAX_PULL).contains(&max) {
         return Err(ApiError::BadRequest(format!(
@@ -96,7 +74,7 @@ async fn pull_once(
     mailbox: &MailboxName,
     max: u32,
     visibility_timeout_ms: u64,
-) -> Result<Vec<Message>, ApiError> {
+) -> Result<Vec<Delivery>, ApiError> {
     let mut nodes = state.nodes.live();
     if nodes.is_empty() {
         return Err(ApiError::Unavailable("no live broker nodes".into()));
@@ -128,7 +106,7 @@ async fn pull_once(
                 continue;
             }
         };
-        messages.extend(reply.deliveries.into_iter().map(|d| Message {
+        messages.extend(reply.deliveries.into_iter().map(|d| Delivery {
             receipt: d.receipt,
             message_id: d.message_id,
             exchange: d.exchange,
@@ -146,7 +124,7 @@ pub async fn ack(
     caller: &Caller,
     mailbox: &MailboxName,
     body: AckBody,
-) -> Result<AckResult, ApiError> {
+) -> Result<AckOutcome, ApiError> {
     if body.receipts.is_empty() || body.receipts.len() > 1_000 {
         return Err(ApiError::BadRequest(
             "receipts must hold 1 to 1000 entries".into(),
@@ -155,7 +133,7 @@ pub async fn ack(
     // Receipts start with their partition (`<partition>/...`): each group goes to that
     // partition's current leader.
     let mut by_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    let mut result = AckResult {
+    let mut result = AckOutcome {
         acked: 0,
         stale: Vec::new(),
     };
@@ -189,7 +167,7 @@ pub async fn ack(
         .await;
         match outcome {
             Ok(reply) => {
-                result.acked += reply.acked;
+                result.acked += u64::from(reply.acked);
                 result.stale.extend(reply.stale);
             }
             // Not acked: the lease lapses and the message comes again, which is what "stale"
@@ -207,8 +185,8 @@ pub async fn depth(
     state: &AppState,
     caller: &Caller,
     mailbox: &MailboxName,
-) -> Result<DepthResult, ApiError> {
-    let mut total = DepthResult {
+) -> Result<QueueDepth, ApiError> {
+    let mut total = QueueDepth {
         ready: 0,
         leased: 0,
     };
