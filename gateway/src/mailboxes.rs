@@ -194,12 +194,21 @@ pub async fn depth(
         let request = proto::DepthRequest {
             mailbox: Some(mailbox.to_proto()),
         };
-        let reply = state
+        let reply = match state
             .nodes
             .broker(&node, &caller.token)?
             .depth(request)
-            .await?
-            .into_inner();
+            .await
+        {
+            Ok(reply) => reply.into_inner(),
+            // A node that is down leads nothing much longer; its partitions' new leaders
+            // count them once elected.
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                tracing::warn!(node = %node.id, %status, "depth: node unreachable, not counted");
+                continue;
+            }
+            Err(status) => return Err(status.into()),
+        };
         total.ready += reply.ready;
         total.leased += reply.leased;
     }
