@@ -134,18 +134,16 @@ impl Partitions {
         let Some((change, result)) = run_blocking(|| decide(&self.store))? else {
             return Ok(None);
         };
-        let seq = lead.seq + 1;
-        match run_blocking(|| {
-            self.store
-                .apply(partition, lead.epoch, seq, &change, Order::Lead)
-        }) {
-            Ok(()) => lead.seq = seq,
-            Err(e @ StoreError::OutOfOrder { .. }) => {
-                return Err(step_down(partition, &mut lead, &e.to_string()))
-            }
-            Err(e) => return Err(e.into()),
-        }
-
+        let (epoch, seq) = (lead.epoch, lead.seq + 1);
+        // The leader's own fsync runs alongside the followers' round trips: a change is
+        // acknowledged only when all of them finished, so nothing is promised earlier, and a
+        // copy that got ahead of a failed local write is fixed by the next snapshot.
+        let local = {
+            let (store, change) = (self.store.clone(), change.clone());
+            tokio::task::spawn_blocking(move || {
+                store.apply(partition, epoch, seq, &change, Order::Lead)
+            })
+        };
         let followers: Vec<String> = view
             .state
             .isr
@@ -156,7 +154,7 @@ impl Partitions {
         let pushes = followers.iter().map(|id| {
             let request = ApplyRequest {
                 partition,
-                epoch: lead.epoch,
+                epoch,
                 seq,
                 change: Some(change.clone()),
             };
@@ -168,7 +166,16 @@ impl Partitions {
                 }
             }
         });
-        let outcomes = futures::future::join_all(pushes).await;
+        let (local, outcomes) = tokio::join!(local, futures::future::join_all(pushes));
+        match local
+            .map_err(|e| WriteError::Unavailable(partition, format!("storage task failed: {e}")))?
+        {
+            Ok(()) => lead.seq = seq,
+            Err(e @ StoreError::OutOfOrder { .. }) => {
+                return Err(step_down(partition, &mut lead, &e.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
         let mut failed = Vec::new();
         for (id, outcome) in followers.iter().zip(outcomes) {
             let outcome = match outcome {
