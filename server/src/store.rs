@@ -7,9 +7,9 @@
 //! has; anything else needs a snapshot from the leader.
 
 use mom_common::proto::{change, Change, Lease, Removal, StoredMessage};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -25,6 +25,8 @@ pub enum StoreError {
         have_epoch: u64,
         have_seq: u64,
     },
+    #[error("commit failed: {0}")]
+    Commit(String),
     #[error("snapshot of epoch {epoch} is older than epoch {have_epoch} of partition {partition}")]
     StaleSnapshot {
         partition: u32,
@@ -82,6 +84,7 @@ pub struct Depth {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    queue: Mutex<Vec<PendingChange>>,
 }
 
 const SCHEMA: &str = "
@@ -126,7 +129,7 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> 
     })
 }
 
-fn insert_message(tx: &Transaction<'_>, partition: u32, m: &StoredMessage) -> rusqlite::Result<()> {
+fn insert_message(tx: &Connection, partition: u32, m: &StoredMessage) -> rusqlite::Result<()> {
     tx.prepare_cached(&format!("INSERT OR IGNORE INTO messages (partition, {COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"))?
         .execute(params![
             partition,
@@ -143,7 +146,7 @@ fn insert_message(tx: &Transaction<'_>, partition: u32, m: &StoredMessage) -> ru
     Ok(())
 }
 
-fn position_in(tx: &Transaction<'_>, partition: u32) -> rusqlite::Result<Position> {
+fn position_in(tx: &Connection, partition: u32) -> rusqlite::Result<Position> {
     Ok(tx
         .query_row(
             "SELECT epoch, seq FROM partitions WHERE partition = ?1",
@@ -159,12 +162,103 @@ fn position_in(tx: &Transaction<'_>, partition: u32) -> rusqlite::Result<Positio
         .unwrap_or_default())
 }
 
-fn set_position(tx: &Transaction<'_>, partition: u32, position: Position) -> rusqlite::Result<()> {
+fn set_position(tx: &Connection, partition: u32, position: Position) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO partitions (partition, epoch, seq) VALUES (?1, ?2, ?3)
          ON CONFLICT(partition) DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq",
         params![partition, position.epoch as i64, position.seq as i64],
     )?;
+    Ok(())
+}
+
+struct PendingChange {
+    partition: u32,
+    epoch: u64,
+    seq: u64,
+    change: Change,
+    order: Order,
+    reply: mpsc::Sender<Result<()>>,
+}
+
+/// Commits queued changes in one transaction; every caller learns its own outcome.
+fn commit_batch(conn: &mut Connection, batch: Vec<PendingChange>) {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let committed = (|| -> rusqlite::Result<()> {
+        let mut tx = conn.transaction()?;
+        for pending in &batch {
+            let savepoint = tx.savepoint()?;
+            let outcome = apply_one(&savepoint, pending);
+            if outcome.is_ok() {
+                savepoint.commit()?;
+            }
+            outcomes.push(outcome);
+        }
+        tx.commit()
+    })();
+    if let Err(e) = committed {
+        outcomes = batch
+            .iter()
+            .map(|_| Err(StoreError::Commit(e.to_string())))
+            .collect();
+    }
+    for (pending, outcome) in batch.into_iter().zip(outcomes) {
+        // The caller is blocked on the answer; it cannot have gone.
+        let _ = pending.reply.send(outcome);
+    }
+}
+
+fn apply_one(tx: &Connection, pending: &PendingChange) -> Result<()> {
+    let PendingChange {
+        partition,
+        epoch,
+        seq,
+        order,
+        ..
+    } = *pending;
+    let change = &pending.change;
+    let have = position_in(tx, partition)?;
+    let follows = have.epoch == epoch && have.seq + 1 == seq;
+    // A leader never writes under an epoch older than its copy already has: a newer
+    // leader's snapshot got there first.
+    let deposed = have.epoch > epoch;
+    if (order == Order::Follow && !follows) || deposed {
+        return Err(StoreError::OutOfOrder {
+            partition,
+            epoch,
+            seq,
+            have_epoch: have.epoch,
+            have_seq: have.seq,
+        });
+    }
+    match &change.kind {
+        Some(change::Kind::Insert(insert)) => {
+            for message in &insert.messages {
+                insert_message(tx, partition, message)?;
+            }
+        }
+        Some(change::Kind::Leases(leases)) => {
+            let mut update = tx.prepare_cached(
+                "UPDATE messages SET delivery_count = ?3, visible_at_ms = ?4 WHERE mailbox = ?1 AND message_id = ?2",
+            )?;
+            for lease in &leases.leases {
+                update.execute(params![
+                    lease.mailbox,
+                    lease.message_id,
+                    lease.delivery_count,
+                    lease.visible_at_ms as i64
+                ])?;
+            }
+        }
+        Some(change::Kind::Removals(removals)) => {
+            let mut delete =
+                tx.prepare_cached("DELETE FROM messages WHERE mailbox = ?1 AND message_id = ?2")?;
+            for removal in &removals.removals {
+                delete.execute(params![removal.mailbox, removal.message_id])?;
+            }
+        }
+        None => {}
+    }
+    set_position(tx, partition, Position { epoch, seq })?;
     Ok(())
 }
 
@@ -181,6 +275,7 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            queue: Mutex::default(),
         })
     }
 
@@ -224,6 +319,11 @@ impl Store {
     }
 
     /// Applies change `seq` of `epoch` to a partition, atomically with its new position.
+    /// Applies change `seq` of `epoch` to a partition, atomically with its new position.
+    ///
+    /// Group commit: concurrent calls (any partitions) share one transaction and one fsync.
+    /// Each call queues its change; whoever gets the connection commits everything queued,
+    /// each change in its own savepoint so that one refused change does not undo the others.
     pub fn apply(
         &self,
         partition: u32,
@@ -232,54 +332,31 @@ impl Store {
         change: &Change,
         order: Order,
     ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let have = position_in(&tx, partition)?;
-        let follows = have.epoch == epoch && have.seq + 1 == seq;
-        // A leader never writes under an epoch older than its copy already has: a newer
-        // leader's snapshot got there first.
-        let deposed = have.epoch > epoch;
-        if (order == Order::Follow && !follows) || deposed {
-            return Err(StoreError::OutOfOrder {
-                partition,
-                epoch,
-                seq,
-                have_epoch: have.epoch,
-                have_seq: have.seq,
-            });
+        let (reply, outcome) = mpsc::channel();
+        let pending = PendingChange {
+            partition,
+            epoch,
+            seq,
+            change: change.clone(),
+            order,
+            reply,
+        };
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pending);
+        loop {
+            if let Ok(result) = outcome.try_recv() {
+                return result;
+            }
+            let mut conn = self.conn();
+            // Committed by whoever held the connection while this call waited for it.
+            if let Ok(result) = outcome.try_recv() {
+                return result;
+            }
+            let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+            commit_batch(&mut conn, batch);
         }
-        match &change.kind {
-            Some(change::Kind::Insert(insert)) => {
-                for message in &insert.messages {
-                    insert_message(&tx, partition, message)?;
-                }
-            }
-            Some(change::Kind::Leases(leases)) => {
-                let mut update = tx.prepare_cached(
-                    "UPDATE messages SET delivery_count = ?3, visible_at_ms = ?4 WHERE mailbox = ?1 AND message_id = ?2",
-                )?;
-                for lease in &leases.leases {
-                    update.execute(params![
-                        lease.mailbox,
-                        lease.message_id,
-                        lease.delivery_count,
-                        lease.visible_at_ms as i64
-                    ])?;
-                }
-            }
-            Some(change::Kind::Removals(removals)) => {
-                let mut delete = tx.prepare_cached(
-                    "DELETE FROM messages WHERE mailbox = ?1 AND message_id = ?2",
-                )?;
-                for removal in &removals.removals {
-                    delete.execute(params![removal.mailbox, removal.message_id])?;
-                }
-            }
-            None => {}
-        }
-        set_position(&tx, partition, Position { epoch, seq })?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Everything a partition holds, for a follower to copy.
@@ -538,6 +615,57 @@ mod tests {
         };
         store.apply(0, 1, 4, &change, Order::Lead).unwrap();
         assert!(pull(&store, 1, 10_000).is_empty());
+    }
+
+    #[test]
+    fn concurrent_changes_commit_together_and_a_refused_one_undoes_nothing_else() {
+        let (_dir, store) = open();
+        let store = std::sync::Arc::new(store);
+        let writers: Vec<_> = (0..6u32)
+            .map(|partition| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store
+                        .install_snapshot(partition, Position { epoch: 1, seq: 0 }, &[])
+                        .unwrap();
+                    for seq in 1..=20u64 {
+                        let id = format!("p{partition}-{seq}");
+                        store
+                            .apply(
+                                partition,
+                                1,
+                                seq,
+                                &insert(vec![message(&id, 0)]),
+                                Order::Follow,
+                            )
+                            .unwrap();
+                        // Out of order: refused, and must not take the good changes with it.
+                        let refused = store.apply(
+                            partition,
+                            1,
+                            seq + 5,
+                            &insert(vec![message("bad", 0)]),
+                            Order::Follow,
+                        );
+                        assert!(matches!(refused, Err(StoreError::OutOfOrder { .. })));
+                    }
+                })
+            })
+            .collect();
+        store
+            .install_snapshot(9, Position { epoch: 1, seq: 0 }, &[])
+            .unwrap();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        for partition in 0..6 {
+            let (position, messages) = store.snapshot(partition).unwrap();
+            assert_eq!(
+                (position, messages.len()),
+                (Position { epoch: 1, seq: 20 }, 20)
+            );
+            assert!(messages.iter().all(|m| m.message_id != "bad"));
+        }
     }
 
     #[test]
