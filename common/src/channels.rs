@@ -47,3 +47,12 @@ impl ChannelPool {
         Ok(channel)
     }
 }
+
+/// Connections accepted by a gRPC server, with Nagle's algorithm off: gRPC writes small frames
+/// (headers, then trailers) that would otherwise wait for delayed ACKs, tens of milliseconds
+/// a call.
+pub fn incoming(
+    listener: tokio::net::TcpListener,
+) -> Result<tonic::transport::server::TcpIncoming, Box<dyn std::error::Error + Send + Sync>> {
+    tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
+}

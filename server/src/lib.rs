@@ -75,7 +75,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let server = tonic::transport::Server::builder()
         .add_service(broker)
         .add_service(replica)
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        .serve_with_incoming(mom_common::channels::incoming(listener).map_err(anyhow::Error::from_boxed)?);
     let serving = tokio::spawn(server);
 
     // Announce only once the port accepts calls, so nobody is routed to a node that can't answer.
