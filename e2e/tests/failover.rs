@@ -186,8 +186,10 @@ async fn a_restarted_node_catches_up_with_what_it_missed() {
         .collect();
     assert!(
         missing.is_empty(),
-        "restarted node lacks {} messages",
-        missing.len()
+        "restarted node lacks {} messages; partitions: {:?}\n{}",
+        missing.len(),
+        cluster.partitions().await,
+        cluster.logs()
     );
     assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
 }

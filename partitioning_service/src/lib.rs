@@ -141,7 +141,9 @@ pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {
             },
             RequireToken(TokenKeys::new(&config.jwt_secret)),
         ))
-        .serve_with_incoming(mom_common::channels::incoming(listener).map_err(anyhow::Error::from_boxed)?)
+        .serve_with_incoming(
+            mom_common::channels::incoming(listener).map_err(anyhow::Error::from_boxed)?,
+        )
         .await?;
     Ok(())
 }

@@ -64,18 +64,20 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 
     let tokens = RequireToken(TokenKeys::new(&config.jwt_secret));
     let broker = BrokerServer::with_interceptor(
-        service::BrokerService::new(partitions, catalog),
+        service::BrokerService::new(partitions.clone(), catalog),
         tokens.clone(),
     );
     let replica = tonic::service::interceptor::InterceptedService::new(
-        ReplicaServer::new(replica::ReplicaService::new(store))
+        ReplicaServer::new(replica::ReplicaService::new(partitions))
             .max_decoding_message_size(mom_replicator::MAX_MESSAGE_BYTES),
         tokens,
     );
     let server = tonic::transport::Server::builder()
         .add_service(broker)
         .add_service(replica)
-        .serve_with_incoming(mom_common::channels::incoming(listener).map_err(anyhow::Error::from_boxed)?);
+        .serve_with_incoming(
+            mom_common::channels::incoming(listener).map_err(anyhow::Error::from_boxed)?,
+        );
     let serving = tokio::spawn(server);
 
     // Announce only once the port accepts calls, so nobody is routed to a node that can't answer.

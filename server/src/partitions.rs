@@ -9,13 +9,21 @@
 use crate::store::{Order, Position, Store, StoreError};
 use mom_catalog::partitions::{self, PartitionState, Versioned};
 use mom_catalog::NodeInfo;
-use mom_common::proto::{ApplyRequest, Change, SnapshotRequest};
+use mom_common::proto::{ApplyRequest, Change, SnapshotRequest, StoredMessage};
 use mom_replicator::{ReplicationError, Replicator};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 use zookeeper_client::Client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("this node is not (yet) a replica of partition {0}")]
+    NotAReplica(u32),
+    #[error(transparent)]
+    Store(StoreError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -55,6 +63,8 @@ pub struct Partitions {
     views: watch::Receiver<BTreeMap<u32, Versioned>>,
     live: watch::Receiver<Vec<NodeInfo>>,
     leadership: Vec<Mutex<Leadership>>,
+    /// Orders installing a copy against dropping one, see [`Partitions::install_snapshot`].
+    replica_guard: Vec<std::sync::Mutex<()>>,
 }
 
 fn run_blocking<T>(work: impl FnOnce() -> T) -> T {
@@ -82,6 +92,9 @@ impl Partitions {
             views,
             live,
             leadership: (0..partition_count).map(|_| Mutex::default()).collect(),
+            replica_guard: (0..partition_count)
+                .map(|_| std::sync::Mutex::default())
+                .collect(),
         }
     }
 
@@ -376,20 +389,53 @@ impl Partitions {
     }
 
     /// Forgets the data of partitions this node no longer replicates.
+    fn is_replica(&self, partition: u32) -> bool {
+        self.view(partition)
+            .is_some_and(|v| v.state.replicas.contains(&self.me))
+    }
+
+    fn guard(&self, partition: u32) -> Option<std::sync::MutexGuard<'_, ()>> {
+        let guard = self.replica_guard.get(partition as usize)?;
+        Some(guard.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Installs a leader's copy, but only once this node's own view names it a replica.
+    ///
+    /// Together with [`Partitions::drop_unassigned`] (same guard, same check) this keeps a
+    /// stale view from dropping a copy just installed: views only move forward, so after a
+    /// view that names this node, only a newer one that does not can drop the copy.
+    pub fn install_snapshot(
+        &self,
+        partition: u32,
+        position: Position,
+        messages: &[StoredMessage],
+    ) -> Result<(), InstallError> {
+        let _guard = self
+            .guard(partition)
+            .ok_or(InstallError::NotAReplica(partition))?;
+        if !self.is_replica(partition) {
+            return Err(InstallError::NotAReplica(partition));
+        }
+        run_blocking(|| self.store.install_snapshot(partition, position, messages))
+            .map_err(InstallError::Store)
+    }
+
+    /// Forgets the data of partitions this node no longer replicates.
     pub fn drop_unassigned(&self) {
-        let unassigned: Vec<u32> = self
-            .views
-            .borrow()
-            .iter()
-            .filter(|(_, v)| !v.state.replicas.contains(&self.me))
-            .map(|(p, _)| *p)
-            .collect();
-        for partition in unassigned {
-            if !run_blocking(|| self.store.holds(partition)).unwrap_or(false) {
+        for partition in 0..self.count() {
+            if self.is_replica(partition)
+                || !run_blocking(|| self.store.holds(partition)).unwrap_or(false)
+            {
+                continue;
+            }
+            let Some(_guard) = self.guard(partition) else {
+                continue;
+            };
+            // Unassigned views exist only for assigned partitions; no view yet means no opinion.
+            if self.view(partition).is_none() || self.is_replica(partition) {
                 continue;
             }
             match run_blocking(|| self.store.drop_partition(partition)) {
-                Ok(0) => {}
                 Ok(n) => tracing::info!(
                     partition,
                     messages = n,

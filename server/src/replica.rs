@@ -1,5 +1,6 @@
 //! The follower's side of replication: the `Replica` gRPC service.
 
+use crate::partitions::{InstallError, Partitions};
 use crate::store::{Position, Store, StoreError};
 use mom_common::proto::{self, replica_server::Replica};
 use std::sync::Arc;
@@ -7,11 +8,15 @@ use tonic::{Request, Response, Status};
 
 pub struct ReplicaService {
     store: Arc<Store>,
+    partitions: Arc<Partitions>,
 }
 
 impl ReplicaService {
-    pub fn new(store: Arc<Store>) -> Self {
-        ReplicaService { store }
+    pub fn new(partitions: Arc<Partitions>) -> Self {
+        ReplicaService {
+            store: partitions.store().clone(),
+            partitions,
+        }
     }
 }
 
@@ -57,11 +62,17 @@ impl Replica for ReplicaService {
             epoch: request.epoch,
             seq: request.seq,
         };
-        tokio::task::block_in_place(|| {
-            self.store
-                .install_snapshot(request.partition, position, &request.messages)
-        })
-        .map_err(status)?;
+        match self
+            .partitions
+            .install_snapshot(request.partition, position, &request.messages)
+        {
+            Ok(()) => {}
+            // The leader tries again later, once this node's view has caught up.
+            Err(e @ InstallError::NotAReplica(_)) => {
+                return Err(Status::unavailable(e.to_string()))
+            }
+            Err(InstallError::Store(e)) => return Err(status(e)),
+        }
         tracing::info!(
             partition = request.partition,
             epoch = request.epoch,

@@ -303,22 +303,33 @@ impl Cluster {
     }
 
     /// Waits until every partition has its full set of replicas, all in sync, on live nodes.
-    pub async fn wait_until_in_sync(&self) {
+    pub async fn wait_until_in_sync(&mut self) {
+        // The nodes that run now must be exactly the live ones: a node just restarted may
+        // still be missing, or be listed under its old session about to vanish.
+        let mut running: Vec<String> = Vec::new();
+        for (index, node) in self.nodes.iter_mut().enumerate() {
+            if node.is_running() {
+                running.push(format!("node{}", index + 1));
+            }
+        }
+        running.sort();
+        let copies = (self.options.replication_factor as usize).min(running.len());
         let in_sync = poll_until(STARTUP, || async {
-            let (Some(partitions), Some(live)) =
+            let (Some(partitions), Some(mut live)) =
                 (self.partitions().await, self.routed_nodes().await)
             else {
                 return false;
             };
-            let copies = (self.options.replication_factor as usize).min(live.len());
-            partitions.len() == self.options.partitions as usize
+            live.sort();
+            live == running
+                && partitions.len() == self.options.partitions as usize
                 && partitions.iter().all(|p| {
                     p.replicas.len() == copies
                         && p.isr.len() == copies
                         && p.replicas
                             .iter()
-                            .all(|id| p.isr.contains(id) && live.contains(id))
-                        && live.contains(&p.leader)
+                            .all(|id| p.isr.contains(id) && running.contains(id))
+                        && running.contains(&p.leader)
                 })
         })
         .await;
