@@ -11,12 +11,12 @@ use std::{net::SocketAddr, path::Path, path::PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {source}")]
+    #[error("invalid config file {path}")]
     Parse {
         path: PathBuf,
         source: toml::de::Error,
@@ -171,10 +171,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:1\"\n").unwrap();
-        let err = load::<AuthConfig>(&path).unwrap_err().to_string();
+        let err = load::<AuthConfig>(&path).unwrap_err();
+        let cause = std::error::Error::source(&err)
+            .expect("parse error as source")
+            .to_string();
         assert!(
-            err.contains("bad.toml") && err.contains("database"),
-            "{err}"
+            err.to_string().contains("bad.toml") && cause.contains("database"),
+            "{err}: {cause}"
         );
     }
 }
