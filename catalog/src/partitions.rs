@@ -194,3 +194,39 @@ pub async fn watch_partitions(zk: Client) -> Result<watch::Receiver<BTreeMap<u32
     });
     Ok(receiver)
 }
+
+/// Takes `node` out of every in-sync set (handing over leadership to another in-sync replica)
+/// because its copies are gone: a node that lost its disk must not lead, or be counted as a
+/// copy, before a leader has caught it up again. Returns how many partitions it left.
+pub async fn leave_in_sync_sets(zk: &Client, node: &str, partitions: u32) -> Result<usize> {
+    let mut left = 0;
+    for partition in 0..partitions {
+        loop {
+            let Some(current) = read_partition(zk, partition).await? else {
+                break;
+            };
+            if !current.state.isr.iter().any(|id| id == node) {
+                break;
+            }
+            let mut next = current.state.clone();
+            next.isr.retain(|id| id != node);
+            if next.isr.is_empty() {
+                tracing::error!(
+                    partition,
+                    node,
+                    "the only in-sync copy of this partition is lost"
+                );
+                break;
+            }
+            if next.leader == node {
+                next.leader = next.isr[0].clone();
+                next.epoch += 1;
+            }
+            if write_partition(zk, partition, &next, Some(current.version)).await? {
+                left += 1;
+                break;
+            }
+        }
+    }
+    Ok(left)
+}

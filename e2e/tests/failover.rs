@@ -378,3 +378,25 @@ async fn acks_and_leases_survive_a_failover() {
     let late_ids: HashSet<&str> = late.iter().map(|d| d.message_id.as_str()).collect();
     assert_eq!(late_ids, in_flight_ids);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_back_with_an_empty_disk_neither_leads_nor_loses_data() {
+    // Sessions outlive the restart, so nothing but the node itself can notice its lost disk.
+    let options = ClusterOptions {
+        node_session_timeout_ms: 15_000,
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start_with(options).await;
+    let conn = connect(&cluster).await;
+    declare_ledger(&conn).await;
+    let acknowledged = publish_batch(&conn, 0, 40).await;
+
+    let (victim, _) = cluster.leader_of("e/ledger/k0").await.unwrap();
+    let index = Cluster::node_index(&victim);
+    cluster.kill_node(index);
+    std::fs::remove_dir_all(cluster.node_data_dir(index)).unwrap();
+    cluster.restart_node(index);
+    cluster.wait_until_in_sync().await;
+
+    assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
+}

@@ -22,7 +22,10 @@ use std::time::Duration;
 
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     mom_common::names::validate_name("node_id", &config.node_id)?;
-    let store = Arc::new(store::Store::open(&config.data_dir.join("messages.db"))?);
+    let database = config.data_dir.join("messages.db");
+    // No database: whatever ZooKeeper says this node held, it holds nothing now.
+    let fresh = !database.exists();
+    let store = Arc::new(store::Store::open(&database)?);
 
     let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
     mom_catalog::exit_on_session_loss(&zk, "server");
@@ -30,6 +33,16 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     catalog.ensure_layout().await?;
     tracing::info!("waiting for the cluster settings from the partitioning service");
     let settings = zk_partitions::wait_cluster_settings(&zk).await?;
+    if fresh {
+        let left =
+            zk_partitions::leave_in_sync_sets(&zk, &config.node_id, settings.partitions).await?;
+        if left > 0 {
+            tracing::warn!(
+                partitions = left,
+                "started without data: left the in-sync sets to be caught up"
+            );
+        }
+    }
     let live = mom_catalog::watch_nodes(zk.clone()).await?;
     let views = zk_partitions::watch_partitions(zk.clone()).await?;
 
