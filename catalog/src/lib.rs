@@ -95,6 +95,28 @@ impl From<MultiWriteError> for CatalogError {
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
+fn parse_kind(path: String, data: &[u8]) -> Result<ExchangeKind> {
+    let text = String::from_utf8_lossy(data);
+    text.parse().map_err(|_| CatalogError::Corrupt {
+        path,
+        detail: format!("exchange kind {text:?}"),
+    })
+}
+
+/// The error of a multi-read answer that is not what was asked for.
+fn multi_read_failure(result: MultiReadResult, exchange: &str, path: String) -> CatalogError {
+    match result {
+        MultiReadResult::Error {
+            err: ZkError::NoNode,
+        } => CatalogError::NoSuchExchange(exchange.to_owned()),
+        MultiReadResult::Error { err } => err.into(),
+        _ => CatalogError::Corrupt {
+            path,
+            detail: "unexpected multi-read answer".into(),
+        },
+    }
+}
+
 /// Whether a declare call made something new or found it already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Declared {
@@ -218,11 +240,7 @@ impl Catalog {
             ZkError::NoNode => CatalogError::NoSuchExchange(name.to_owned()),
             e => e.into(),
         })?;
-        let text = String::from_utf8_lossy(&data);
-        text.parse().map_err(|_| CatalogError::Corrupt {
-            path,
-            detail: format!("exchange kind {text:?}"),
-        })
+        parse_kind(path, &data)
     }
 
     pub async fn list_exchanges(&self) -> Result<Vec<(String, ExchangeKind)>> {
@@ -315,37 +333,13 @@ impl Catalog {
                 detail: "short multi-read answer".into(),
             });
         };
-        let kind: ExchangeKind = match data {
-            MultiReadResult::Data { data, .. } => {
-                let text = String::from_utf8_lossy(&data);
-                text.parse().map_err(|_| CatalogError::Corrupt {
-                    path: path.clone(),
-                    detail: format!("exchange kind {text:?}"),
-                })?
-            }
-            MultiReadResult::Error {
-                err: ZkError::NoNode,
-            } => return Err(CatalogError::NoSuchExchange(exchange.to_owned())),
-            MultiReadResult::Error { err } => return Err(err.into()),
-            _ => {
-                return Err(CatalogError::Corrupt {
-                    path,
-                    detail: "no data where data was asked".into(),
-                })
-            }
+        let kind = match data {
+            MultiReadResult::Data { data, .. } => parse_kind(path.clone(), &data)?,
+            other => return Err(multi_read_failure(other, exchange, path)),
         };
         let names = match children {
             MultiReadResult::Children { children } => children,
-            MultiReadResult::Error {
-                err: ZkError::NoNode,
-            } => return Err(CatalogError::NoSuchExchange(exchange.to_owned())),
-            MultiReadResult::Error { err } => return Err(err.into()),
-            _ => {
-                return Err(CatalogError::Corrupt {
-                    path,
-                    detail: "no children where they were asked".into(),
-                })
-            }
+            other => return Err(multi_read_failure(other, exchange, path)),
         };
         let mut queues: Vec<String> = names
             .iter()
