@@ -132,7 +132,8 @@ pub struct GatewayConfig {
     pub jwt_secret: String,
     /// Base URL of the auth service, which the gateway proxies `/auth/*` to.
     pub auth_url: String,
-    /// `host:port` of the partitioning service's gRPC endpoint.
+    /// `host:port` of the partitioning services' gRPC endpoints, comma-separated; any of them
+    /// answers, so listing several keeps routing up when one is down.
     pub partitioning: String,
     pub zookeeper: ZooKeeperConfig,
     #[serde(default = "default_max_body_bytes")]

@@ -237,7 +237,9 @@ async fn a_brief_zookeeper_restart_loses_nothing() {
     acknowledged.extend(publish_batch(&conn, 30, 30).await);
     cluster.wait_until_in_sync().await;
     assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
-    assert!(cluster.gateway.is_running() && cluster.partitioning.is_running());
+    assert!(
+        cluster.gateway.is_running() && cluster.partitioning.iter_mut().all(|p| p.is_running())
+    );
     assert!(
         cluster.nodes.iter_mut().all(|n| n.is_running()),
         "a node exited:\n{}",
@@ -398,5 +400,34 @@ async fn a_leader_back_with_an_empty_disk_neither_leads_nor_loses_data() {
     cluster.restart_node(index);
     cluster.wait_until_in_sync().await;
 
+    assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_and_the_controller_survive_a_partitioning_service_crash() {
+    let options = ClusterOptions {
+        node_session_timeout_ms: 1_500,
+        service_session_timeout_ms: 1_500,
+        partitioning_services: 2,
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start_with(options).await;
+    let conn = connect(&cluster).await;
+    declare_ledger(&conn).await;
+    let mut acknowledged = publish_batch(&conn, 0, 24).await;
+
+    // Both partitioning services go down in turn, so whichever was the controller is lost.
+    cluster.partitioning[0].kill();
+    acknowledged.extend(publish_batch(&conn, 24, 24).await);
+    cluster.partitioning[0].start();
+    cluster.partitioning[1].kill();
+    acknowledged.extend(publish_batch(&conn, 48, 24).await);
+
+    // A leader crash now needs the controller on the restarted instance to elect a successor.
+    let (victim, _) = cluster.leader_of("e/ledger/k0").await.unwrap();
+    cluster.kill_node(Cluster::node_index(&victim));
+    acknowledged.extend(publish_batch(&conn, 72, 24).await);
+    let (successor, _) = cluster.leader_of("e/ledger/k0").await.unwrap();
+    assert_ne!(successor, victim);
     assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
 }

@@ -9,6 +9,8 @@ use mom_common::proto::{
 };
 use mom_common::token::AttachToken;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
@@ -22,15 +24,22 @@ pub const FAILOVER_WAIT: Duration = Duration::from_secs(15);
 #[derive(Clone)]
 pub struct Nodes {
     live: watch::Receiver<Vec<NodeInfo>>,
-    partitioning_addr: String,
+    /// Every partitioning service; any of them can answer.
+    partitioning_addrs: Vec<String>,
+    answering: Arc<AtomicUsize>,
     channels: ChannelPool,
 }
 
 impl Nodes {
-    pub fn new(live: watch::Receiver<Vec<NodeInfo>>, partitioning_addr: &str) -> Self {
+    pub fn new(live: watch::Receiver<Vec<NodeInfo>>, partitioning_addrs: &str) -> Self {
         Nodes {
             live,
-            partitioning_addr: partitioning_addr.to_owned(),
+            partitioning_addrs: partitioning_addrs
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            answering: Arc::default(),
             channels: ChannelPool::new(Duration::from_secs(30)),
         }
     }
@@ -53,35 +62,51 @@ impl Nodes {
         ))
     }
 
-    /// The current leader of the partition `request` names, and that partition.
+    /// The current leader of the partition `request` names, and that partition. Any
+    /// partitioning service can answer; the last one that did is asked first.
     pub async fn owner(
         &self,
         request: OwnerRequest,
         token: &AttachToken,
     ) -> Result<(NodeInfo, u32), ApiError> {
-        let mut client = PartitioningClient::with_interceptor(
-            self.channel(&self.partitioning_addr)?,
-            token.clone(),
-        );
-        let reply = client
-            .owner(request)
-            .await
-            .map_err(|status| match status.code() {
-                tonic::Code::Unauthenticated => ApiError::Unauthorized(status.message().to_owned()),
-                tonic::Code::InvalidArgument => ApiError::BadRequest(status.message().to_owned()),
-                _ => ApiError::Unavailable(format!("partitioning service: {}", status.message())),
-            })?
-            .into_inner();
-        let owner = reply
-            .owner
-            .ok_or_else(|| ApiError::Unavailable("partitioning service named no owner".into()))?;
-        Ok((
-            NodeInfo {
-                id: owner.id,
-                grpc_addr: owner.grpc_addr,
-            },
-            reply.partition,
-        ))
+        let count = self.partitioning_addrs.len();
+        let first = self.answering.load(Ordering::Relaxed);
+        let mut last_error = ApiError::Unavailable("no partitioning service configured".into());
+        for index in (first..first + count).map(|i| i % count) {
+            let channel = self.channel(&self.partitioning_addrs[index])?;
+            let mut client = PartitioningClient::with_interceptor(channel, token.clone());
+            match client.owner(request.clone()).await {
+                Ok(reply) => {
+                    self.answering.store(index, Ordering::Relaxed);
+                    let reply = reply.into_inner();
+                    let owner = reply.owner.ok_or_else(|| {
+                        ApiError::Unavailable("partitioning service named no owner".into())
+                    })?;
+                    return Ok((
+                        NodeInfo {
+                            id: owner.id,
+                            grpc_addr: owner.grpc_addr,
+                        },
+                        reply.partition,
+                    ));
+                }
+                Err(status) => match status.code() {
+                    tonic::Code::Unauthenticated => {
+                        return Err(ApiError::Unauthorized(status.message().to_owned()))
+                    }
+                    tonic::Code::InvalidArgument => {
+                        return Err(ApiError::BadRequest(status.message().to_owned()))
+                    }
+                    _ => {
+                        last_error = ApiError::Unavailable(format!(
+                            "partitioning service: {}",
+                            status.message()
+                        ))
+                    }
+                },
+            }
+        }
+        Err(last_error)
     }
 }
 

@@ -19,10 +19,12 @@ pub struct ClusterOptions {
     pub nodes: usize,
     /// Short for broker nodes, so that a killed node is noticed quickly.
     pub node_session_timeout_ms: u64,
-    /// For the gateway and the partitioning service.
+    /// For the gateway and the partitioning services.
     pub service_session_timeout_ms: u64,
     pub partitions: u32,
     pub replication_factor: u32,
+    /// Partitioning service instances; one of them is elected controller.
+    pub partitioning_services: usize,
 }
 
 impl Default for ClusterOptions {
@@ -33,6 +35,7 @@ impl Default for ClusterOptions {
             service_session_timeout_ms: 4_000,
             partitions: 8,
             replication_factor: 3,
+            partitioning_services: 1,
         }
     }
 }
@@ -42,12 +45,13 @@ pub struct Cluster {
     pub nodes: Vec<Service>,
     node_ports: Vec<u16>,
     pub gateway: Service,
-    pub partitioning: Service,
+    /// The first one is usually the elected controller.
+    pub partitioning: Vec<Service>,
     pub auth: Service,
     pub zookeeper: ZooKeeper,
     options: ClusterOptions,
     gateway_url: String,
-    partitioning_addr: String,
+    partitioning_addrs: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -86,30 +90,43 @@ impl Cluster {
             &root.join("auth.log"),
         );
 
-        let partitioning_port = free_port();
-        let partitioning_config = write(
-            &root.join("partitioning.toml"),
-            format!(
-                "listen = \"127.0.0.1:{partitioning_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
-                 partitions = {}\nreplication_factor = {}\n\
-                 [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n",
-                options.partitions, options.replication_factor
-            ),
-        );
-        let partitioning = Service::spawn(
-            "partitioning",
-            &binary("mom-partitioning"),
-            &["--config", &partitioning_config],
-            &root.join("partitioning.log"),
-        );
+        let partitioning_ports: Vec<u16> = (0..options.partitioning_services.max(1))
+            .map(|_| free_port())
+            .collect();
+        let partitioning: Vec<Service> = partitioning_ports
+            .iter()
+            .enumerate()
+            .map(|(n, port)| {
+                let config = write(
+                    &root.join(format!("partitioning{n}.toml")),
+                    format!(
+                        "listen = \"127.0.0.1:{port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
+                         partitions = {}\nreplication_factor = {}\n\
+                         [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n",
+                        options.partitions, options.replication_factor
+                    ),
+                );
+                Service::spawn(
+                    &format!("partitioning{n}"),
+                    &binary("mom-partitioning"),
+                    &["--config", &config],
+                    &root.join(format!("partitioning{n}.log")),
+                )
+            })
+            .collect();
+        let partitioning_addrs: Vec<String> = partitioning_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
 
         let gateway_port = free_port();
         let gateway_config = write(
             &root.join("gateway.toml"),
             format!(
                 "listen = \"127.0.0.1:{gateway_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
-                 auth_url = \"http://127.0.0.1:{auth_port}\"\npartitioning = \"127.0.0.1:{partitioning_port}\"\n\
-                 max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n"
+                 auth_url = \"http://127.0.0.1:{auth_port}\"\npartitioning = \"{}\"\n\
+                 max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n",
+                partitioning_addrs.join(",")
             ),
         );
         let gateway = Service::spawn(
@@ -128,13 +145,16 @@ impl Cluster {
             zookeeper,
             options: options.clone(),
             gateway_url: format!("http://127.0.0.1:{gateway_port}"),
-            partitioning_addr: format!("127.0.0.1:{partitioning_port}"),
+            partitioning_addrs,
             dir,
         };
         for _ in 0..options.nodes {
             cluster.spawn_node();
         }
-        for port in [auth_port, gateway_port, partitioning_port] {
+        for port in [auth_port, gateway_port]
+            .into_iter()
+            .chain(partitioning_ports)
+        {
             assert!(
                 wait_for_port(port, STARTUP),
                 "a service did not listen on {port}:\n{}",
@@ -207,11 +227,19 @@ impl Cluster {
     async fn partitioning(
         &self,
     ) -> Option<PartitioningClient<InterceptedService<Channel, AttachToken>>> {
-        let channel = Channel::from_shared(format!("http://{}", self.partitioning_addr))
-            .ok()?
-            .connect()
-            .await
-            .ok()?;
+        // The first partitioning service that is up.
+        let mut channel = None;
+        for addr in &self.partitioning_addrs {
+            if let Ok(connected) = Channel::from_shared(format!("http://{addr}"))
+                .ok()?
+                .connect()
+                .await
+            {
+                channel = Some(connected);
+                break;
+            }
+        }
+        let channel = channel?;
         let token = TokenKeys::new(JWT_SECRET).issue("testkit", Duration::from_secs(60));
         Some(PartitioningClient::with_interceptor(
             channel,
@@ -359,8 +387,9 @@ impl Cluster {
     /// Every service's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut all = String::new();
-        for service in [&self.auth, &self.partitioning, &self.gateway]
+        for service in [&self.auth, &self.gateway]
             .into_iter()
+            .chain(self.partitioning.iter())
             .chain(self.nodes.iter())
         {
             all.push_str(&format!(
