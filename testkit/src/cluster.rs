@@ -249,14 +249,13 @@ impl Cluster {
 
     /// Node ids the partitioning service currently sees live.
     pub async fn routed_nodes(&self) -> Option<Vec<String>> {
-        let reply = self
-            .partitioning()
-            .await?
-            .nodes(NodesRequest {})
-            .await
-            .ok()?
-            .into_inner();
-        Some(reply.nodes.into_iter().map(|n| n.id).collect())
+        Some(
+            self.node_addrs()
+                .await?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+        )
     }
 
     /// gRPC address of every live node, by id.
