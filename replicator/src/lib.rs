@@ -2,6 +2,8 @@
 //! follower replica over gRPC and classifies what went wrong, so the leader knows whether to
 //! send a snapshot, drop the follower from the in-sync set, or step down.
 
+pub mod protocol;
+
 use mom_common::channels::ChannelPool;
 use mom_common::proto::{replica_client::ReplicaClient, ApplyRequest, SnapshotRequest};
 use mom_common::token::{AttachToken, TokenKeys};

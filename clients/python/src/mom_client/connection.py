@@ -1,0 +1,437 @@
+"""`Connection`: an authenticated handle on the MOM gateway's REST API (docs/rest-api.md)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any, Union
+from urllib.parse import quote
+
+import requests
+
+from .consumer import MAX_WAIT_MS, Consumer
+from .errors import Conflict, MomError, TransportError, error_for
+from .types import (
+    AckOutcome,
+    Binding,
+    Delivery,
+    Exchange,
+    ExchangeInfo,
+    ExchangeKind,
+    Health,
+    Published,
+    QueueDepth,
+)
+
+Payload = Union[str, bytes]
+Receipts = Union[str, Delivery, Iterable[Union[str, Delivery]]]
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds to wait for an answer. Above the 15 s the gateway spends retrying a publish or ack
+through a leader fail-over, so that such a call ends with the gateway's own 503 rather than a
+client-side timeout that leaves it unknown whether the message was stored."""
+
+
+def _segment(name: str) -> str:
+    # Valid names need no escaping, but an invalid one must reach the gateway as one path
+    # segment so that it answers 400 rather than routing it somewhere else.
+    return quote(name, safe="")
+
+
+def _receipt_list(receipts: Receipts) -> list[str]:
+    if isinstance(receipts, (str, Delivery)):
+        receipts = [receipts]
+    return [r.receipt if isinstance(r, Delivery) else r for r in receipts]
+
+
+def _payload_text(payload: Payload) -> str:
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        # Strict on purpose: the gateway would keep invalid UTF-8 only as U+FFFD, silently
+        # changing the message, so refuse it here (UnicodeDecodeError, a ValueError).
+        return bytes(payload).decode("utf-8")
+    return payload
+
+
+class Connection:
+    """A logged-in user's handle on one gateway.
+
+    ``Connection(url, user, password)`` logs in (``POST /auth/login``) and sends the token
+    with every call; ``register=True`` creates the user first. Every failure raises a
+    :class:`~mom_client.MomError` subclass chosen by the HTTP status.
+
+    Tokens expire (``expires_in`` seconds after login, an hour by default). A connection that
+    knows the password logs in again once when a call answers 401, so long-running consumers
+    keep working; that retry is safe because a 401 means the gateway did nothing.
+
+    A connection holds a ``requests.Session`` (a connection pool); use one per thread, and
+    :meth:`close` it or use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        user: str,
+        password: str,
+        *,
+        register: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        """Logs ``user`` in at the gateway ``url`` (e.g. ``http://127.0.0.1:8080``).
+
+        With ``register=True`` the user is registered first; a name that is already taken is
+        not an error then, so the login decides whether the password is right.
+        """
+        self._setup(url, timeout)
+        self._credentials: tuple[str, str] | None = (user, password)
+        try:
+            if register:
+                with contextlib.suppress(Conflict):
+                    self._register(user, password)
+            self.login()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_token(cls, url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT) -> Connection:
+        """A connection using an already issued bearer ``token`` (never logs in again)."""
+        conn = cls.__new__(cls)
+        conn._setup(url, timeout)
+        conn._credentials = None
+        conn._token = token
+        return conn
+
+    @staticmethod
+    def register(url: str, user: str, password: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Creates the user ``user`` (password of 8 characters or more).
+
+        Raises :class:`~mom_client.Conflict` if the name is taken.
+        """
+        conn = Connection.from_token(url, "", timeout=timeout)
+        try:
+            conn._register(user, password)
+        finally:
+            conn.close()
+
+    def _setup(self, url: str, timeout: float) -> None:
+        self._url = url.rstrip("/")
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._token = ""
+        self.expires_in: int | None = None
+
+    def _register(self, user: str, password: str) -> None:
+        self._call("POST", "/auth/register", {"username": user, "password": password}, auth=False)
+
+    def login(self) -> None:
+        """Logs in again with the user and password given at construction, renewing the token."""
+        if self._credentials is None:
+            raise MomError("this connection was made from a token and has no password")
+        user, password = self._credentials
+        _, answer = self._call("POST", "/auth/login", {"username": user, "password": password}, auth=False)
+        self._token = answer["token"]
+        self.expires_in = answer.get("expires_in")
+
+    @property
+    def url(self) -> str:
+        """The gateway's base URL, without a trailing slash."""
+        return self._url
+
+    @property
+    def token(self) -> str:
+        """The bearer token this connection sends."""
+        return self._token
+
+    def __repr__(self) -> str:
+        # Never show the token: reprs end up in logs.
+        return f"Connection({self._url!r})"
+
+    def close(self) -> None:
+        """Closes the pooled HTTP connections."""
+        self._session.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # ---- HTTP ----
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        auth: bool = True,
+        timeout: float | None = None,
+    ) -> tuple[int, Any]:
+        """Sends one request; returns ``(status, decoded JSON or None)`` or raises a MomError."""
+        response = self._send(method, path, body, auth, timeout)
+        if response.status_code == 401 and auth and self._credentials is not None:
+            self.login()
+            response = self._send(method, path, body, auth, timeout)
+        if not response.ok:
+            raise error_for(response.status_code, response.text)
+        if response.status_code == 204 or not response.content:
+            return response.status_code, None
+        try:
+            return response.status_code, response.json()
+        except ValueError as e:
+            raise MomError(f"undecodable answer from {path}: {e}", response.status_code) from e
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        auth: bool,
+        timeout: float | None,
+    ) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
+        try:
+            return self._session.request(
+                method,
+                self._url + path,
+                json=body,
+                headers=headers,
+                timeout=self._timeout if timeout is None else timeout,
+            )
+        except requests.RequestException as e:
+            raise TransportError(f"{method} {path}: {e}") from e
+
+    def health(self) -> Health:
+        """``GET /health``: is the gateway up, and how many broker nodes does it see."""
+        _, answer = self._call("GET", "/health", auth=False)
+        return Health(status=answer["status"], nodes=int(answer["nodes"]))
+
+    # ---- exchanges ----
+
+    def declare_exchange(self, name: str, kind: ExchangeKind | str) -> bool:
+        """Declares an exchange; ``True`` if it was created, ``False`` if it existed alike.
+
+        Raises :class:`~mom_client.Conflict` if it exists with another kind.
+        """
+        status, _ = self._call("POST", "/exchanges", {"name": name, "kind": ExchangeKind(kind).value})
+        return status == 201
+
+    def list_exchanges(self) -> list[Exchange]:
+        """All exchanges."""
+        _, answer = self._call("GET", "/exchanges")
+        return [Exchange(e["name"], ExchangeKind(e["kind"])) for e in answer["exchanges"]]
+
+    def get_exchange(self, name: str) -> ExchangeInfo:
+        """One exchange with its bindings."""
+        _, answer = self._call("GET", f"/exchanges/{_segment(name)}")
+        bindings = [Binding(b["queue"], b["routing_key"]) for b in answer.get("bindings", [])]
+        return ExchangeInfo(answer["name"], ExchangeKind(answer["kind"]), bindings)
+
+    def delete_exchange(self, name: str) -> None:
+        """Deletes an exchange and its bindings (the queues stay); NotFound if there is none."""
+        self._call("DELETE", f"/exchanges/{_segment(name)}")
+
+    def bind(self, exchange: str, queue: str, routing_key: str = "") -> bool:
+        """Binds ``queue`` to ``exchange`` with a key (a pattern for topic exchanges).
+
+        ``True`` if the binding was created, ``False`` if it existed.
+        """
+        body = {"queue": queue, "routing_key": routing_key}
+        status, _ = self._call("POST", f"/exchanges/{_segment(exchange)}/bindings", body)
+        return status == 201
+
+    def unbind(self, exchange: str, queue: str, routing_key: str = "") -> None:
+        """Removes a binding made by :meth:`bind`."""
+        body = {"queue": queue, "routing_key": routing_key}
+        self._call("DELETE", f"/exchanges/{_segment(exchange)}/bindings", body)
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        payload: Payload,
+        *,
+        ttl_ms: int | None = None,
+    ) -> Published:
+        """Publishes ``payload`` to an exchange; ``ttl_ms`` drops it undelivered after that long.
+
+        The gateway accepts only JSON text payloads for now, so ``bytes`` are sent as the text
+        they encode in UTF-8 and must be valid UTF-8 (else ``UnicodeDecodeError``); consumers
+        get them back with :attr:`Delivery.payload_bytes`. Arbitrary binary data needs an
+        encoding such as base64 on top until the API carries bytes.
+
+        A missing exchange is :class:`~mom_client.NotFound`; one without a matching binding
+        takes the message with ``routed == 0``, and nobody will ever see it.
+        A :class:`~mom_client.Unavailable` (503) or :class:`~mom_client.TransportError` means
+        the message may or may not have been stored.
+        """
+        return self._publish(f"/exchanges/{_segment(exchange)}/publish", routing_key, payload, ttl_ms)
+
+    def publish_topic(
+        self,
+        topic: str,
+        payload: Payload,
+        *,
+        routing_key: str = "",
+        ttl_ms: int | None = None,
+    ) -> Published:
+        """Publishes ``payload`` to every subscriber of ``topic`` (payload rules as :meth:`publish`)."""
+        return self._publish(f"/topics/{_segment(topic)}/publish", routing_key, payload, ttl_ms)
+
+    def _publish(self, path: str, routing_key: str, payload: Payload, ttl_ms: int | None) -> Published:
+        body: dict[str, Any] = {"routing_key": routing_key, "payload": _payload_text(payload)}
+        if ttl_ms is not None:
+            body["ttl_ms"] = ttl_ms
+        _, answer = self._call("POST", path, body)
+        return Published(answer["message_id"], int(answer["routed"]))
+
+    # ---- queues ----
+
+    def declare_queue(self, name: str) -> bool:
+        """Declares a queue; ``True`` if it was created, ``False`` if it existed."""
+        status, _ = self._call("POST", "/queues", {"name": name})
+        return status == 201
+
+    def list_queues(self) -> list[str]:
+        """Names of all queues."""
+        _, answer = self._call("GET", "/queues")
+        return [q["name"] for q in answer["queues"]]
+
+    def get_queue(self, name: str) -> QueueDepth:
+        """How many messages a queue holds, ready and leased."""
+        _, answer = self._call("GET", f"/queues/{_segment(name)}")
+        return QueueDepth(answer["name"], int(answer["ready"]), int(answer["leased"]))
+
+    queue_depth = get_queue
+
+    def delete_queue(self, name: str) -> None:
+        """Deletes a queue with its messages and bindings; NotFound if there is none."""
+        self._call("DELETE", f"/queues/{_segment(name)}")
+
+    def pull(
+        self,
+        queue: str,
+        max: int = 1,
+        *,
+        visibility_timeout_ms: int | None = None,
+        wait_ms: int = 0,
+    ) -> list[Delivery]:
+        """Pulls up to ``max`` (1-100) messages from a queue.
+
+        Waits up to ``wait_ms`` (at most 20000) for the first one; an empty list means none
+        came. The messages are leased for ``visibility_timeout_ms`` (the gateway's default,
+        30 s, when ``None``): ack them within it, or they are delivered again.
+        """
+        return self._pull(f"/queues/{_segment(queue)}", max, visibility_timeout_ms, wait_ms)
+
+    def ack(self, queue: str, receipts: Receipts) -> AckOutcome:
+        """Acks deliveries of a queue, given as receipts or :class:`Delivery` objects.
+
+        A receipt whose lease ran out comes back in ``stale`` instead of acking: the message
+        was (or will be) delivered again, and only the newest delivery can delete it.
+        """
+        return self._ack(f"/queues/{_segment(queue)}", receipts)
+
+    def consume(
+        self,
+        queue: str,
+        *,
+        batch: int = 10,
+        visibility_timeout_ms: int | None = None,
+        idle_timeout: float | None = None,
+    ) -> Consumer:
+        """A :class:`Consumer` that long-polls ``queue`` and yields its deliveries one by one."""
+        return Consumer(self, f"/queues/{_segment(queue)}", batch, visibility_timeout_ms, idle_timeout)
+
+    def stream(self, queue: str) -> Iterator[Delivery]:
+        """Reserved for push delivery (Server-Sent Events), which the gateway does not offer yet.
+
+        Raises ``NotImplementedError``; use :meth:`consume`, which long-polls, meanwhile.
+        """
+        raise NotImplementedError("the gateway has no streaming endpoint yet; use consume()")
+
+    # ---- topics and subscriptions ----
+
+    def declare_topic(self, name: str) -> bool:
+        """Declares a topic; ``True`` if it was created, ``False`` if it existed."""
+        status, _ = self._call("POST", "/topics", {"name": name})
+        return status == 201
+
+    def list_topics(self) -> list[str]:
+        """Names of all topics."""
+        _, answer = self._call("GET", "/topics")
+        return [t["name"] for t in answer["topics"]]
+
+    def delete_topic(self, name: str) -> None:
+        """Deletes a topic with its subscriptions and their messages; NotFound if there is none."""
+        self._call("DELETE", f"/topics/{_segment(name)}")
+
+    def subscribe(self, topic: str, subscriber: str) -> bool:
+        """Creates the subscription ``subscriber`` of ``topic``; ``True`` if it is new.
+
+        Each subscription gets its own copy of every message published to the topic after it
+        was made; consumers sharing one subscription share its messages.
+        """
+        body = {"subscriber": subscriber}
+        status, _ = self._call("POST", f"/topics/{_segment(topic)}/subscriptions", body)
+        return status == 201
+
+    def list_subscribers(self, topic: str) -> list[str]:
+        """Subscriber names of a topic."""
+        _, answer = self._call("GET", f"/topics/{_segment(topic)}/subscriptions")
+        return list(answer["subscribers"])
+
+    def unsubscribe(self, topic: str, subscriber: str) -> None:
+        """Deletes a subscription and the messages waiting in it; NotFound if there is none."""
+        self._call("DELETE", self._subscription_path(topic, subscriber))
+
+    def pull_subscription(
+        self,
+        topic: str,
+        subscriber: str,
+        max: int = 1,
+        *,
+        visibility_timeout_ms: int | None = None,
+        wait_ms: int = 0,
+    ) -> list[Delivery]:
+        """:meth:`pull` for a topic subscription."""
+        path = self._subscription_path(topic, subscriber)
+        return self._pull(path, max, visibility_timeout_ms, wait_ms)
+
+    def ack_subscription(self, topic: str, subscriber: str, receipts: Receipts) -> AckOutcome:
+        """:meth:`ack` for a topic subscription."""
+        return self._ack(self._subscription_path(topic, subscriber), receipts)
+
+    def consume_subscription(
+        self,
+        topic: str,
+        subscriber: str,
+        *,
+        batch: int = 10,
+        visibility_timeout_ms: int | None = None,
+        idle_timeout: float | None = None,
+    ) -> Consumer:
+        """:meth:`consume` for an existing topic subscription (see :meth:`subscribe`)."""
+        path = self._subscription_path(topic, subscriber)
+        return Consumer(self, path, batch, visibility_timeout_ms, idle_timeout)
+
+    @staticmethod
+    def _subscription_path(topic: str, subscriber: str) -> str:
+        return f"/topics/{_segment(topic)}/subscriptions/{_segment(subscriber)}"
+
+    # ---- mailboxes: queues and subscriptions alike ----
+
+    def _pull(
+        self, path: str, max_messages: int, visibility_timeout_ms: int | None, wait_ms: int
+    ) -> list[Delivery]:
+        body: dict[str, Any] = {"max": max_messages, "wait_ms": wait_ms}
+        if visibility_timeout_ms is not None:
+            body["visibility_timeout_ms"] = visibility_timeout_ms
+        # The gateway holds a long-poll open for up to wait_ms before it answers.
+        timeout = self._timeout + max(0, min(wait_ms, MAX_WAIT_MS)) / 1000
+        _, answer = self._call("POST", f"{path}/pull", body, timeout=timeout)
+        return [Delivery.from_json(m) for m in answer["messages"]]
+
+    def _ack(self, path: str, receipts: Receipts) -> AckOutcome:
+        _, answer = self._call("POST", f"{path}/ack", {"receipts": _receipt_list(receipts)})
+        return AckOutcome(int(answer["acked"]), list(answer.get("stale", [])))

@@ -1,0 +1,127 @@
+"""Values the gateway sends back (deliveries, publish and ack outcomes, listings) as dataclasses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class ExchangeKind(str, Enum):
+    """How an exchange routes. A plain string (``"direct"``...) is accepted wherever this is."""
+
+    DIRECT = "direct"
+    """To the queues bound with exactly the message's routing key."""
+    TOPIC = "topic"
+    """To the queues whose binding pattern matches the key (``*`` one word, ``#`` zero or more)."""
+    FANOUT = "fanout"
+    """To every bound queue, whatever the key."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of a message pulled from a queue or a topic subscription.
+
+    The message is leased to its puller until it is acked with ``receipt`` or its visibility
+    timeout runs out; then it is delivered again with a new receipt.
+    """
+
+    message_id: str
+    """Id given to the message when it was published (the same on every redelivery)."""
+    receipt: str
+    """Opaque proof of this particular delivery; needed to ack it."""
+    exchange: str
+    """Exchange (or topic) the message was published to."""
+    routing_key: str
+    """Routing key it was published with."""
+    payload: str
+    """The message body (the gateway stores text)."""
+    delivery_count: int
+    """How many times the message has been handed out, this time included."""
+    published_at_ms: int
+    """When it was published, in milliseconds since the Unix epoch."""
+
+    @property
+    def payload_bytes(self) -> bytes:
+        """The payload encoded as UTF-8, for callers that published bytes."""
+        return self.payload.encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Delivery:
+        return cls(
+            message_id=data["message_id"],
+            receipt=data["receipt"],
+            exchange=data["exchange"],
+            routing_key=data["routing_key"],
+            payload=data["payload"],
+            delivery_count=int(data["delivery_count"]),
+            published_at_ms=int(data["published_at_ms"]),
+        )
+
+
+@dataclass(frozen=True)
+class Published:
+    """Answer to a publish."""
+
+    message_id: str
+    """Id of the new message."""
+    routed: int
+    """How many queues (or topic subscribers) got a copy; 0 means nobody will see it."""
+
+
+@dataclass(frozen=True)
+class AckOutcome:
+    """Answer to an ack."""
+
+    acked: int
+    """How many receipts deleted their message."""
+    stale: list[str] = field(default_factory=list)
+    """Receipts refused: not the message's current delivery (its lease ran out), or it is gone."""
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """How many messages a queue holds."""
+
+    name: str
+    ready: int
+    """Waiting to be pulled."""
+    leased: int
+    """Pulled but neither acked nor timed out yet."""
+
+
+@dataclass(frozen=True)
+class Health:
+    """Answer of ``GET /health``."""
+
+    status: str
+    """``"ok"`` when the gateway serves."""
+    nodes: int
+    """Broker nodes the gateway currently sees alive."""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """An exchange as listed by ``GET /exchanges``."""
+
+    name: str
+    kind: ExchangeKind
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One binding of an exchange to a queue."""
+
+    queue: str
+    routing_key: str
+    """The binding key, or pattern for topic exchanges."""
+
+
+@dataclass(frozen=True)
+class ExchangeInfo:
+    """An exchange with its bindings, as shown by ``GET /exchanges/{name}``."""
+
+    name: str
+    kind: ExchangeKind
+    bindings: list[Binding] = field(default_factory=list)

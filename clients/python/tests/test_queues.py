@@ -1,0 +1,156 @@
+"""Queues: declare, bind, publish, pull, ack, depth, redelivery, TTL and the consumer iterator."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from helpers import PASSWORD, USER, drain, payloads
+
+from mom_client import Connection, Delivery, ExchangeKind
+
+
+def bound_queue(conn: Connection, unique, kind: str = "direct", key: str = "k"):
+    exchange, queue = unique("ex"), unique("q")
+    conn.declare_exchange(exchange, kind)
+    conn.declare_queue(queue)
+    conn.bind(exchange, queue, key)
+    return exchange, queue
+
+
+def test_declare_bind_publish_pull_ack(conn: Connection, unique) -> None:
+    exchange, queue = unique("ex"), unique("q")
+    assert conn.declare_exchange(exchange, ExchangeKind.DIRECT) is True
+    assert conn.declare_queue(queue) is True
+    assert conn.declare_queue(queue) is False
+    assert conn.bind(exchange, queue, "jobs") is True
+    assert conn.bind(exchange, queue, "jobs") is False
+    assert queue in conn.list_queues()
+    assert (exchange, ExchangeKind.DIRECT) in [(e.name, e.kind) for e in conn.list_exchanges()]
+    info = conn.get_exchange(exchange)
+    assert info.kind == "direct"
+    assert [(b.queue, b.routing_key) for b in info.bindings] == [(queue, "jobs")]
+
+    published = conn.publish(exchange, "jobs", "hello")
+    assert published.routed == 1 and published.message_id
+    depth = conn.get_queue(queue)
+    assert (depth.ready, depth.leased) == (1, 0)
+
+    [delivery] = conn.pull(queue, 10, wait_ms=5_000)
+    assert (delivery.message_id, delivery.payload) == (published.message_id, "hello")
+    assert (delivery.exchange, delivery.routing_key, delivery.delivery_count) == (exchange, "jobs", 1)
+    assert delivery.published_at_ms > 1_600_000_000_000
+    assert (conn.get_queue(queue).ready, conn.get_queue(queue).leased) == (0, 1)
+
+    outcome = conn.ack(queue, delivery)
+    assert (outcome.acked, outcome.stale) == (1, [])
+    assert (conn.queue_depth(queue).ready, conn.queue_depth(queue).leased) == (0, 0)
+
+    conn.unbind(exchange, queue, "jobs")
+    assert conn.publish(exchange, "jobs", "nobody hears").routed == 0
+    conn.delete_queue(queue)
+    conn.delete_exchange(exchange)
+    assert queue not in conn.list_queues()
+    assert exchange not in [e.name for e in conn.list_exchanges()]
+
+
+def test_a_queue_is_fifo_per_routing_key(conn: Connection, unique) -> None:
+    exchange, queue = bound_queue(conn, unique)
+    sent = [f"job-{n:02}" for n in range(20)]
+    for payload in sent:
+        conn.publish(exchange, "k", payload)
+    assert payloads(drain(conn, queue, len(sent))) == sent
+
+
+def test_bytes_payloads_travel_as_utf8_text(conn: Connection, unique) -> None:
+    exchange, queue = bound_queue(conn, unique)
+    conn.publish(exchange, "k", "grüße €".encode("utf-8"))
+    [delivery] = drain(conn, queue, 1)
+    assert delivery.payload == "grüße €" and delivery.payload_bytes == "grüße €".encode("utf-8")
+    with pytest.raises(UnicodeDecodeError):
+        conn.publish(exchange, "k", b"\xff\xfe not utf-8")
+
+
+def test_unacked_messages_are_redelivered_and_stale_acks_refused(conn: Connection, unique) -> None:
+    exchange, queue = bound_queue(conn, unique)
+    published = conn.publish(exchange, "k", "letter")
+
+    [first] = conn.pull(queue, visibility_timeout_ms=300, wait_ms=5_000)
+    assert (first.message_id, first.delivery_count) == (published.message_id, 1)
+    # Leased: nobody else gets it meanwhile.
+    assert conn.pull(queue) == []
+
+    # The consumer "crashed" without acking: the long-poll gets it back once the lease ends.
+    [second] = conn.pull(queue, visibility_timeout_ms=30_000, wait_ms=10_000)
+    assert (second.message_id, second.delivery_count) == (published.message_id, 2)
+    assert second.receipt != first.receipt
+
+    late = conn.ack(queue, first.receipt)
+    assert (late.acked, late.stale) == (0, [first.receipt]), "an old receipt must not ack the new delivery"
+    assert conn.ack(queue, [second]).acked == 1
+    depth = conn.get_queue(queue)
+    assert (depth.ready, depth.leased) == (0, 0)
+
+
+def test_expired_messages_are_not_delivered(conn: Connection, unique) -> None:
+    exchange, queue = bound_queue(conn, unique, kind="fanout", key="")
+    expired_at = time.monotonic() + 0.2  # no later than the message's own TTL deadline
+    conn.publish(exchange, "", "stale-quote", ttl_ms=200)
+    conn.publish(exchange, "", "fresh-quote", ttl_ms=600_000)
+    # TTL is about time passing: wait out the short one's (a margin for clock granularity);
+    # from then on nothing may hand it out.
+    time.sleep(max(0.0, expired_at + 0.05 - time.monotonic()))
+    assert payloads(drain(conn, queue, 10)) == ["fresh-quote"]
+    assert conn.get_queue(queue).ready == 0
+
+
+def test_the_consumer_iterator_yields_every_message_in_order(conn: Connection, unique) -> None:
+    exchange, queue = bound_queue(conn, unique)
+    sent = [f"m{n}" for n in range(7)]
+    for payload in sent:
+        conn.publish(exchange, "k", payload)
+    consumer = conn.consume(queue, batch=3, idle_timeout=0.5)
+    got: list[Delivery] = []
+    for delivery in consumer:
+        assert consumer.ack(delivery)
+        got.append(delivery)
+    assert payloads(got) == sent
+    assert consumer.next(timeout=0) is None
+
+
+def test_the_consumer_long_polls_until_a_message_comes(cluster, conn: Connection, unique) -> None:
+    exchange, queue = bound_queue(conn, unique)
+    got: list[Delivery] = []
+
+    def consume() -> None:
+        # A connection per thread: a requests.Session is not meant to be shared.
+        with Connection(cluster.gateway_url, USER, PASSWORD) as own:
+            consumer = own.consume(queue, batch=1)
+            delivery = consumer.next(timeout=15)
+            if delivery is not None:
+                consumer.ack(delivery)
+                got.append(delivery)
+
+    waiter = threading.Thread(target=consume)
+    waiter.start()
+    conn.publish(exchange, "k", "wake-up")
+    waiter.join(timeout=20)
+    assert not waiter.is_alive()
+    assert payloads(got) == ["wake-up"]
+
+
+def test_a_consumer_ack_after_the_lease_ran_out_is_refused(conn: Connection, unique) -> None:
+    exchange, queue = bound_queue(conn, unique)
+    conn.publish(exchange, "k", "slow")
+    consumer = conn.consume(queue, batch=1, visibility_timeout_ms=200)
+    first = consumer.next(timeout=5)
+    again = consumer.next(timeout=10)  # redelivered to us after the lease ran out
+    assert first and again and again.message_id == first.message_id
+    assert consumer.ack(first) is False
+    assert consumer.ack(again) is True
+
+
+def test_streaming_is_not_there_yet(conn: Connection) -> None:
+    with pytest.raises(NotImplementedError):
+        conn.stream("any")
