@@ -1,4 +1,6 @@
-//! Broker node membership: each live node holds an ephemeral znode with its address.
+//! Broker node membership: each live node holds an ephemeral znode with its address and the
+//! incarnation of its process (which grows with every start, so that peers can tell a node's
+//! new life from its old one).
 
 use crate::{CatalogError, Result, NODES};
 use std::time::Duration;
@@ -9,6 +11,32 @@ use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
 pub struct NodeInfo {
     pub id: String,
     pub grpc_addr: String,
+    pub incarnation: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Registration {
+    grpc_addr: String,
+    incarnation: u64,
+}
+
+impl NodeInfo {
+    fn znode_data(&self) -> Vec<u8> {
+        serde_json::to_vec(&Registration {
+            grpc_addr: self.grpc_addr.clone(),
+            incarnation: self.incarnation,
+        })
+        .expect("registration serializes")
+    }
+
+    fn from_znode(id: String, data: &[u8]) -> Option<NodeInfo> {
+        let registration: Registration = serde_json::from_slice(data).ok()?;
+        Some(NodeInfo {
+            id,
+            grpc_addr: registration.grpc_addr,
+            incarnation: registration.incarnation,
+        })
+    }
 }
 
 /// Announces this node as live. Replaces a znode left by this node's previous, crashed
@@ -17,10 +45,7 @@ pub async fn register_node(zk: &Client, node: &NodeInfo) -> Result<()> {
     let path = format!("{NODES}/{}", node.id);
     let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
     loop {
-        match zk
-            .create(&path, node.grpc_addr.as_bytes(), &ephemeral)
-            .await
-        {
+        match zk.create(&path, &node.znode_data(), &ephemeral).await {
             Ok(_) => return Ok(()),
             Err(ZkError::NodeExists) => {
                 let Some(stat) = zk.check_stat(&path).await? else {
@@ -47,12 +72,13 @@ async fn read_nodes(zk: &Client) -> Result<(Vec<NodeInfo>, zookeeper_client::One
     for id in ids {
         let path = format!("{NODES}/{id}");
         match zk.get_data(&path).await {
-            Ok((addr, _)) => {
-                let grpc_addr = String::from_utf8(addr).map_err(|e| CatalogError::Corrupt {
-                    path,
-                    detail: e.to_string(),
-                })?;
-                nodes.push(NodeInfo { id, grpc_addr });
+            Ok((data, _)) => {
+                let node =
+                    NodeInfo::from_znode(id, &data).ok_or_else(|| CatalogError::Corrupt {
+                        path,
+                        detail: "unreadable node registration".into(),
+                    })?;
+                nodes.push(node);
             }
             // Left between the listing and the read; the watch will fire again.
             Err(ZkError::NoNode) => {}

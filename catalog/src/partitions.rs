@@ -211,14 +211,16 @@ pub async fn leave_in_sync_sets(zk: &Client, node: &str, partitions: u32) -> Res
             let mut next = current.state.clone();
             next.isr.retain(|id| id != node);
             if next.isr.is_empty() {
+                // No copy is known to hold what was acknowledged: the partition stays offline
+                // (no leader) rather than let an empty copy lead and overwrite the others.
                 tracing::error!(
                     partition,
                     node,
-                    "the only in-sync copy of this partition is lost"
+                    "the only in-sync copy of this partition is lost; it stays offline"
                 );
-                break;
-            }
-            if next.leader == node {
+                next.leader.clear();
+                next.epoch += 1;
+            } else if next.leader == node {
                 next.leader = next.isr[0].clone();
                 next.epoch += 1;
             }
@@ -229,4 +231,28 @@ pub async fn leave_in_sync_sets(zk: &Client, node: &str, partitions: u32) -> Res
         }
     }
     Ok(left)
+}
+
+/// Starts a new epoch for every partition `node` leads, before it serves again after a
+/// restart: entries its previous life served to followers but had not fsync'd yet must never
+/// be confused with new entries at the same offsets under the same epoch. Returns how many.
+pub async fn restart_leaderships(zk: &Client, node: &str, partitions: u32) -> Result<usize> {
+    let mut restarted = 0;
+    for partition in 0..partitions {
+        loop {
+            let Some(current) = read_partition(zk, partition).await? else {
+                break;
+            };
+            if current.state.leader != node {
+                break;
+            }
+            let mut next = current.state.clone();
+            next.epoch += 1;
+            if write_partition(zk, partition, &next, Some(current.version)).await? {
+                restarted += 1;
+                break;
+            }
+        }
+    }
+    Ok(restarted)
 }

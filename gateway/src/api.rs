@@ -199,7 +199,9 @@ async fn publish(
     };
     let partition_key = format!("{prefix}/{destination}/{}", body.routing_key);
     let payload = body.payload.into_bytes();
-    // A retry after an unanswered attempt may store the message twice: at-least-once.
+    // Minted here, once: a retry after an unanswered attempt carries the same id, and the
+    // partition's leader stores an id at most once, so the message is not stored twice.
+    let message_id = uuid::Uuid::now_v7().to_string();
     let reply = retry_while_unavailable(|| async {
         let owner_request = OwnerRequest {
             partition_key: partition_key.clone(),
@@ -213,6 +215,7 @@ async fn publish(
             routing_key: body.routing_key.clone(),
             payload: payload.clone(),
             ttl_ms: body.ttl_ms.unwrap_or(0),
+            message_id: message_id.clone(),
         };
         Ok(state
             .nodes

@@ -76,9 +76,13 @@ impl From<tonic::Status> for ApiError {
             Code::NotFound => ApiError::NotFound(message),
             Code::AlreadyExists | Code::FailedPrecondition => ApiError::Conflict(message),
             Code::Unauthenticated => ApiError::Unauthorized(message),
-            Code::Unavailable | Code::DeadlineExceeded => {
-                ApiError::Unavailable(format!("broker node unavailable: {message}"))
-            }
+            // A node that died or stalled mid-call (transport errors surface as Unknown or
+            // Cancelled): the cluster is built to survive that, so it is retried, never a 502.
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::Aborted => ApiError::Unavailable(format!("broker node unavailable: {message}")),
             _ => ApiError::BadGateway(format!("broker node failed: {message}")),
         }
     }

@@ -86,6 +86,7 @@ impl Nodes {
                         NodeInfo {
                             id: owner.id,
                             grpc_addr: owner.grpc_addr,
+                            incarnation: 0,
                         },
                         reply.partition,
                     ));

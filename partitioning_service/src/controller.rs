@@ -1,6 +1,11 @@
 //! The controller: one partitioning service at a time (elected through ZooKeeper) decides who
 //! leads and who replicates each partition.
 //!
+//! The ring is built over every node the cluster knows: the live ones and every node that is
+//! a replica of some partition, dead or alive. So a dead node keeps its replica slots (and its
+//! data, for when it comes back) and leaves only the in-sync set, and a partition keeps
+//! `replication_factor` replicas; slots move only when a node joins.
+//!
 //! Rules, applied to every partition whenever membership changes (and periodically):
 //! - A new partition gets the ring's `replication_factor` nodes, the first as leader.
 //! - A dead leader is replaced by a live in-sync replica (preferring the ring's order) with a
@@ -12,8 +17,9 @@
 //!   leadership moves to the ring's first node (the preferred leader) if another node leads.
 
 use crate::ring::HashRing;
-use mom_catalog::partitions::{self, ClusterSettings, PartitionState};
+use mom_catalog::partitions::{self, ClusterSettings, PartitionState, Versioned};
 use mom_catalog::NodeInfo;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::sync::watch;
 use zookeeper_client::Client;
@@ -23,6 +29,7 @@ pub fn plan(
     partition: u32,
     current: Option<&PartitionState>,
     ring: &HashRing,
+    live: &BTreeSet<String>,
     replication_factor: u32,
 ) -> Option<PartitionState> {
     let target: Vec<String> = ring
@@ -35,6 +42,9 @@ pub fn plan(
         .collect();
     let first = target.first()?.clone();
     let Some(current) = current else {
+        if !target.iter().all(|id| live.contains(id)) {
+            return None;
+        }
         return Some(PartitionState {
             leader: first,
             epoch: 1,
@@ -42,7 +52,7 @@ pub fn plan(
             isr: target,
         });
     };
-    let is_live = |id: &String| ring.nodes().iter().any(|n| &n.id == id);
+    let is_live = |id: &String| live.contains(id);
     let live_isr: Vec<String> = current
         .isr
         .iter()
@@ -79,24 +89,48 @@ pub fn plan(
     (next != *current).then_some(next)
 }
 
+/// Every node the cluster knows: the live ones and every replica named anywhere.
+fn known_nodes(live: &[NodeInfo], states: &BTreeMap<u32, Versioned>) -> Vec<NodeInfo> {
+    let mut known: BTreeMap<String, NodeInfo> =
+        live.iter().map(|n| (n.id.clone(), n.clone())).collect();
+    for state in states.values() {
+        for id in &state.state.replicas {
+            known.entry(id.clone()).or_insert_with(|| NodeInfo {
+                id: id.clone(),
+                grpc_addr: String::new(),
+                incarnation: 0,
+            });
+        }
+    }
+    known.into_values().collect()
+}
+
 async fn reconcile(
     zk: &Client,
     settings: ClusterSettings,
-    ring: &HashRing,
+    virtual_nodes: u32,
+    live_nodes: &[NodeInfo],
 ) -> mom_catalog::Result<()> {
+    let mut states = BTreeMap::new();
     for partition in 0..settings.partitions {
-        let current = partitions::read_partition(zk, partition).await?;
+        if let Some(state) = partitions::read_partition(zk, partition).await? {
+            states.insert(partition, state);
+        }
+    }
+    let ring = HashRing::new(known_nodes(live_nodes, &states), virtual_nodes);
+    let live: BTreeSet<String> = live_nodes.iter().map(|n| n.id.clone()).collect();
+    for partition in 0..settings.partitions {
+        let current = states.get(&partition);
         let Some(next) = plan(
             partition,
-            current.as_ref().map(|v| &v.state),
-            ring,
+            current.map(|v| &v.state),
+            &ring,
+            &live,
             settings.replication_factor,
         ) else {
             continue;
         };
-        if partitions::write_partition(zk, partition, &next, current.as_ref().map(|v| v.version))
-            .await?
-        {
+        if partitions::write_partition(zk, partition, &next, current.map(|v| v.version)).await? {
             tracing::info!(partition, leader = %next.leader, epoch = next.epoch, isr = ?next.isr, replicas = ?next.replicas, "partition reassigned");
         }
     }
@@ -117,8 +151,8 @@ pub async fn run(
     }
     tracing::info!(%id, "elected controller");
     loop {
-        let ring = HashRing::new(live.borrow_and_update().clone(), virtual_nodes);
-        if let Err(e) = reconcile(&zk, settings, &ring).await {
+        let nodes = live.borrow_and_update().clone();
+        if let Err(e) = reconcile(&zk, settings, virtual_nodes, &nodes).await {
             tracing::warn!(error = %e, "reconciling partitions failed; retrying");
         }
         // Leaders change the in-sync sets too, so look again now and then even without news.
@@ -136,10 +170,15 @@ mod tests {
                 .map(|id| NodeInfo {
                     id: id.to_string(),
                     grpc_addr: String::new(),
+                    incarnation: 0,
                 })
                 .collect(),
             32,
         )
+    }
+
+    fn live(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
     }
 
     fn state(leader: &str, epoch: u64, replicas: &[&str], isr: &[&str]) -> PartitionState {
@@ -154,7 +193,14 @@ mod tests {
 
     #[test]
     fn a_new_partition_gets_replication_factor_replicas() {
-        let next = plan(0, None, &ring(&["a", "b", "c", "d"]), 3).unwrap();
+        let next = plan(
+            0,
+            None,
+            &ring(&["a", "b", "c", "d"]),
+            &live(&["a", "b", "c", "d"]),
+            3,
+        )
+        .unwrap();
         assert_eq!((next.epoch, next.replicas.len()), (1, 3));
         assert_eq!(next.leader, next.replicas[0]);
         assert_eq!(next.isr, next.replicas);
@@ -163,32 +209,50 @@ mod tests {
     #[test]
     fn a_stable_partition_is_left_alone() {
         let r = ring(&["a", "b", "c"]);
-        let first = plan(7, None, &r, 3).unwrap();
-        assert_eq!(plan(7, Some(&first), &r, 3), None);
+        let all = live(&["a", "b", "c"]);
+        let first = plan(7, None, &r, &all, 3).unwrap();
+        assert_eq!(plan(7, Some(&first), &r, &all, 3), None);
     }
 
     #[test]
     fn a_dead_leader_is_replaced_by_an_in_sync_replica_with_a_new_epoch() {
         let current = state("a", 4, &["a", "b", "c"], &["a", "b"]);
-        let next = plan(0, Some(&current), &ring(&["b", "c"]), 3).unwrap();
+        let next = plan(
+            0,
+            Some(&current),
+            &ring(&["a", "b", "c"]),
+            &live(&["b", "c"]),
+            3,
+        )
+        .unwrap();
         assert_eq!((next.leader.as_str(), next.epoch), ("b", 5));
         assert_eq!(next.isr, ["b"]);
-        // c is out of sync: it stays a replica that the new leader must catch up.
-        assert!(next.replicas.contains(&"c".to_string()));
+        // The dead node keeps its replica slot; c is out of sync and stays a replica too.
+        assert_eq!(next.replicas, current.replicas);
     }
 
     #[test]
     fn without_a_live_in_sync_replica_the_partition_waits() {
         let current = state("a", 2, &["a", "b", "c"], &["a"]);
-        assert_eq!(plan(0, Some(&current), &ring(&["b", "c"]), 3), None);
+        assert_eq!(
+            plan(
+                0,
+                Some(&current),
+                &ring(&["a", "b", "c"]),
+                &live(&["b", "c"]),
+                3
+            ),
+            None
+        );
     }
 
     #[test]
     fn a_joining_node_is_added_and_old_replicas_dropped_only_once_it_is_in_sync() {
         let before = ring(&["a", "b"]);
-        let current = plan(3, None, &before, 2).unwrap();
+        let current = plan(3, None, &before, &live(&["a", "b"]), 2).unwrap();
         let after = ring(&["a", "b", "c", "d", "e"]);
-        let Some(next) = plan(3, Some(&current), &after, 2) else {
+        let all = live(&["a", "b", "c", "d", "e"]);
+        let Some(next) = plan(3, Some(&current), &after, &all, 2) else {
             return; // the ring kept this partition where it was
         };
         let target: Vec<String> = after
@@ -208,12 +272,46 @@ mod tests {
             isr: next.replicas.clone(),
             ..next.clone()
         };
-        let last = plan(3, Some(&caught_up), &after, 2).unwrap();
+        let last = plan(3, Some(&caught_up), &after, &all, 2).unwrap();
         assert_eq!(last.replicas, target);
         assert_eq!(last.isr, target);
         assert_eq!(
             last.leader, target[0],
             "the preferred leader leads once in sync"
         );
+    }
+
+    #[test]
+    fn with_two_of_three_nodes_dead_the_replica_set_keeps_its_size() {
+        let r = ring(&["a", "b", "c"]);
+        let current = plan(1, None, &r, &live(&["a", "b", "c"]), 3).unwrap();
+        let survivor = current.replicas[2].clone();
+        let next = plan(1, Some(&current), &r, &live(&[survivor.as_str()]), 3).unwrap();
+        assert_eq!(next.replicas, current.replicas);
+        assert_eq!(
+            (next.leader.clone(), next.isr.clone()),
+            (survivor.clone(), vec![survivor])
+        );
+    }
+
+    #[test]
+    fn known_nodes_include_dead_replicas() {
+        let states = BTreeMap::from([(
+            0,
+            Versioned {
+                state: state("a", 1, &["a", "b", "c"], &["a"]),
+                version: 3,
+            },
+        )]);
+        let live = vec![NodeInfo {
+            id: "a".into(),
+            grpc_addr: "x".into(),
+            incarnation: 1,
+        }];
+        let ids: Vec<String> = known_nodes(&live, &states)
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 }

@@ -60,6 +60,7 @@ mod tests {
             .map(|id| NodeInfo {
                 id: id.to_string(),
                 grpc_addr: format!("{id}:1"),
+                incarnation: 0,
             })
             .collect()
     }

@@ -1,52 +1,39 @@
-//! The leader's side of replication: pushes each change (or a whole-partition snapshot) to a
-//! follower replica over gRPC and classifies what went wrong, so the leader knows whether to
-//! send a snapshot, drop the follower from the in-sync set, or step down.
+//! Moving each partition's log from its leader to its followers.
+//!
+//! - [`protocol`]: the replication protocol as a state machine with no I/O (leader, follower,
+//!   catch-up, in-sync changes), after Kafka's design.
+//! - [`wire`]: its fetch request and reply as gRPC messages.
+//! - [`Fetcher`]: a follower's gRPC client for the leader's `Replica.Fetch`.
+
+// tonic::Status is what every gRPC call returns; boxing it only here would add noise.
+#![allow(clippy::result_large_err)]
 
 pub mod protocol;
+pub mod wire;
 
 use mom_common::channels::ChannelPool;
-use mom_common::proto::{replica_client::ReplicaClient, ApplyRequest, SnapshotRequest};
+use mom_common::proto::{self, replica_client::ReplicaClient};
 use mom_common::token::{AttachToken, TokenKeys};
 use std::time::Duration;
-use tonic::{service::interceptor::InterceptedService, transport::Channel, Code, Status};
+use tonic::{service::interceptor::InterceptedService, transport::Channel, Status};
 
-/// Snapshots carry a whole partition; gRPC's 4 MiB default would cap a partition's backlog.
-pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+/// A fetch reply carries at most this many bytes of entries (plus one entry), so catch-up of a
+/// large backlog streams in bounded chunks.
+pub const MAX_FETCH_BYTES: usize = 4 << 20;
+/// gRPC's own limit on a decoded message, above one fetch reply's worth.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReplicationError {
-    /// The follower's copy does not end where this change starts: send a snapshot.
-    #[error("follower needs a snapshot: {0}")]
-    NeedsSnapshot(String),
-    /// The follower already follows a newer leader: this node's leadership is over.
-    #[error("follower is on a newer epoch: {0}")]
-    Deposed(String),
-    /// No answer in time, or a broken connection: the follower cannot count as in sync.
-    #[error("follower unreachable: {0}")]
-    Unreachable(String),
-}
-
-impl From<Status> for ReplicationError {
-    fn from(status: Status) -> Self {
-        let message = status.message().to_owned();
-        match status.code() {
-            Code::FailedPrecondition => ReplicationError::NeedsSnapshot(message),
-            Code::Aborted => ReplicationError::Deposed(message),
-            _ => ReplicationError::Unreachable(format!("{}: {message}", status.code())),
-        }
-    }
-}
-
-/// One per node; keeps a channel per follower address.
-pub struct Replicator {
+/// One per node; keeps a channel per leader address.
+pub struct Fetcher {
     node_id: String,
     keys: TokenKeys,
     channels: ChannelPool,
 }
 
-impl Replicator {
+impl Fetcher {
+    /// `timeout` bounds each fetch, which a leader may hold for its long-poll wait.
     pub fn new(node_id: &str, jwt_secret: &str, timeout: Duration) -> Self {
-        Replicator {
+        Fetcher {
             node_id: node_id.to_owned(),
             keys: TokenKeys::new(jwt_secret),
             channels: ChannelPool::new(timeout),
@@ -56,57 +43,25 @@ impl Replicator {
     fn client(
         &self,
         addr: &str,
-    ) -> Result<ReplicaClient<InterceptedService<Channel, AttachToken>>, ReplicationError> {
+    ) -> Result<ReplicaClient<InterceptedService<Channel, AttachToken>>, Status> {
         let channel = self
             .channels
             .get(addr)
-            .map_err(|e| ReplicationError::Unreachable(e.to_string()))?;
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         // Nodes authenticate to each other with short-lived tokens of their own.
         let token = self
             .keys
             .issue(&format!("node:{}", self.node_id), Duration::from_secs(300));
-        let attach =
-            AttachToken::new(&token).map_err(|e| ReplicationError::Unreachable(e.to_string()))?;
+        let attach = AttachToken::new(&token).map_err(|e| Status::internal(e.to_string()))?;
         Ok(ReplicaClient::with_interceptor(channel, attach)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES))
     }
 
-    pub async fn apply(&self, addr: &str, request: ApplyRequest) -> Result<(), ReplicationError> {
-        self.client(addr)?.apply(request).await?;
-        Ok(())
-    }
-
-    pub async fn install_snapshot(
+    pub async fn fetch(
         &self,
         addr: &str,
-        request: SnapshotRequest,
-    ) -> Result<(), ReplicationError> {
-        self.client(addr)?.install_snapshot(request).await?;
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses_map_to_what_the_leader_must_do() {
-        assert!(matches!(
-            Status::failed_precondition("gap").into(),
-            ReplicationError::NeedsSnapshot(_)
-        ));
-        assert!(matches!(
-            Status::aborted("epoch").into(),
-            ReplicationError::Deposed(_)
-        ));
-        assert!(matches!(
-            Status::unavailable("down").into(),
-            ReplicationError::Unreachable(_)
-        ));
-        assert!(matches!(
-            Status::deadline_exceeded("slow").into(),
-            ReplicationError::Unreachable(_)
-        ));
+        request: proto::FetchRequest,
+    ) -> Result<proto::FetchReply, Status> {
+        Ok(self.client(addr)?.fetch(request).await?.into_inner())
     }
 }

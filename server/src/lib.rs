@@ -8,8 +8,10 @@
 // tonic::Status is what every gRPC handler returns; boxing it only in helpers would add noise.
 #![allow(clippy::result_large_err)]
 
-pub mod partitions;
-pub mod replica;
+pub mod fetch_service;
+pub mod leases;
+pub mod partition_log;
+pub mod records;
 pub mod service;
 pub mod store;
 
@@ -17,8 +19,16 @@ use mom_catalog::{partitions as zk_partitions, register_node, Catalog, NodeInfo}
 use mom_common::proto::{broker_server::BrokerServer, replica_server::ReplicaServer};
 use mom_common::token::{RequireToken, TokenKeys};
 use mom_config::NodeConfig;
+use mom_replicator::protocol::ReplicaConfig;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
+use zookeeper_client::SessionState;
+
+/// How long a leader holds a follower's fetch when it has nothing new.
+const MAX_FETCH_WAIT_MS: u64 = 500;
+/// Most entries one fetch reply carries.
+const MAX_FETCH_ENTRIES: u64 = 2_000;
 
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     mom_common::names::validate_name("node_id", &config.node_id)?;
@@ -26,6 +36,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     // No database: whatever ZooKeeper says this node held, it holds nothing now.
     let fresh = !database.exists();
     let store = Arc::new(store::Store::open(&database)?);
+    // Grows with every start, so peers never count what an earlier life of this node fetched.
+    let incarnation = service::now_ms();
 
     let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
     mom_catalog::exit_on_session_loss(&zk, "server");
@@ -42,25 +54,42 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 "started without data: left the in-sync sets to be caught up"
             );
         }
+    } else {
+        let restarted =
+            zk_partitions::restart_leaderships(&zk, &config.node_id, settings.partitions).await?;
+        if restarted > 0 {
+            tracing::info!(partitions = restarted, "leading again under new epochs");
+        }
     }
     let live = mom_catalog::watch_nodes(zk.clone()).await?;
     let views = zk_partitions::watch_partitions(zk.clone()).await?;
 
-    let replicator = mom_replicator::Replicator::new(
+    let replica_config = ReplicaConfig {
+        min_insync: config.min_insync_replicas.max(1) as usize,
+        lag_timeout_ms: config.replication_timeout_ms,
+        max_fetch_wait_ms: MAX_FETCH_WAIT_MS,
+        fetch_timeout_ms: MAX_FETCH_WAIT_MS + 1_500,
+        max_fetch_entries: MAX_FETCH_ENTRIES,
+    };
+    let fetcher = mom_replicator::Fetcher::new(
         &config.node_id,
         &config.jwt_secret,
-        Duration::from_millis(config.replication_timeout_ms),
+        Duration::from_millis(replica_config.fetch_timeout_ms),
     );
-    let partitions = Arc::new(partitions::Partitions::new(
-        config.node_id.clone(),
+    let logs = Arc::new(partition_log::PartitionLogs::start(
+        partition_log::Shared {
+            me: config.node_id.clone(),
+            incarnation,
+            store: store.clone(),
+            zk: zk.clone(),
+            fetcher,
+            live,
+            config: replica_config,
+        },
         settings.partitions,
-        config.min_insync_replicas,
-        store.clone(),
-        zk.clone(),
-        replicator,
         views,
-        live,
-    ));
+        watch_connection(&zk),
+    )?);
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;
@@ -69,20 +98,15 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| local.to_string());
 
-    spawn_expiry_sweeper(
-        store.clone(),
-        Duration::from_millis(config.sweep_interval_ms),
-    );
-    partitions::spawn_maintenance(partitions.clone(), Duration::from_millis(250));
-
     let tokens = RequireToken(TokenKeys::new(&config.jwt_secret));
     let broker = BrokerServer::with_interceptor(
-        service::BrokerService::new(partitions.clone(), catalog),
+        service::BrokerService::new(logs.clone(), catalog),
         tokens.clone(),
     );
     let replica = tonic::service::interceptor::InterceptedService::new(
-        ReplicaServer::new(replica::ReplicaService::new(partitions))
-            .max_decoding_message_size(mom_replicator::MAX_MESSAGE_BYTES),
+        ReplicaServer::new(fetch_service::FetchService::new(logs))
+            .max_decoding_message_size(mom_replicator::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(mom_replicator::MAX_MESSAGE_BYTES),
         tokens,
     );
     let server = tonic::transport::Server::builder()
@@ -99,6 +123,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         &NodeInfo {
             id: config.node_id.clone(),
             grpc_addr: advertise.clone(),
+            incarnation,
         },
     )
     .await?;
@@ -107,19 +132,24 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spawn_expiry_sweeper(store: Arc<store::Store>, every: Duration) {
+/// Whether the ZooKeeper session is connected right now. A leader stops serving reads while it
+/// is not: the client notices a lost connection before the server expires the session, so by
+/// the time ZooKeeper could elect a successor this node has stopped handing out messages.
+fn watch_connection(zk: &zookeeper_client::Client) -> watch::Receiver<bool> {
+    let mut states = zk.state_watcher();
+    let (sender, receiver) = watch::channel(true);
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
         loop {
-            ticker.tick().await;
-            let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.sweep_expired(service::now_ms())).await
-            {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::debug!(expired = n, "swept expired messages"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),
-                Err(e) => tracing::warn!(error = %e, "expiry sweep task failed"),
+            let state = states.changed().await;
+            let connected = matches!(state, SessionState::SyncConnected);
+            sender.send_replace(connected);
+            if matches!(
+                state,
+                SessionState::Expired | SessionState::Closed | SessionState::AuthFailed
+            ) {
+                return;
             }
         }
     });
+    receiver
 }

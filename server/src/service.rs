@@ -1,16 +1,18 @@
-//! The node's gRPC face: the `Broker` service.
+//! The node's gRPC face to the gateway: the `Broker` service.
 //!
 //! Any node accepts any call: a publish or ack for a partition this node does not lead is
 //! forwarded once to the partition's leader. Pulls and counts cover the partitions this node
-//! leads; the gateway asks every node.
+//! serves; the gateway asks every node. Every change (publish, ack, purge) is a record in the
+//! partition's log, answered once committed; a pull only takes leader-local leases.
 
-use crate::partitions::{Partitions, WriteError};
-use crate::store::Receipt;
+use crate::leases::{Leased, Receipt, Wanted};
+use crate::partition_log::{PartitionLogs, WriteError};
+use crate::records::Record;
 use mom_catalog::{Catalog, CatalogError, ErrorKind, NodeInfo};
 use mom_common::channels::ChannelPool;
 use mom_common::names::{validate_name, validate_routing_key, NameError};
 use mom_common::proto::{
-    self, broker_client::BrokerClient, broker_server::Broker, change, Change, DestinationKind,
+    self, broker_client::BrokerClient, broker_server::Broker, log_record::Kind, DestinationKind,
 };
 use mom_common::MailboxName;
 use std::collections::BTreeMap;
@@ -32,7 +34,7 @@ pub fn now_ms() -> u64 {
 }
 
 pub struct BrokerService {
-    partitions: Arc<Partitions>,
+    logs: Arc<PartitionLogs>,
     catalog: Catalog,
     peers: ChannelPool,
 }
@@ -57,11 +59,12 @@ fn write_status(e: WriteError) -> Status {
             leader.map(|n| n.id).unwrap_or_else(|| "none live".into())
         )),
         WriteError::Unavailable(..) => Status::unavailable(e.to_string()),
-        WriteError::Store(e) => {
-            tracing::error!(error = %e, "storage failure");
-            Status::unavailable(format!("storage: {e}"))
-        }
     }
+}
+
+fn storage_status(e: crate::store::StoreError) -> Status {
+    tracing::error!(error = %e, "storage failure");
+    Status::unavailable(format!("storage: {e}"))
 }
 
 fn mailbox_of(mailbox: Option<&proto::Mailbox>) -> Result<MailboxName, Status> {
@@ -69,16 +72,10 @@ fn mailbox_of(mailbox: Option<&proto::Mailbox>) -> Result<MailboxName, Status> {
     MailboxName::from_proto(mailbox).map_err(bad_name)
 }
 
-/// Node receipts name the partition too: `<partition>/<message id>:<delivery count>`.
-fn parse_receipt(text: &str) -> Option<(u32, Receipt)> {
-    let (partition, receipt) = text.split_once('/')?;
-    Some((partition.parse().ok()?, Receipt::parse(receipt)?))
-}
-
 impl BrokerService {
-    pub fn new(partitions: Arc<Partitions>, catalog: Catalog) -> Self {
+    pub fn new(logs: Arc<PartitionLogs>, catalog: Catalog) -> Self {
         BrokerService {
-            partitions,
+            logs,
             catalog,
             peers: ChannelPool::new(Duration::from_secs(10)),
         }
@@ -153,7 +150,7 @@ impl BrokerService {
     }
 
     fn check_partition(&self, partition: u32) -> Result<(), Status> {
-        if partition >= self.partitions.count() {
+        if partition >= self.logs.count() {
             return Err(Status::invalid_argument(format!(
                 "no partition {partition}"
             )));
@@ -161,31 +158,90 @@ impl BrokerService {
         Ok(())
     }
 
+    /// Acks receipts of one partition this node serves: one `Acks` record for all of them.
+    /// Returns how many were acked and the stale ones.
     async fn ack_in_partition(
         &self,
         mailbox: &MailboxName,
         partition: u32,
-        receipts: &[Receipt],
-    ) -> Result<(u32, Vec<Receipt>), WriteError> {
+        receipts: Vec<(String, Receipt)>,
+    ) -> Result<(u32, Vec<String>), WriteError> {
+        let epoch = self
+            .logs
+            .serving(partition)
+            .ok_or_else(|| WriteError::Unavailable(partition, "not serving it".into()))?;
         let key = mailbox.key();
-        let outcome = self
-            .partitions
-            .write(partition, |store| {
-                let (removals, stale) = store.current_receipts(&key, receipts.to_vec())?;
-                if removals.is_empty() {
-                    return Ok(None);
-                }
-                let acked = removals.len() as u32;
-                Ok(Some((
-                    Change {
-                        kind: Some(change::Kind::Removals(proto::Removals { removals })),
-                    },
-                    (acked, stale),
-                )))
+        let store = self.logs.store().clone();
+        let now = now_ms();
+        let mut current = Vec::new();
+        let mut stale = Vec::new();
+        for (text, receipt) in receipts {
+            let pending = tokio::task::block_in_place(|| {
+                store.is_pending(&key, partition, receipt.offset, now)
             })
+            .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?;
+            let holder = self
+                .logs
+                .with_leases(partition, |leases| leases.may_ack(epoch, &key, &receipt))
+                .unwrap_or(false);
+            if pending && holder && !current.iter().any(|r: &Receipt| r.offset == receipt.offset) {
+                current.push(receipt);
+            } else {
+                stale.push(text);
+            }
+        }
+        if current.is_empty() {
+            return Ok((0, stale));
+        }
+        let acked = proto::Acks {
+            acked: current
+                .iter()
+                .map(|r| proto::Acked {
+                    mailbox: key.clone(),
+                    offset: r.offset,
+                })
+                .collect(),
+        };
+        self.logs
+            .propose(partition, Record::new(Kind::Acks(acked)))
             .await?;
-        // Nothing current among them: all stale.
-        Ok(outcome.unwrap_or_else(|| (0, receipts.to_vec())))
+        self.logs.with_leases(partition, |leases| {
+            for receipt in &current {
+                leases.release(epoch, &key, receipt.offset);
+            }
+        });
+        Ok((current.len() as u32, stale))
+    }
+
+    /// Leases up to `max` ready messages of one partition this node serves.
+    fn lease(
+        &self,
+        key: &str,
+        partition: u32,
+        max: u32,
+        visibility_ms: u64,
+    ) -> Result<Vec<Leased>, Status> {
+        let Some(epoch) = self.logs.serving(partition) else {
+            return Ok(Vec::new());
+        };
+        let now = now_ms();
+        let store = self.logs.store().clone();
+        self.logs
+            .with_leases(partition, |leases| {
+                // Leased messages are skipped, so look at enough to find `max` free ones.
+                let held = leases.active(epoch, key, now);
+                let scan = (u64::from(max) + held).min(u64::from(u32::MAX)) as u32;
+                let candidates =
+                    tokio::task::block_in_place(|| store.pending(key, partition, None, scan, now))
+                        .map_err(storage_status)?;
+                let wanted = Wanted {
+                    max: max as usize,
+                    now_ms: now,
+                    visibility_ms,
+                };
+                Ok(leases.take(epoch, partition, key, candidates, wanted))
+            })
+            .unwrap_or_else(|| Ok(Vec::new()))
     }
 }
 
@@ -204,8 +260,8 @@ impl Broker for BrokerService {
             )));
         }
         let partition = request.partition;
-        if !self.partitions.led().contains(&partition) {
-            let leader = self.partitions.leader_of(partition).ok_or_else(|| {
+        if !self.logs.leads(partition) {
+            let leader = self.logs.leader_of(partition).ok_or_else(|| {
                 Status::unavailable(format!(
                     "partition {partition} has no live leader; electing"
                 ))
@@ -217,7 +273,12 @@ impl Broker for BrokerService {
         }
         let mailboxes = self.destinations(&request).await?;
         let published_at_ms = now_ms();
-        let message_id = uuid::Uuid::now_v7().to_string();
+        let message_id = if request.message_id.is_empty() {
+            uuid::Uuid::now_v7().to_string()
+        } else {
+            validate_name("message_id", &request.message_id).map_err(bad_name)?;
+            request.message_id.clone()
+        };
         let routed = mailboxes.len() as u32;
         if !mailboxes.is_empty() {
             let expires_at_ms = if request.ttl_ms > 0 {
@@ -225,25 +286,17 @@ impl Broker for BrokerService {
             } else {
                 0
             };
-            let messages = mailboxes
-                .into_iter()
-                .map(|mailbox| proto::StoredMessage {
-                    mailbox,
-                    message_id: message_id.clone(),
-                    exchange: request.destination.clone(),
-                    routing_key: request.routing_key.clone(),
-                    payload: request.payload.clone(),
-                    published_at_ms,
-                    expires_at_ms,
-                    delivery_count: 0,
-                    visible_at_ms: 0,
-                })
-                .collect();
-            let change = Change {
-                kind: Some(change::Kind::Insert(proto::Insert { messages })),
-            };
-            self.partitions
-                .write(partition, |_| Ok(Some((change, ()))))
+            let record = Record::new(Kind::Publish(proto::Publish {
+                message_id: message_id.clone(),
+                exchange: request.destination.clone(),
+                routing_key: request.routing_key.clone(),
+                payload: request.payload,
+                published_at_ms,
+                expires_at_ms,
+                mailboxes,
+            }));
+            self.logs
+                .publish(partition, record)
                 .await
                 .map_err(write_status)?;
         }
@@ -257,62 +310,21 @@ impl Broker for BrokerService {
         let request = request.into_inner();
         let key = mailbox_of(request.mailbox.as_ref())?.key();
         let max = request.max.clamp(1, MAX_PULL);
-        let visibility_ms = request.visibility_timeout_ms;
         let mut deliveries = Vec::new();
-        for partition in self.partitions.led() {
+        for partition in self.logs.led() {
             let wanted = max - deliveries.len() as u32;
             if wanted == 0 {
                 break;
             }
-            // Most partitions have nothing for this mailbox: look before taking the lock.
-            let store = self.partitions.store();
-            if tokio::task::block_in_place(|| {
-                store.next_leases(&key, partition, 1, now_ms(), visibility_ms)
-            })
-            .map_err(|e| write_status(e.into()))?
-            .is_empty()
-            {
-                continue;
-            }
-            let leased = self
-                .partitions
-                .write(partition, |store| {
-                    let leases =
-                        store.next_leases(&key, partition, wanted, now_ms(), visibility_ms)?;
-                    if leases.is_empty() {
-                        return Ok(None);
-                    }
-                    let (messages, leases): (Vec<_>, Vec<_>) = leases.into_iter().unzip();
-                    Ok(Some((
-                        Change {
-                            kind: Some(change::Kind::Leases(proto::Leases { leases })),
-                        },
-                        messages,
-                    )))
-                })
-                .await;
-            let messages = match leased {
-                Ok(messages) => messages.unwrap_or_default(),
-                // Leadership moved meanwhile: the new leader serves it.
-                Err(e) => {
-                    tracing::debug!(partition, error = %e, "pull skipped a partition");
-                    continue;
-                }
-            };
-            deliveries.extend(messages.into_iter().map(|m| proto::Delivery {
-                receipt: format!(
-                    "{partition}/{}",
-                    Receipt {
-                        message_id: m.message_id.clone(),
-                        delivery_count: m.delivery_count
-                    }
-                ),
-                message_id: m.message_id,
-                exchange: m.exchange,
-                routing_key: m.routing_key,
-                payload: m.payload,
-                delivery_count: m.delivery_count,
-                published_at_ms: m.published_at_ms,
+            let leased = self.lease(&key, partition, wanted, request.visibility_timeout_ms)?;
+            deliveries.extend(leased.into_iter().map(|l| proto::Delivery {
+                receipt: l.receipt.to_string(),
+                message_id: l.message.message_id,
+                exchange: l.message.exchange,
+                routing_key: l.message.routing_key,
+                payload: l.message.payload,
+                delivery_count: l.delivery_count,
+                published_at_ms: l.message.published_at_ms,
             }));
         }
         Ok(Response::new(proto::PullReply { deliveries }))
@@ -331,51 +343,59 @@ impl Broker for BrokerService {
         let request_count = request.receipts.len();
         let mut by_partition: BTreeMap<u32, Vec<(String, Receipt)>> = BTreeMap::new();
         for text in request.receipts {
-            match parse_receipt(&text) {
-                Some((partition, receipt)) if partition < self.partitions.count() => by_partition
-                    .entry(partition)
+            match Receipt::parse(&text) {
+                Some(receipt) if receipt.partition < self.logs.count() => by_partition
+                    .entry(receipt.partition)
                     .or_default()
                     .push((text, receipt)),
                 // A receipt no node issued cannot name a live lease.
                 _ => reply.stale.push(text),
             }
         }
-        let led = self.partitions.led();
         for (partition, receipts) in by_partition {
             let texts: Vec<String> = receipts.iter().map(|(t, _)| t.clone()).collect();
-            if !led.contains(&partition) {
-                let passed_on = match self.partitions.leader_of(partition) {
-                    Some(leader) => {
+            if self.logs.serving(partition).is_none() {
+                let passed_on = match self.logs.leader_of(partition) {
+                    Some(leader) if !self.logs.leads(partition) => {
                         let forwarded = proto::AckRequest {
                             mailbox: request.mailbox.clone(),
                             receipts: texts.clone(),
                         };
                         match self.forward_to(&leader, &metadata) {
-                            Ok(mut client) => {
-                                client.ack(Self::forwarded(forwarded, &metadata)).await.ok()
+                            Ok(mut client) => client
+                                .ack(Self::forwarded(forwarded, &metadata))
+                                .await
+                                .map_err(|s| {
+                                    WriteError::Unavailable(partition, s.message().to_owned())
+                                }),
+                            Err(s) => {
+                                Err(WriteError::Unavailable(partition, s.message().to_owned()))
                             }
-                            Err(_) => None,
                         }
                     }
-                    None => None,
+                    _ => Err(WriteError::Unavailable(
+                        partition,
+                        "no serving leader yet".into(),
+                    )),
                 };
                 match passed_on {
-                    Some(answer) => {
+                    Ok(answer) => {
                         let answer = answer.into_inner();
                         reply.acked += answer.acked;
                         reply.stale.extend(answer.stale);
                     }
-                    None => reply.stale.extend(texts),
+                    Err(e) => {
+                        failed_receipts += texts.len();
+                        failures.push(e);
+                        reply.stale.extend(texts);
+                    }
                 }
                 continue;
             }
-            let receipts: Vec<Receipt> = receipts.into_iter().map(|(_, r)| r).collect();
-            match self.ack_in_partition(&mailbox, partition, &receipts).await {
+            match self.ack_in_partition(&mailbox, partition, receipts).await {
                 Ok((acked, stale)) => {
                     reply.acked += acked;
-                    reply
-                        .stale
-                        .extend(stale.iter().map(|r| format!("{partition}/{r}")));
+                    reply.stale.extend(stale);
                 }
                 Err(e) => {
                     tracing::warn!(partition, error = %e, "ack failed");
@@ -400,9 +420,19 @@ impl Broker for BrokerService {
         request: Request<proto::PurgeRequest>,
     ) -> Result<Response<proto::PurgeReply>, Status> {
         let key = mailbox_of(request.get_ref().mailbox.as_ref())?.key();
-        let store = self.partitions.store();
-        let purged = tokio::task::block_in_place(|| store.purge(&key))
-            .map_err(|e| write_status(e.into()))?;
+        let mut purged = 0;
+        for partition in self.logs.led() {
+            let record = Record::new(Kind::Purge(proto::Purge {
+                mailbox: key.clone(),
+            }));
+            self.logs
+                .propose(partition, record)
+                .await
+                .map_err(write_status)?;
+            self.logs
+                .with_leases(partition, |leases| leases.forget(&key));
+            purged += 1;
+        }
         Ok(Response::new(proto::PurgeReply { purged }))
     }
 
@@ -411,13 +441,22 @@ impl Broker for BrokerService {
         request: Request<proto::DepthRequest>,
     ) -> Result<Response<proto::DepthReply>, Status> {
         let key = mailbox_of(request.get_ref().mailbox.as_ref())?.key();
-        let store = self.partitions.store();
+        let store = self.logs.store().clone();
+        let now = now_ms();
         let mut reply = proto::DepthReply::default();
-        for partition in self.partitions.led() {
-            let depth = tokio::task::block_in_place(|| store.depth(&key, partition, now_ms()))
-                .map_err(|e| write_status(e.into()))?;
-            reply.ready += depth.ready;
-            reply.leased += depth.leased;
+        for partition in self.logs.led() {
+            let Some(epoch) = self.logs.serving(partition) else {
+                continue;
+            };
+            let pending = tokio::task::block_in_place(|| store.count_pending(&key, partition, now))
+                .map_err(storage_status)?;
+            let leased = self
+                .logs
+                .with_leases(partition, |leases| leases.active(epoch, &key, now))
+                .unwrap_or(0)
+                .min(pending);
+            reply.ready += pending - leased;
+            reply.leased += leased;
         }
         Ok(Response::new(reply))
     }

@@ -357,6 +357,9 @@ impl Cluster {
                             .iter()
                             .all(|id| p.isr.contains(id) && running.contains(id))
                         && running.contains(&p.leader)
+                        // The controller has made the preferred replica lead (it moves
+                        // leadership there once all replicas are in sync).
+                        && p.replicas.first() == Some(&p.leader)
                 })
         })
         .await;

@@ -611,12 +611,21 @@ impl<D: Payload> Replica<D> {
         let now = self.now;
         let lag = self.config.lag_timeout_ms;
         let live = &self.live;
+        let end = self.log.end;
         let keep = |id: &NodeId| {
             if *id == self.me {
                 return true;
             }
             let alive = live.as_ref().is_none_or(|set| set.contains_key(id));
-            let caught_up_at = l.progress.get(id).map_or(l.started_at, |p| p.caught_up_at);
+            // A fetch waiting here for entries past our end is caught up right now.
+            let waiting_at_end = l.parked.get(id).is_some_and(|(r, _)| {
+                r.fetch_offset >= end && counted(live, &l.progress, id).is_some_and(|o| o >= end)
+            });
+            let caught_up_at = if waiting_at_end {
+                now
+            } else {
+                l.progress.get(id).map_or(l.started_at, |p| p.caught_up_at)
+            };
             alive && now.saturating_sub(caught_up_at) <= lag
         };
         let kept: Vec<NodeId> = view.isr.iter().filter(|id| keep(id)).cloned().collect();

@@ -1,0 +1,541 @@
+//! The thin async shell around one partition's protocol core: it owns the partition's
+//! `Replica`, feeds it events (ZooKeeper views, live nodes, proposals, fetches, fetch replies,
+//! "durable up to", ticks) and carries out the actions it returns, in order:
+//!
+//! - appends, truncations and commits go to the node's storage writer, which keeps them in
+//!   order; "durable" comes back as an event;
+//! - client answers wait until the commit before them has been applied here, so a publish
+//!   answered 201 is visible to the next pull;
+//! - fetches to the leader and compare-and-set writes of the in-sync set to ZooKeeper run in
+//!   tasks of their own, whose outcomes come back as events: the protocol state is never
+//!   borrowed across a network call.
+//!
+//! Recent entries stay in memory (`tail`), so a leader serves followers what it has just
+//! appended while its own fsync runs alongside theirs.
+
+use super::Shared;
+use crate::records::{self, Record};
+use crate::store::Write;
+use mom_catalog::partitions::{self, PartitionState, Versioned};
+use mom_common::proto::{self, log_record::Kind};
+use mom_replicator::protocol::{
+    Action, Entry, Epoch, FetchReply, LogOutline, NodeId, Offset, Refusal, Replica, RequestId,
+    Role, View,
+};
+use mom_replicator::{wire, MAX_FETCH_BYTES};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Entries kept in memory after they were appended.
+const TAIL_ENTRIES: usize = 8_192;
+const TICK: Duration = Duration::from_millis(50);
+const MAINTENANCE: Duration = Duration::from_secs(1);
+
+type Answer = oneshot::Sender<Result<Offset, Refusal>>;
+
+pub enum Event {
+    Propose {
+        record: Record,
+        reply: Answer,
+    },
+    AwaitOffset {
+        offset: Offset,
+        reply: Answer,
+    },
+    /// A follower's fetch (this node leads, or thinks so).
+    Fetch {
+        request: proto::FetchRequest,
+        reply: oneshot::Sender<proto::FetchReply>,
+    },
+    /// The leader answered this node's fetch.
+    FetchAnswer {
+        leader: NodeId,
+        reply: proto::FetchReply,
+    },
+    Persisted(Offset),
+    /// The commit these answers waited for is applied.
+    Applied(Vec<(RequestId, Result<Offset, Refusal>)>),
+    IsrWritten(Option<View>),
+}
+
+/// What the rest of the node may read about the partition without asking its task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionStatus {
+    pub role: Option<Role>,
+    pub serving: bool,
+    pub epoch: Epoch,
+    pub hw: Offset,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+struct Actor {
+    partition: u32,
+    shared: Arc<Shared>,
+    replica: Replica<Record>,
+    events: mpsc::UnboundedSender<Event>,
+    status: watch::Sender<PartitionStatus>,
+    clients: HashMap<RequestId, Answer>,
+    next_request: RequestId,
+    /// Followers' fetches waiting for an answer, one per follower (the newest).
+    fetches: HashMap<NodeId, (u64, oneshot::Sender<proto::FetchReply>)>,
+    tail: VecDeque<Entry<Record>>,
+    /// Message ids of publishes in `tail`, for deduplication before they reach the store.
+    recent_ids: HashMap<String, Offset>,
+    /// Whether this node's data of the partition was dropped (it is no replica any more).
+    dropped: bool,
+}
+
+pub fn spawn(
+    partition: u32,
+    shared: Arc<Shared>,
+    log: LogOutline,
+    hw: Offset,
+    mut views: watch::Receiver<BTreeMap<u32, Versioned>>,
+    mut connected: watch::Receiver<bool>,
+) -> (
+    mpsc::UnboundedSender<Event>,
+    watch::Receiver<PartitionStatus>,
+) {
+    let (events, mut incoming) = mpsc::unbounded_channel();
+    let (status, status_receiver) = watch::channel(PartitionStatus::default());
+    let replica = Replica::new(
+        shared.me.clone(),
+        shared.config.clone(),
+        shared.incarnation,
+        log,
+        hw,
+    );
+    let mut actor = Actor {
+        partition,
+        shared,
+        replica,
+        events: events.clone(),
+        status,
+        clients: HashMap::new(),
+        next_request: 0,
+        fetches: HashMap::new(),
+        tail: VecDeque::new(),
+        recent_ids: HashMap::new(),
+        dropped: false,
+    };
+    let mut live = actor.shared.live.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        let mut maintenance = tokio::time::interval(MAINTENANCE);
+        live.mark_changed();
+        views.mark_changed();
+        loop {
+            let actions = tokio::select! {
+                event = incoming.recv() => match event {
+                    Some(event) => actor.on_event(event),
+                    None => return,
+                },
+                changed = views.changed() => {
+                    if changed.is_err() { return; }
+                    let view = views.borrow_and_update().get(&partition).map(super::to_view);
+                    match view {
+                        Some(view) => actor.replica.on_view(view, now_ms()),
+                        None => Vec::new(),
+                    }
+                }
+                changed = live.changed() => {
+                    if changed.is_err() { return; }
+                    let nodes: BTreeMap<NodeId, u64> = live
+                        .borrow_and_update()
+                        .iter()
+                        .map(|n| (n.id.clone(), n.incarnation))
+                        .collect();
+                    actor.replica.set_live(nodes, now_ms())
+                }
+                changed = connected.changed() => {
+                    if changed.is_err() { return; }
+                    let up = *connected.borrow_and_update();
+                    actor.replica.set_connected(up);
+                    Vec::new()
+                }
+                _ = tick.tick() => actor.replica.tick(now_ms()),
+                _ = maintenance.tick() => actor.maintain(),
+            };
+            actor.execute(actions);
+            actor.publish_status();
+        }
+    });
+    (events, status_receiver)
+}
+
+impl Actor {
+    fn on_event(&mut self, event: Event) -> Vec<Action<Record>> {
+        let now = now_ms();
+        match event {
+            Event::Propose { record, reply } => {
+                let id = self.client(reply);
+                let known = record
+                    .message_id
+                    .as_ref()
+                    .and_then(|m| self.recent_ids.get(m).copied());
+                match known {
+                    Some(offset) => self.replica.await_offset(id, offset, now),
+                    None => self.replica.propose(id, vec![record], now),
+                }
+            }
+            Event::AwaitOffset { offset, reply } => {
+                let id = self.client(reply);
+                self.replica.await_offset(id, offset, now)
+            }
+            Event::Fetch { request, reply } => {
+                let follower = request.follower.clone();
+                self.fetches.insert(follower.clone(), (request.seq, reply));
+                self.replica
+                    .on_fetch(&follower, wire::request_from_wire(&request), now)
+            }
+            Event::FetchAnswer { leader, reply } => {
+                let Some(outcome) = wire::outcome_from_wire(reply.outcome) else {
+                    return Vec::new();
+                };
+                let reply = FetchReply {
+                    seq: reply.seq,
+                    leader_epoch: reply.leader_epoch,
+                    outcome,
+                    entries: reply.entries.into_iter().map(records::from_wire).collect(),
+                };
+                self.replica.on_fetch_reply(&leader, reply, now)
+            }
+            Event::Persisted(end) => self.replica.on_persisted(end, now),
+            Event::Applied(answers) => {
+                for (id, result) in answers {
+                    self.answer(id, result);
+                }
+                Vec::new()
+            }
+            Event::IsrWritten(view) => self.replica.on_isr_written(view, now),
+        }
+    }
+
+    fn client(&mut self, reply: Answer) -> RequestId {
+        self.next_request += 1;
+        self.clients.insert(self.next_request, reply);
+        self.next_request
+    }
+
+    fn answer(&mut self, id: RequestId, result: Result<Offset, Refusal>) {
+        if let Some(reply) = self.clients.remove(&id) {
+            // The caller may have given up; the record stays in the log either way.
+            let _ = reply.send(result);
+        }
+    }
+
+    fn execute(&mut self, actions: Vec<Action<Record>>) {
+        let mut answers = Vec::new();
+        let mut applied: Option<oneshot::Receiver<()>> = None;
+        for action in actions {
+            match action {
+                Action::Append(entries) => self.append(entries),
+                Action::Truncate(from) => {
+                    while self.tail.back().is_some_and(|e| e.offset >= from) {
+                        self.tail.pop_back();
+                    }
+                    self.recent_ids.retain(|_, offset| *offset < from);
+                    self.shared.store.submit_detached(Write::Truncate {
+                        partition: self.partition,
+                        from,
+                    });
+                }
+                Action::Reset { start, prev_epoch } => {
+                    self.tail.clear();
+                    self.recent_ids.clear();
+                    self.shared.store.submit_detached(Write::Reset {
+                        partition: self.partition,
+                        start,
+                        prev_epoch,
+                    });
+                }
+                Action::Commit(hw) => {
+                    applied = Some(self.shared.store.submit(Write::Commit {
+                        partition: self.partition,
+                        hw,
+                    }));
+                }
+                Action::Fetch { leader, request } => self.send_fetch(leader, request),
+                Action::Respond {
+                    follower,
+                    seq,
+                    leader_epoch,
+                    outcome,
+                } => self.respond(follower, seq, leader_epoch, outcome),
+                Action::WriteIsr {
+                    isr,
+                    expected_version,
+                } => self.write_isr(isr, expected_version),
+                Action::Reply { id, result } => answers.push((id, result)),
+            }
+        }
+        if answers.is_empty() {
+            return;
+        }
+        // Refusals go out at once; acknowledgements only once what they promise is applied.
+        let wait = applied.or_else(|| {
+            answers
+                .iter()
+                .any(|(_, r)| r.is_ok())
+                .then(|| self.shared.store.submit(Write::Barrier))
+        });
+        match wait {
+            Some(done) => {
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    if done.await.is_ok() {
+                        let _ = events.send(Event::Applied(answers));
+                    }
+                });
+            }
+            None => {
+                for (id, result) in answers {
+                    self.answer(id, result);
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, entries: Vec<Entry<Record>>) {
+        let Some(end) = entries.last().map(|e| e.offset + 1) else {
+            return;
+        };
+        for entry in &entries {
+            if let Some(id) = &entry.data.message_id {
+                self.recent_ids.insert(id.clone(), entry.offset);
+            }
+            self.tail.push_back(entry.clone());
+        }
+        while self.tail.len() > TAIL_ENTRIES {
+            if let Some(old) = self.tail.pop_front() {
+                if let Some(id) = &old.data.message_id {
+                    self.recent_ids.remove(id);
+                }
+            }
+        }
+        let done = self.shared.store.submit(Write::Append {
+            partition: self.partition,
+            entries,
+        });
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            if done.await.is_ok() {
+                let _ = events.send(Event::Persisted(end));
+            }
+        });
+    }
+
+    /// Entries `[from, to)` from memory if the tail holds them all, else from the store; at
+    /// most about [`MAX_FETCH_BYTES`], so a backlog streams in bounded chunks.
+    fn read(&self, from: Offset, to: Offset) -> Vec<Entry<Record>> {
+        let in_tail = self.tail.front().is_some_and(|first| {
+            first.offset <= from && to <= first.offset + self.tail.len() as u64
+        });
+        let mut entries = if in_tail {
+            let first = self.tail.front().map_or(0, |e| e.offset);
+            self.tail
+                .range((from - first) as usize..(to - first) as usize)
+                .cloned()
+                .collect()
+        } else {
+            let store = self.shared.store.clone();
+            tokio::task::block_in_place(|| store.entries(self.partition, from, to)).unwrap_or_else(
+                |e| {
+                    tracing::warn!(partition = self.partition, error = %e, "cannot read the log");
+                    Vec::new()
+                },
+            )
+        };
+        let mut bytes = 0;
+        let keep = entries
+            .iter()
+            .position(|e| {
+                bytes += e.data.bytes.len();
+                bytes > MAX_FETCH_BYTES
+            })
+            .map_or(entries.len(), |i| i.max(1));
+        entries.truncate(keep);
+        entries
+    }
+
+    fn respond(
+        &mut self,
+        follower: NodeId,
+        seq: u64,
+        leader_epoch: Epoch,
+        outcome: mom_replicator::protocol::FetchOutcome,
+    ) {
+        let Some((waiting_seq, reply)) = self.fetches.remove(&follower) else {
+            return;
+        };
+        if waiting_seq != seq {
+            self.fetches.insert(follower, (waiting_seq, reply));
+            return;
+        }
+        let (outcome, entries) = match outcome {
+            mom_replicator::protocol::FetchOutcome::Records { from, to, hw } => {
+                let entries = self.read(from, to);
+                let to = from + entries.len() as u64;
+                (
+                    mom_replicator::protocol::FetchOutcome::Records { from, to, hw },
+                    entries.iter().map(records::to_wire).collect(),
+                )
+            }
+            other => (other, Vec::new()),
+        };
+        let _ = reply.send(proto::FetchReply {
+            seq,
+            leader_epoch,
+            outcome: Some(wire::outcome_to_wire(&outcome)),
+            entries,
+        });
+    }
+
+    fn send_fetch(&self, leader: NodeId, request: mom_replicator::protocol::FetchRequest) {
+        let Some(node) = self.shared.node(&leader) else {
+            // Not live: the core sends again after its fetch timeout.
+            return;
+        };
+        let wire = wire::request_to_wire(self.partition, &self.shared.me, &request);
+        let shared = self.shared.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            match shared.fetcher.fetch(&node.grpc_addr, wire).await {
+                Ok(reply) => {
+                    let _ = events.send(Event::FetchAnswer { leader, reply });
+                }
+                Err(status) => {
+                    tracing::debug!(leader = %leader, %status, "fetch failed; the core retries")
+                }
+            }
+        });
+    }
+
+    fn write_isr(&self, isr: Vec<NodeId>, expected_version: i32) {
+        let Some(view) = self.replica.view().cloned() else {
+            return;
+        };
+        let state = PartitionState {
+            leader: view.leader.clone(),
+            epoch: view.epoch,
+            replicas: view.replicas.clone(),
+            isr: isr.clone(),
+        };
+        let (zk, partition, events) = (self.shared.zk.clone(), self.partition, self.events.clone());
+        tokio::spawn(async move {
+            let written =
+                partitions::write_partition(&zk, partition, &state, Some(expected_version)).await;
+            let view = match written {
+                Ok(true) => {
+                    tracing::info!(partition, ?isr, "in-sync replicas changed");
+                    Some(View {
+                        isr,
+                        version: expected_version + 1,
+                        ..view
+                    })
+                }
+                Ok(false) => None,
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "cannot write the in-sync set");
+                    None
+                }
+            };
+            let _ = events.send(Event::IsrWritten(view));
+        });
+    }
+
+    /// Once a second: expire messages (as a record, so replicas agree), compact the log below
+    /// what every message and in-sync replica still needs, drop the data of a partition this
+    /// node no longer replicates.
+    fn maintain(&mut self) -> Vec<Action<Record>> {
+        let store = self.shared.store.clone();
+        let partition = self.partition;
+        let now = now_ms();
+        let mut actions = Vec::new();
+        if self.replica.serving()
+            && tokio::task::block_in_place(|| store.has_expired(partition, now)).unwrap_or(false)
+        {
+            let record = Record::new(Kind::Expire(proto::Expire { until_ms: now }));
+            let (reply, _) = oneshot::channel();
+            let id = self.client(reply);
+            actions.extend(self.replica.propose(id, vec![record], now));
+        }
+        let hw = self.replica.hw();
+        let needed = tokio::task::block_in_place(|| store.oldest_pending(partition))
+            .ok()
+            .map(|oldest| oldest.unwrap_or(hw));
+        if let Some(needed) = needed {
+            if let Some(start) = self.replica.compact(needed) {
+                let prev_epoch = self.replica.log().prev_epoch;
+                store.submit_detached(Write::Compact {
+                    partition,
+                    start,
+                    prev_epoch,
+                });
+            }
+        }
+        let not_a_replica = self
+            .replica
+            .view()
+            .is_some_and(|v| !v.replicas.contains(&self.shared.me));
+        if !not_a_replica {
+            self.dropped = false;
+        } else if !self.dropped && self.replica.role() == Role::Offline {
+            self.dropped = true;
+            tracing::info!(partition, "no longer a replica: dropping this copy");
+            store.submit_detached(Write::Drop { partition });
+            actions.extend(self.forget_log());
+        }
+        actions
+    }
+
+    /// Starts the replica over with an empty log (its copy was dropped), keeping what it
+    /// knows of ZooKeeper.
+    fn forget_log(&mut self) -> Vec<Action<Record>> {
+        self.tail.clear();
+        self.recent_ids.clear();
+        let view = self.replica.view().cloned();
+        self.replica = Replica::new(
+            self.shared.me.clone(),
+            self.shared.config.clone(),
+            self.shared.incarnation,
+            LogOutline::default(),
+            0,
+        );
+        let now = now_ms();
+        let live: BTreeMap<NodeId, u64> = self
+            .shared
+            .live
+            .borrow()
+            .iter()
+            .map(|n| (n.id.clone(), n.incarnation))
+            .collect();
+        let mut actions = self.replica.set_live(live, now);
+        if let Some(view) = view {
+            actions.extend(self.replica.on_view(view, now));
+        }
+        actions
+    }
+
+    fn publish_status(&self) {
+        let status = PartitionStatus {
+            role: Some(self.replica.role()),
+            serving: self.replica.serving(),
+            epoch: self.replica.leader_epoch().unwrap_or(0),
+            hw: self.replica.hw(),
+        };
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
+    }
+}

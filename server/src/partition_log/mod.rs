@@ -1,0 +1,236 @@
+//! The partition logs this node replicates, each driven by its own task ([`actor`]) around the
+//! protocol core (`mom_replicator::protocol::Replica`).
+//!
+//! This is the handle the rest of the node uses: propose a record to a partition this node
+//! leads and wait until it is committed, ask whether a partition is served here, reach its
+//! leases, and pass followers' fetches to the partition's task. Nothing here holds a lock
+//! across a network call: each partition's protocol state is owned by its task, and callers
+//! talk to it through a channel.
+
+mod actor;
+
+use crate::leases::Leases;
+use crate::records::Record;
+use crate::store::Store;
+use actor::{Event, PartitionStatus};
+use mom_catalog::partitions::Versioned;
+use mom_catalog::NodeInfo;
+use mom_common::proto;
+use mom_replicator::protocol::{Epoch, Offset, Refusal, ReplicaConfig, View};
+use mom_replicator::Fetcher;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use zookeeper_client::Client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("this node does not lead partition {partition}")]
+    NotLeader {
+        partition: u32,
+        leader: Option<NodeInfo>,
+    },
+    #[error("partition {0} is unavailable: {1}")]
+    Unavailable(u32, String),
+}
+
+/// What the node's partitions share.
+pub struct Shared {
+    pub me: String,
+    pub incarnation: u64,
+    pub store: Arc<Store>,
+    pub zk: Client,
+    pub fetcher: Fetcher,
+    pub live: watch::Receiver<Vec<NodeInfo>>,
+    pub config: ReplicaConfig,
+}
+
+impl Shared {
+    fn node(&self, id: &str) -> Option<NodeInfo> {
+        self.live.borrow().iter().find(|n| n.id == id).cloned()
+    }
+}
+
+struct Partition {
+    events: mpsc::UnboundedSender<Event>,
+    status: watch::Receiver<PartitionStatus>,
+    /// The leader-local leases of this partition; see [`crate::leases`].
+    leases: Mutex<Leases>,
+}
+
+pub struct PartitionLogs {
+    shared: Arc<Shared>,
+    partitions: Vec<Partition>,
+    views: watch::Receiver<BTreeMap<u32, Versioned>>,
+}
+
+pub fn to_view(versioned: &Versioned) -> View {
+    View {
+        leader: versioned.state.leader.clone(),
+        epoch: versioned.state.epoch,
+        replicas: versioned.state.replicas.clone(),
+        isr: versioned.state.isr.clone(),
+        version: versioned.version,
+    }
+}
+
+/// How long a client waits for its record to be committed before it is told to retry.
+const COMMIT_WAIT: Duration = Duration::from_secs(10);
+
+impl PartitionLogs {
+    /// Starts one task per partition, each restarting its replica from what the store holds.
+    pub fn start(
+        shared: Shared,
+        partition_count: u32,
+        views: watch::Receiver<BTreeMap<u32, Versioned>>,
+        connected: watch::Receiver<bool>,
+    ) -> anyhow::Result<PartitionLogs> {
+        let shared = Arc::new(shared);
+        let mut partitions = Vec::new();
+        for partition in 0..partition_count {
+            let (log, hw) = shared.store.outline(partition)?;
+            let (events, status) = actor::spawn(
+                partition,
+                shared.clone(),
+                log,
+                hw,
+                views.clone(),
+                connected.clone(),
+            );
+            partitions.push(Partition {
+                events,
+                status,
+                leases: Mutex::default(),
+            });
+        }
+        Ok(PartitionLogs {
+            shared,
+            partitions,
+            views,
+        })
+    }
+
+    pub fn count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.shared.store
+    }
+
+    fn partition(&self, partition: u32) -> Result<&Partition, WriteError> {
+        self.partitions
+            .get(partition as usize)
+            .ok_or_else(|| WriteError::Unavailable(partition, "no such partition".into()))
+    }
+
+    /// The epoch this node serves the partition at: it leads it, is connected to ZooKeeper,
+    /// and has applied everything its predecessors committed.
+    pub fn serving(&self, partition: u32) -> Option<Epoch> {
+        let status = self.partitions.get(partition as usize)?.status.borrow();
+        status.serving.then_some(status.epoch)
+    }
+
+    /// Whether this node leads the partition (it may not serve reads yet).
+    pub fn leads(&self, partition: u32) -> bool {
+        self.partitions
+            .get(partition as usize)
+            .is_some_and(|p| p.status.borrow().role == Some(mom_replicator::protocol::Role::Leader))
+    }
+
+    /// Partitions this node serves now.
+    pub fn led(&self) -> Vec<u32> {
+        (0..self.count())
+            .filter(|p| self.serving(*p).is_some())
+            .collect()
+    }
+
+    /// The live leader of a partition, as ZooKeeper says.
+    pub fn leader_of(&self, partition: u32) -> Option<NodeInfo> {
+        let leader = self.views.borrow().get(&partition)?.state.leader.clone();
+        self.shared.node(&leader)
+    }
+
+    /// Runs `work` with the partition's leases (leader-local; see [`crate::leases`]).
+    pub fn with_leases<T>(&self, partition: u32, work: impl FnOnce(&mut Leases) -> T) -> Option<T> {
+        let partition = self.partitions.get(partition as usize)?;
+        // Leases hold no invariant a panic could break halfway, so a poisoned lock is usable.
+        let mut leases = partition.leases.lock().unwrap_or_else(|p| p.into_inner());
+        Some(work(&mut leases))
+    }
+
+    fn refusal(&self, partition: u32, refusal: Refusal) -> WriteError {
+        match refusal {
+            Refusal::NotLeader { .. } => WriteError::NotLeader {
+                partition,
+                leader: self.leader_of(partition),
+            },
+            other => WriteError::Unavailable(partition, other.to_string()),
+        }
+    }
+
+    async fn wait(
+        &self,
+        partition: u32,
+        answer: oneshot::Receiver<Result<Offset, Refusal>>,
+    ) -> Result<Offset, WriteError> {
+        match tokio::time::timeout(COMMIT_WAIT, answer).await {
+            Ok(Ok(Ok(offset))) => Ok(offset),
+            Ok(Ok(Err(refusal))) => Err(self.refusal(partition, refusal)),
+            Ok(Err(_)) => Err(WriteError::Unavailable(
+                partition,
+                "the partition's task stopped".into(),
+            )),
+            Err(_) => Err(WriteError::Unavailable(
+                partition,
+                format!("not committed within {COMMIT_WAIT:?}"),
+            )),
+        }
+    }
+
+    /// Appends `record` to a partition this node leads and waits until it is committed (on
+    /// every in-sync replica's disk, at least `min_insync_replicas` of them) and applied here.
+    ///
+    /// Cancel-safe: the offset is taken when the record is appended, so a caller that gives up
+    /// leaves a record that is committed (or truncated) like any other, never a reused offset.
+    pub async fn propose(&self, partition: u32, record: Record) -> Result<Offset, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.partition(partition)?
+            .events
+            .send(Event::Propose { record, reply })
+            .map_err(|_| WriteError::Unavailable(partition, "stopping".into()))?;
+        self.wait(partition, answer).await
+    }
+
+    /// Like [`PartitionLogs::propose`] for a publish, but stores a message id at most once per
+    /// partition: a retried publish already in the log waits for that entry instead.
+    pub async fn publish(&self, partition: u32, record: Record) -> Result<Offset, WriteError> {
+        let store = self.store().clone();
+        let known = match &record.message_id {
+            Some(id) => tokio::task::block_in_place(|| store.find_message(partition, id))
+                .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?,
+            None => None,
+        };
+        let Some(offset) = known else {
+            return self.propose(partition, record).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        self.partition(partition)?
+            .events
+            .send(Event::AwaitOffset { offset, reply })
+            .map_err(|_| WriteError::Unavailable(partition, "stopping".into()))?;
+        self.wait(partition, answer).await
+    }
+
+    /// A follower's fetch, answered when the leader has something new (or its wait ran out).
+    pub async fn fetch(&self, request: proto::FetchRequest) -> Option<proto::FetchReply> {
+        let partition = self.partitions.get(request.partition as usize)?;
+        let (reply, answer) = oneshot::channel();
+        partition
+            .events
+            .send(Event::Fetch { request, reply })
+            .ok()?;
+        answer.await.ok()
+    }
+}

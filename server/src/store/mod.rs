@@ -1,0 +1,309 @@
+//! Durable storage of one node: every partition's log and the state applied from it, in one
+//! SQLite database (WAL mode).
+//!
+//! - `log`: the entries of each partition log, `(partition, offset)`, with their leader epoch.
+//!   Publishes carry the payload; nothing else stores it.
+//! - `pending`: the applied state, one row per message still waiting in a mailbox, naming the
+//!   log entry that holds it. Only entries below the partition's high watermark are applied,
+//!   so the state never needs undoing when a follower truncates an uncommitted suffix.
+//! - `partitions`: per partition, its log start (entries before it were compacted), the epoch
+//!   of the entry just before it, and the high watermark applied.
+//!
+//! All writes go through one writer thread ([`writer`]), which commits whatever is queued in
+//! one transaction and one fsync (group commit) and keeps each partition's writes in order.
+//! Reads use their own connection and see only what the writer committed.
+
+mod writer;
+
+pub use writer::Write;
+
+use crate::records::Record;
+use mom_common::proto::log_record::Kind;
+use mom_replicator::protocol::{Entry, LogOutline, Offset};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS log (
+    partition  INTEGER NOT NULL,
+    offset     INTEGER NOT NULL,
+    epoch      INTEGER NOT NULL,
+    message_id TEXT,
+    record     BLOB    NOT NULL,
+    PRIMARY KEY (partition, offset)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS log_by_message_id ON log(partition, message_id) WHERE message_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS pending (
+    mailbox       TEXT    NOT NULL,
+    partition     INTEGER NOT NULL,
+    offset        INTEGER NOT NULL,
+    expires_at_ms INTEGER,
+    PRIMARY KEY (mailbox, partition, offset)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pending_by_partition ON pending(partition, offset);
+CREATE INDEX IF NOT EXISTS pending_by_expiry ON pending(partition, expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS partitions (
+    partition  INTEGER PRIMARY KEY,
+    log_start  INTEGER NOT NULL,
+    prev_epoch INTEGER NOT NULL,
+    hw         INTEGER NOT NULL
+);
+";
+
+/// A message waiting in a mailbox, with what a delivery needs.
+#[derive(Debug, Clone)]
+pub struct PendingMessage {
+    pub offset: Offset,
+    pub message_id: String,
+    pub exchange: String,
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    pub published_at_ms: u64,
+}
+
+pub struct Store {
+    /// Reads only; the writer thread owns the connection that writes.
+    reader: Mutex<Connection>,
+    writer: writer::Writer,
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is fsync'd before it returns, which is what makes a log append durable.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn partition_row(conn: &Connection, partition: u32) -> Result<(Offset, u64, Offset)> {
+    Ok(conn
+        .query_row(
+            "SELECT log_start, prev_epoch, hw FROM partitions WHERE partition = ?1",
+            params![partition],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)? as u64,
+                    row.get::<_, i64>(1)? as u64,
+                    row.get::<_, i64>(2)? as u64,
+                ))
+            },
+        )
+        .optional()?
+        .unwrap_or((0, 0, 0)))
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let conn = open_connection(path)?;
+        conn.execute_batch(SCHEMA)?;
+        let reader = open_connection(path)?;
+        Ok(Store {
+            reader: Mutex::new(reader),
+            writer: writer::Writer::start(conn),
+        })
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // Reads cannot leave the connection half-done, so a poisoned lock is still usable.
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a write; the receiver fires once it is durable.
+    pub fn submit(&self, write: Write) -> tokio::sync::oneshot::Receiver<()> {
+        self.writer.submit(write)
+    }
+
+    /// Queues a write nobody waits for; later writes still come after it.
+    pub fn submit_detached(&self, write: Write) {
+        drop(self.writer.submit(write));
+    }
+
+    /// The log's outline and the applied HW of a partition, to restart its replica from.
+    pub fn outline(&self, partition: u32) -> Result<(LogOutline, Offset)> {
+        let conn = self.reader();
+        let (start, prev_epoch, hw) = partition_row(&conn, partition)?;
+        let mut log = LogOutline {
+            start,
+            end: start,
+            prev_epoch,
+            epochs: Vec::new(),
+        };
+        let mut epochs = conn.prepare_cached(
+            "SELECT epoch, MIN(offset), MAX(offset) FROM log WHERE partition = ?1 GROUP BY epoch ORDER BY epoch",
+        )?;
+        let rows = epochs.query_map(params![partition], |row| {
+            Ok((
+                row.get::<_, i64>(0)? as u64,
+                row.get::<_, i64>(1)? as u64,
+                row.get::<_, i64>(2)? as u64,
+            ))
+        })?;
+        for row in rows {
+            let (epoch, first, last) = row?;
+            log.epochs.push((epoch, first.max(start)));
+            log.end = log.end.max(last + 1);
+        }
+        Ok((log, hw))
+    }
+
+    /// Entries `[from, to)` of a partition's log, as far as the log holds them.
+    pub fn entries(&self, partition: u32, from: Offset, to: Offset) -> Result<Vec<Entry<Record>>> {
+        let conn = self.reader();
+        let mut select = conn.prepare_cached(
+            "SELECT offset, epoch, message_id, record FROM log
+             WHERE partition = ?1 AND offset >= ?2 AND offset < ?3 ORDER BY offset",
+        )?;
+        let rows = select.query_map(params![partition, from as i64, to as i64], |row| {
+            Ok(Entry {
+                offset: row.get::<_, i64>(0)? as u64,
+                epoch: row.get::<_, i64>(1)? as u64,
+                data: Record {
+                    message_id: row.get(2)?,
+                    bytes: row.get(3)?,
+                },
+            })
+        })?;
+        let mut entries = Vec::new();
+        for row in rows {
+            let entry = row?;
+            // Stop at a gap: what follows cannot be sent as one contiguous run.
+            if entry.offset != from + entries.len() as u64 {
+                break;
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// The offset of the publish with this message id in a partition's log, if any.
+    pub fn find_message(&self, partition: u32, message_id: &str) -> Result<Option<Offset>> {
+        let conn = self.reader();
+        let offset = conn
+            .prepare_cached(
+                "SELECT offset FROM log WHERE partition = ?1 AND message_id = ?2 ORDER BY offset LIMIT 1",
+            )?
+            .query_row(params![partition, message_id], |row| row.get::<_, i64>(0))
+            .optional()?;
+        Ok(offset.map(|o| o as u64))
+    }
+
+    /// Messages waiting in `mailbox` in one partition after `after` (exclusive), oldest
+    /// first, leaving out expired ones.
+    pub fn pending(
+        &self,
+        mailbox: &str,
+        partition: u32,
+        after: Option<Offset>,
+        limit: u32,
+        now_ms: u64,
+    ) -> Result<Vec<PendingMessage>> {
+        let conn = self.reader();
+        let mut select = conn.prepare_cached(
+            "SELECT p.offset, l.record FROM pending p
+             JOIN log l ON l.partition = p.partition AND l.offset = p.offset
+             WHERE p.mailbox = ?1 AND p.partition = ?2 AND p.offset >= ?3
+               AND (p.expires_at_ms IS NULL OR p.expires_at_ms > ?4)
+             ORDER BY p.offset LIMIT ?5",
+        )?;
+        let from = after.map_or(0, |o| o as i64 + 1);
+        let rows = select.query_map(
+            params![mailbox, partition, from, now_ms as i64, limit],
+            |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?)),
+        )?;
+        let mut messages = Vec::new();
+        for row in rows {
+            let (offset, bytes) = row?;
+            if let Some(Kind::Publish(publish)) = Record::decode(&bytes) {
+                messages.push(PendingMessage {
+                    offset,
+                    message_id: publish.message_id,
+                    exchange: publish.exchange,
+                    routing_key: publish.routing_key,
+                    payload: publish.payload,
+                    published_at_ms: publish.published_at_ms,
+                });
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Whether the message at `offset` still waits in `mailbox` (not acked, purged, expired).
+    pub fn is_pending(
+        &self,
+        mailbox: &str,
+        partition: u32,
+        offset: Offset,
+        now_ms: u64,
+    ) -> Result<bool> {
+        let conn = self.reader();
+        let exists = conn
+            .prepare_cached(
+                "SELECT 1 FROM pending WHERE mailbox = ?1 AND partition = ?2 AND offset = ?3
+                   AND (expires_at_ms IS NULL OR expires_at_ms > ?4)",
+            )?
+            .exists(params![mailbox, partition, offset as i64, now_ms as i64])?;
+        Ok(exists)
+    }
+
+    /// Unexpired messages waiting in `mailbox` in one partition.
+    pub fn count_pending(&self, mailbox: &str, partition: u32, now_ms: u64) -> Result<u64> {
+        let conn = self.reader();
+        let count: i64 = conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM pending WHERE mailbox = ?1 AND partition = ?2
+                   AND (expires_at_ms IS NULL OR expires_at_ms > ?3)",
+            )?
+            .query_row(params![mailbox, partition, now_ms as i64], |row| row.get(0))?;
+        Ok(count as u64)
+    }
+
+    /// The oldest log offset any message of the partition still needs, if one does.
+    pub fn oldest_pending(&self, partition: u32) -> Result<Option<Offset>> {
+        let conn = self.reader();
+        let oldest: Option<i64> = conn
+            .prepare_cached("SELECT MIN(offset) FROM pending WHERE partition = ?1")?
+            .query_row(params![partition], |row| row.get(0))?;
+        Ok(oldest.map(|o| o as u64))
+    }
+
+    /// Whether some message of the partition expired at or before `now_ms`.
+    pub fn has_expired(&self, partition: u32, now_ms: u64) -> Result<bool> {
+        let conn = self.reader();
+        let exists = conn
+            .prepare_cached(
+                "SELECT 1 FROM pending WHERE partition = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2 LIMIT 1",
+            )?
+            .exists(params![partition, now_ms as i64])?;
+        Ok(exists)
+    }
+
+    /// Whether this node holds anything of a partition.
+    pub fn holds(&self, partition: u32) -> Result<bool> {
+        let conn = self.reader();
+        let holds = conn
+            .prepare_cached(
+                "SELECT 1 FROM partitions WHERE partition = ?1
+                 UNION ALL SELECT 1 FROM log WHERE partition = ?1 LIMIT 1",
+            )?
+            .exists(params![partition])?;
+        Ok(holds)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,238 @@
+//! Storage round trips: appends, commits applying records, truncation, reset, compaction.
+
+use super::*;
+use mom_common::proto::{Acked, Acks, Expire, Publish, Purge};
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("node.db")).unwrap();
+    (dir, store)
+}
+
+fn publish(id: &str, mailboxes: &[&str], expires_at_ms: u64) -> Record {
+    Record::new(Kind::Publish(Publish {
+        message_id: id.into(),
+        exchange: "ex".into(),
+        routing_key: "k".into(),
+        payload: id.as_bytes().to_vec(),
+        published_at_ms: 1,
+        expires_at_ms,
+        mailboxes: mailboxes.iter().map(|m| m.to_string()).collect(),
+    }))
+}
+
+fn entries(from: Offset, epoch: u64, records: Vec<Record>) -> Vec<Entry<Record>> {
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, data)| Entry {
+            offset: from + i as u64,
+            epoch,
+            data,
+        })
+        .collect()
+}
+
+async fn write(store: &Store, write: Write) {
+    store.submit(write).await.unwrap();
+}
+
+fn ids(messages: &[PendingMessage]) -> Vec<&str> {
+    messages.iter().map(|m| m.message_id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn only_committed_entries_are_applied_and_acks_remove_one_mailbox_each() {
+    let (_dir, store) = open();
+    let records = vec![
+        publish("a", &["q/x", "q/y"], 0),
+        publish("b", &["q/x"], 0),
+        Record::new(Kind::Acks(Acks {
+            acked: vec![Acked {
+                mailbox: "q/x".into(),
+                offset: 0,
+            }],
+        })),
+    ];
+    write(
+        &store,
+        Write::Append {
+            partition: 3,
+            entries: entries(0, 1, records),
+        },
+    )
+    .await;
+    assert!(store.pending("q/x", 3, None, 10, 0).unwrap().is_empty());
+    write(
+        &store,
+        Write::Commit {
+            partition: 3,
+            hw: 2,
+        },
+    )
+    .await;
+    assert_eq!(
+        ids(&store.pending("q/x", 3, None, 10, 0).unwrap()),
+        ["a", "b"]
+    );
+    write(
+        &store,
+        Write::Commit {
+            partition: 3,
+            hw: 3,
+        },
+    )
+    .await;
+    assert_eq!(ids(&store.pending("q/x", 3, None, 10, 0).unwrap()), ["b"]);
+    assert_eq!(ids(&store.pending("q/y", 3, None, 10, 0).unwrap()), ["a"]);
+    assert_eq!(store.find_message(3, "b").unwrap(), Some(1));
+    assert_eq!(store.oldest_pending(3).unwrap(), Some(0));
+}
+
+#[tokio::test]
+async fn outline_survives_reopening_with_epochs_and_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    {
+        let store = Store::open(&path).unwrap();
+        let first = (0..3)
+            .map(|i| publish(&format!("m{i}"), &["q/x"], 0))
+            .collect();
+        write(
+            &store,
+            Write::Append {
+                partition: 0,
+                entries: entries(0, 1, first),
+            },
+        )
+        .await;
+        let second = (3..6)
+            .map(|i| publish(&format!("m{i}"), &["q/x"], 0))
+            .collect();
+        write(
+            &store,
+            Write::Append {
+                partition: 0,
+                entries: entries(3, 4, second),
+            },
+        )
+        .await;
+        write(
+            &store,
+            Write::Commit {
+                partition: 0,
+                hw: 2,
+            },
+        )
+        .await;
+        write(
+            &store,
+            Write::Truncate {
+                partition: 0,
+                from: 5,
+            },
+        )
+        .await;
+    }
+    let store = Store::open(&path).unwrap();
+    let (log, hw) = store.outline(0).unwrap();
+    assert_eq!((log.start, log.end, hw), (0, 5, 2));
+    assert_eq!(log.epochs, vec![(1, 0), (4, 3)]);
+    assert_eq!(store.entries(0, 1, 9).unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn purge_and_expiry_are_records_too() {
+    let (_dir, store) = open();
+    let records = vec![
+        publish("old", &["q/x"], 100),
+        publish("new", &["q/x"], 0),
+        publish("other", &["q/y"], 0),
+        Record::new(Kind::Expire(Expire { until_ms: 150 })),
+        Record::new(Kind::Purge(Purge {
+            mailbox: "q/y".into(),
+        })),
+    ];
+    write(
+        &store,
+        Write::Append {
+            partition: 1,
+            entries: entries(0, 1, records),
+        },
+    )
+    .await;
+    write(
+        &store,
+        Write::Commit {
+            partition: 1,
+            hw: 2,
+        },
+    )
+    .await;
+    // Expired but not swept yet: never handed out.
+    assert_eq!(
+        ids(&store.pending("q/x", 1, None, 10, 120).unwrap()),
+        ["new"]
+    );
+    assert!(store.has_expired(1, 120).unwrap());
+    write(
+        &store,
+        Write::Commit {
+            partition: 1,
+            hw: 5,
+        },
+    )
+    .await;
+    assert!(!store.has_expired(1, 120).unwrap());
+    assert_eq!(store.count_pending("q/x", 1, 0).unwrap(), 1);
+    assert_eq!(store.count_pending("q/y", 1, 0).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn reset_and_compaction_move_the_log_start() {
+    let (_dir, store) = open();
+    let records = (0..4)
+        .map(|i| publish(&format!("m{i}"), &["q/x"], 0))
+        .collect();
+    write(
+        &store,
+        Write::Append {
+            partition: 2,
+            entries: entries(0, 1, records),
+        },
+    )
+    .await;
+    write(
+        &store,
+        Write::Commit {
+            partition: 2,
+            hw: 4,
+        },
+    )
+    .await;
+    write(
+        &store,
+        Write::Compact {
+            partition: 2,
+            start: 2,
+            prev_epoch: 1,
+        },
+    )
+    .await;
+    let (log, _) = store.outline(2).unwrap();
+    assert_eq!((log.start, log.prev_epoch, log.end), (2, 1, 4));
+    write(
+        &store,
+        Write::Reset {
+            partition: 2,
+            start: 10,
+            prev_epoch: 3,
+        },
+    )
+    .await;
+    let (log, hw) = store.outline(2).unwrap();
+    assert_eq!((log.start, log.end, log.prev_epoch, hw), (10, 10, 3, 10));
+    assert!(store.pending("q/x", 2, None, 10, 0).unwrap().is_empty());
+    write(&store, Write::Drop { partition: 2 }).await;
+    assert!(!store.holds(2).unwrap());
+}

@@ -1,0 +1,228 @@
+//! The node's one writer: a thread that owns the writing SQLite connection and commits every
+//! write queued meanwhile (any partitions) in one transaction and one fsync — group commit.
+//!
+//! Writes are carried out in the order they were submitted, so a partition's truncation never
+//! overtakes the append before it and a commit (applying entries) never precedes their append.
+//! A write that fails stops the process: the replication protocol has already counted on it,
+//! and a replica that carried on with a log it cannot write would lie to its leader. On
+//! restart the node rebuilds its state from what is on disk (fail-stop, like Kafka on a log
+//! directory failure).
+
+use crate::records::Record;
+use mom_common::proto::log_record::Kind;
+use mom_replicator::protocol::{Entry, Offset};
+use rusqlite::{params, Connection, Transaction};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// The most writes one transaction takes, so one commit's latency stays bounded.
+const MAX_BATCH: usize = 4_096;
+
+#[derive(Debug)]
+pub enum Write {
+    /// Entries appended at the log's end.
+    Append {
+        partition: u32,
+        entries: Vec<Entry<Record>>,
+    },
+    /// Drop entries at or after `from` (an uncommitted divergent suffix).
+    Truncate { partition: u32, from: Offset },
+    /// Drop the whole log and applied state; the log restarts, empty, at `start`.
+    Reset {
+        partition: u32,
+        start: Offset,
+        prev_epoch: u64,
+    },
+    /// Apply the entries below `hw` not applied yet, and record `hw`.
+    Commit { partition: u32, hw: Offset },
+    /// Delete entries before `start`, no longer needed by any message or replica.
+    Compact {
+        partition: u32,
+        start: Offset,
+        prev_epoch: u64,
+    },
+    /// Forget a partition this node no longer replicates.
+    Drop { partition: u32 },
+    /// Nothing: its completion says every earlier write is done.
+    Barrier,
+}
+
+pub struct Writer {
+    queue: mpsc::Sender<(Write, oneshot::Sender<()>)>,
+}
+
+impl Writer {
+    pub fn start(conn: Connection) -> Writer {
+        let (queue, incoming) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("mom-store-writer".into())
+            .spawn(move || run(conn, incoming))
+            .expect("spawn the storage writer thread");
+        Writer { queue }
+    }
+
+    pub fn submit(&self, write: Write) -> oneshot::Receiver<()> {
+        let (done, receiver) = oneshot::channel();
+        // The writer thread lives as long as the process (it exits it on failure).
+        let _ = self.queue.send((write, done));
+        receiver
+    }
+}
+
+fn run(mut conn: Connection, incoming: mpsc::Receiver<(Write, oneshot::Sender<()>)>) {
+    while let Ok(first) = incoming.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match incoming.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let outcome = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for (write, _) in &batch {
+                execute(&tx, write)?;
+            }
+            tx.commit()
+        })();
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "storage write failed; stopping the node");
+            std::process::exit(70);
+        }
+        for (_, done) in batch {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn set_hw(tx: &Transaction<'_>, partition: u32, hw: Offset) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO partitions (partition, log_start, prev_epoch, hw) VALUES (?1, 0, 0, ?2)
+         ON CONFLICT(partition) DO UPDATE SET hw = MAX(hw, excluded.hw)",
+    )?
+    .execute(params![partition, hw as i64])?;
+    Ok(())
+}
+
+fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
+    match write {
+        Write::Append { partition, entries } => {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO log (partition, offset, epoch, message_id, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for entry in entries {
+                insert.execute(params![
+                    partition,
+                    entry.offset as i64,
+                    entry.epoch as i64,
+                    entry.data.message_id,
+                    entry.data.bytes
+                ])?;
+            }
+        }
+        Write::Truncate { partition, from } => {
+            tx.execute(
+                "DELETE FROM log WHERE partition = ?1 AND offset >= ?2",
+                params![partition, *from as i64],
+            )?;
+        }
+        Write::Reset {
+            partition,
+            start,
+            prev_epoch,
+        } => {
+            tx.execute("DELETE FROM log WHERE partition = ?1", params![partition])?;
+            tx.execute(
+                "DELETE FROM pending WHERE partition = ?1",
+                params![partition],
+            )?;
+            tx.execute(
+                "INSERT INTO partitions (partition, log_start, prev_epoch, hw) VALUES (?1, ?2, ?3, ?2)
+                 ON CONFLICT(partition) DO UPDATE SET log_start = ?2, prev_epoch = ?3, hw = ?2",
+                params![partition, *start as i64, *prev_epoch as i64],
+            )?;
+        }
+        Write::Commit { partition, hw } => apply(tx, *partition, *hw)?,
+        Write::Compact {
+            partition,
+            start,
+            prev_epoch,
+        } => {
+            tx.execute(
+                "DELETE FROM log WHERE partition = ?1 AND offset < ?2",
+                params![partition, *start as i64],
+            )?;
+            tx.execute(
+                "INSERT INTO partitions (partition, log_start, prev_epoch, hw) VALUES (?1, ?2, ?3, ?2)
+                 ON CONFLICT(partition) DO UPDATE SET log_start = ?2, prev_epoch = ?3",
+                params![partition, *start as i64, *prev_epoch as i64],
+            )?;
+        }
+        Write::Drop { partition } => {
+            for table in ["log", "pending", "partitions"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE partition = ?1"),
+                    params![partition],
+                )?;
+            }
+        }
+        Write::Barrier => {}
+    }
+    Ok(())
+}
+
+/// Applies the partition's entries from its applied HW up to `hw`, in offset order.
+fn apply(tx: &Transaction<'_>, partition: u32, hw: Offset) -> rusqlite::Result<()> {
+    let applied: i64 = tx
+        .prepare_cached("SELECT MAX(hw, log_start) FROM partitions WHERE partition = ?1")?
+        .query_row(params![partition], |row| row.get(0))
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(0),
+            e => Err(e),
+        })?;
+    if applied as u64 >= hw {
+        return Ok(());
+    }
+    let entries: Vec<(i64, Vec<u8>)> = tx
+        .prepare_cached(
+            "SELECT offset, record FROM log WHERE partition = ?1 AND offset >= ?2 AND offset < ?3 ORDER BY offset",
+        )?
+        .query_map(params![partition, applied, hw as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (offset, bytes) in entries {
+        match Record::decode(&bytes) {
+            Some(Kind::Publish(publish)) => {
+                let expires = (publish.expires_at_ms > 0).then_some(publish.expires_at_ms as i64);
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO pending (mailbox, partition, offset, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for mailbox in &publish.mailboxes {
+                    insert.execute(params![mailbox, partition, offset, expires])?;
+                }
+            }
+            Some(Kind::Acks(acks)) => {
+                let mut delete = tx.prepare_cached(
+                    "DELETE FROM pending WHERE mailbox = ?1 AND partition = ?2 AND offset = ?3",
+                )?;
+                for acked in &acks.acked {
+                    delete.execute(params![acked.mailbox, partition, acked.offset as i64])?;
+                }
+            }
+            Some(Kind::Purge(purge)) => {
+                tx.prepare_cached("DELETE FROM pending WHERE mailbox = ?1 AND partition = ?2")?
+                    .execute(params![purge.mailbox, partition])?;
+            }
+            Some(Kind::Expire(expire)) => {
+                tx.prepare_cached(
+                    "DELETE FROM pending WHERE partition = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2",
+                )?
+                .execute(params![partition, expire.until_ms as i64])?;
+            }
+            Some(Kind::EpochStart(_)) | None => {}
+        }
+    }
+    set_hw(tx, partition, hw)
+}
