@@ -13,21 +13,23 @@
 
 mod membership;
 pub mod partitions;
+mod routes;
 mod session;
 
 pub use membership::{register_node, watch_nodes, NodeInfo};
+pub use routes::RouteCache;
 pub use session::{connect, exit_on_session_loss};
 
-use mom_common::{routing::binding_matches, ExchangeKind};
+use mom_common::ExchangeKind;
 use zookeeper_client::{
     Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiReadResult, MultiWriteError,
 };
 
 pub const ROOT: &str = "/mom";
 const NODES: &str = "/mom/nodes";
-const EXCHANGES: &str = "/mom/exchanges";
+pub(crate) const EXCHANGES: &str = "/mom/exchanges";
 const QUEUES: &str = "/mom/queues";
-const TOPICS: &str = "/mom/topics";
+pub(crate) const TOPICS: &str = "/mom/topics";
 
 fn persistent() -> CreateOptions<'static> {
     CreateMode::Persistent.with_acls(Acls::anyone_all())
@@ -319,9 +321,8 @@ impl Catalog {
         }
     }
 
-    /// The queues a message published to `exchange` with `routing_key` goes to.
-    pub async fn route(&self, exchange: &str, routing_key: &str) -> Result<Vec<String>> {
-        // Kind and bindings in one round trip, from one consistent view.
+    /// An exchange's kind and bindings, read in one round trip from one consistent view.
+    pub async fn exchange_routes(&self, exchange: &str) -> Result<(ExchangeKind, Vec<Binding>)> {
         let path = format!("{EXCHANGES}/{exchange}");
         let mut reader = self.zk.new_multi_reader();
         reader.add_get_data(&path)?;
@@ -341,16 +342,11 @@ impl Catalog {
             MultiReadResult::Children { children } => children,
             other => return Err(multi_read_failure(other, exchange, path)),
         };
-        let mut queues: Vec<String> = names
+        let bindings = names
             .iter()
             .filter_map(|name| Binding::from_znode_name(name))
-            .filter(|b| binding_matches(kind, &b.routing_key, routing_key))
-            .map(|b| b.queue)
             .collect();
-        // One copy per queue even when several of its bindings match.
-        queues.sort();
-        queues.dedup();
-        Ok(queues)
+        Ok((kind, bindings))
     }
 
     // ---- queues ----

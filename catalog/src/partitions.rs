@@ -141,6 +141,40 @@ async fn read_all(zk: &Client) -> Result<BTreeMap<u32, Versioned>> {
     Ok(states)
 }
 
+/// Replaces what changed with `all` (read after it): a state only ever moves to a newer version.
+fn merge(sender: &watch::Sender<BTreeMap<u32, Versioned>>, all: BTreeMap<u32, Versioned>) {
+    sender.send_if_modified(|current| {
+        let mut changed = false;
+        for (partition, state) in all {
+            let newer = current
+                .get(&partition)
+                .is_none_or(|known| known.version < state.version);
+            if newer {
+                current.insert(partition, state);
+                changed = true;
+            }
+        }
+        changed
+    });
+}
+
+async fn read_all_retrying(zk: &Client) -> Option<BTreeMap<u32, Versioned>> {
+    for _ in 0..50 {
+        match read_all(zk).await {
+            Ok(all) => return Some(all),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read partition states, retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    None
+}
+
+/// How often every partition's state is read again, in case a watch event was lost (around a
+/// reconnection, say): views must not stay stale for good.
+const RESYNC: Duration = Duration::from_secs(3);
+
 /// Follows every partition's state; the receiver always holds the latest view.
 pub async fn watch_partitions(zk: Client) -> Result<watch::Receiver<BTreeMap<u32, Versioned>>> {
     let mut watcher = zk
@@ -148,15 +182,27 @@ pub async fn watch_partitions(zk: Client) -> Result<watch::Receiver<BTreeMap<u32
         .await?;
     let (sender, receiver) = watch::channel(read_all(&zk).await?);
     tokio::spawn(async move {
+        let mut resync = tokio::time::interval(RESYNC);
         loop {
-            let event = watcher.changed().await;
+            let event = tokio::select! {
+                event = watcher.changed() => event,
+                _ = resync.tick() => {
+                    if let Ok(all) = read_all(&zk).await {
+                        merge(&sender, all);
+                    }
+                    if sender.is_closed() {
+                        return;
+                    }
+                    continue;
+                }
+            };
             if event.event_type == EventType::Session {
                 if event.session_state.is_terminated() {
                     return;
                 }
                 // Reconnected: events may have been missed, read everything again.
-                if let Ok(all) = read_all(&zk).await {
-                    sender.send_replace(all);
+                if let Some(all) = read_all_retrying(&zk).await {
+                    merge(&sender, all);
                 }
                 continue;
             }

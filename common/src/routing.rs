@@ -1,6 +1,14 @@
-//! How an exchange decides whether a binding receives a message.
+//! How an exchange decides whether a binding receives a message, and which partition a
+//! message belongs to.
 
 use crate::ExchangeKind;
+
+/// The partition a partition key (`e/<exchange>/<routing key>` or `t/<topic>/<routing key>`)
+/// belongs to; fixed for the cluster's life. The gateway and the partitioning service both
+/// compute it, so a publish needs no lookup to find its partition.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % u64::from(partitions.max(1))) as u32
+}
 
 /// True when a message published with `routing_key` goes to a binding with `binding_key`.
 pub fn binding_matches(kind: ExchangeKind, binding_key: &str, routing_key: &str) -> bool {

@@ -132,14 +132,19 @@ pub struct GatewayConfig {
     pub jwt_secret: String,
     /// Base URL of the auth service, which the gateway proxies `/auth/*` to.
     pub auth_url: String,
-    /// `host:port` of the partitioning services' gRPC endpoints, comma-separated; any of them
-    /// answers, so listing several keeps routing up when one is down.
-    pub partitioning: String,
     pub zookeeper: ZooKeeperConfig,
+    /// How long a publish or ack keeps being retried while its partition's leader is down or
+    /// moving, before it answers 503.
+    #[serde(default = "default_retry_window_ms")]
+    pub retry_window_ms: u64,
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     #[serde(default = "default_visibility_timeout_ms")]
     pub default_visibility_timeout_ms: u64,
+}
+
+fn default_retry_window_ms() -> u64 {
+    15_000
 }
 
 fn default_max_body_bytes() -> usize {

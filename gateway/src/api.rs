@@ -7,7 +7,7 @@ use crate::{caller::Caller, error::ApiError, AppState};
 use actix_web::{web, HttpResponse};
 use mom_catalog::{Binding, Declared};
 use mom_common::names::{validate_name, validate_routing_key};
-use mom_common::proto::{self, DestinationKind, OwnerRequest};
+use mom_common::proto::{self, DestinationKind};
 use mom_common::{ExchangeKind, MailboxName};
 use serde::Deserialize;
 use serde_json::json;
@@ -202,12 +202,9 @@ async fn publish(
     // Minted here, once: a retry after an unanswered attempt carries the same id, and the
     // partition's leader stores an id at most once, so the message is not stored twice.
     let message_id = uuid::Uuid::now_v7().to_string();
-    let reply = retry_while_unavailable(|| async {
-        let owner_request = OwnerRequest {
-            partition_key: partition_key.clone(),
-            partition: None,
-        };
-        let (owner, partition) = state.nodes.owner(owner_request, &caller.token).await?;
+    let partition = state.nodes.partition_of(&partition_key);
+    let reply = retry_while_unavailable(state.nodes.failover_wait, || async {
+        let leader = state.nodes.leader_of(partition)?;
         let request = proto::PublishRequest {
             partition,
             kind: kind as i32,
@@ -219,7 +216,7 @@ async fn publish(
         };
         Ok(state
             .nodes
-            .broker(&owner, &caller.token)?
+            .broker(&leader, &caller.token)?
             .publish(request)
             .await?
             .into_inner())

@@ -1,8 +1,8 @@
 //! The MOM gateway: the REST API clients use.
 //!
 //! It checks each caller's token, keeps metadata (exchanges, queues, bindings, topics) in the
-//! ZooKeeper catalog, asks the partitioning service which node owns a publish, and forwards
-//! message traffic to broker nodes over gRPC.
+//! ZooKeeper catalog, finds each publish's partition and its leader itself (from ZooKeeper
+//! watches), and forwards message traffic to broker nodes over gRPC.
 
 pub mod api;
 pub mod caller;
@@ -79,12 +79,20 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     mom_catalog::exit_on_session_loss(&zk, "gateway");
     let catalog = Catalog::new(zk.clone());
     catalog.ensure_layout().await?;
+    tracing::info!("waiting for the cluster settings from the partitioning service");
+    let settings = mom_catalog::partitions::wait_cluster_settings(&zk).await?;
+    let partitions = mom_catalog::partitions::watch_partitions(zk.clone()).await?;
     let live = mom_catalog::watch_nodes(zk).await?;
 
     let state = web::Data::new(AppState {
         catalog,
         tokens: TokenKeys::new(&config.jwt_secret),
-        nodes: Nodes::new(live, &config.partitioning),
+        nodes: Nodes::new(
+            live,
+            partitions,
+            settings.partitions,
+            Duration::from_millis(config.retry_window_ms),
+        ),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?,

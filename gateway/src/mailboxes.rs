@@ -3,7 +3,6 @@
 
 use crate::nodes::retry_while_unavailable;
 use crate::{caller::Caller, error::ApiError, AppState};
-use mom_common::proto::OwnerRequest;
 use mom_common::rest::{AckOutcome, Delivery, QueueDepth};
 use mom_common::{proto, MailboxName};
 use serde::Deserialize;
@@ -147,12 +146,8 @@ pub async fn ack(
         }
     }
     for (partition, receipts) in by_partition {
-        let outcome = retry_while_unavailable(|| async {
-            let owner_request = OwnerRequest {
-                partition_key: String::new(),
-                partition: Some(partition),
-            };
-            let (leader, _) = state.nodes.owner(owner_request, &caller.token).await?;
+        let outcome = retry_while_unavailable(state.nodes.failover_wait, || async {
+            let leader = state.nodes.leader_of(partition)?;
             let request = proto::AckRequest {
                 mailbox: Some(mailbox.to_proto()),
                 receipts: receipts.clone(),

@@ -1,46 +1,50 @@
-//! Reaching broker nodes: the live set from ZooKeeper, partition leaders from the
-//! partitioning service, and one reusable gRPC channel per node address.
+//! Reaching broker nodes: the live set and every partition's leader from ZooKeeper watches,
+//! and one reusable gRPC channel per node address. The partition of a key is computed here,
+//! so finding where a publish goes costs no call at all.
 
 use crate::error::ApiError;
+use mom_catalog::partitions::Versioned;
 use mom_catalog::NodeInfo;
 use mom_common::channels::ChannelPool;
-use mom_common::proto::{
-    broker_client::BrokerClient, partitioning_client::PartitioningClient, OwnerRequest,
-};
+use mom_common::proto::broker_client::BrokerClient;
+use mom_common::routing::partition_of;
 use mom_common::token::AttachToken;
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 pub type Broker = BrokerClient<InterceptedService<Channel, AttachToken>>;
 
-/// How long a request keeps trying while a partition's leader is down or moving. Failover
-/// takes a ZooKeeper session timeout plus an election, a few seconds.
-pub const FAILOVER_WAIT: Duration = Duration::from_secs(15);
+/// How long one call to a node may take before it counts as failed (and is retried on the
+/// partition's new leader): shorter than [`FAILOVER_WAIT`], so a stalled node cannot use up
+/// the whole retry window.
+pub const NODE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Nodes {
     live: watch::Receiver<Vec<NodeInfo>>,
-    /// Every partitioning service; any of them can answer.
-    partitioning_addrs: Vec<String>,
-    answering: Arc<AtomicUsize>,
+    partitions: watch::Receiver<BTreeMap<u32, Versioned>>,
+    partition_count: u32,
     channels: ChannelPool,
+    /// How long a request keeps trying while a partition's leader is down or moving.
+    pub failover_wait: Duration,
 }
 
 impl Nodes {
-    pub fn new(live: watch::Receiver<Vec<NodeInfo>>, partitioning_addrs: &str) -> Self {
+    pub fn new(
+        live: watch::Receiver<Vec<NodeInfo>>,
+        partitions: watch::Receiver<BTreeMap<u32, Versioned>>,
+        partition_count: u32,
+        failover_wait: Duration,
+    ) -> Self {
         Nodes {
             live,
-            partitioning_addrs: partitioning_addrs
-                .split(',')
-                .map(|a| a.trim().to_owned())
-                .filter(|a| !a.is_empty())
-                .collect(),
-            answering: Arc::default(),
-            channels: ChannelPool::new(Duration::from_secs(30)),
+            partitions,
+            partition_count,
+            channels: ChannelPool::new(NODE_CALL_TIMEOUT),
+            failover_wait,
         }
     }
 
@@ -49,76 +53,60 @@ impl Nodes {
         self.live.borrow().clone()
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, ApiError> {
-        self.channels
-            .get(addr)
-            .map_err(|e| ApiError::Internal(e.to_string()))
-    }
-
     pub fn broker(&self, node: &NodeInfo, token: &AttachToken) -> Result<Broker, ApiError> {
-        Ok(BrokerClient::with_interceptor(
-            self.channel(&node.grpc_addr)?,
-            token.clone(),
-        ))
+        let channel = self
+            .channels
+            .get(&node.grpc_addr)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(BrokerClient::with_interceptor(channel, token.clone()))
     }
 
-    /// The current leader of the partition `request` names, and that partition. Any
-    /// partitioning service can answer; the last one that did is asked first.
-    pub async fn owner(
-        &self,
-        request: OwnerRequest,
-        token: &AttachToken,
-    ) -> Result<(NodeInfo, u32), ApiError> {
-        let count = self.partitioning_addrs.len();
-        let first = self.answering.load(Ordering::Relaxed);
-        let mut last_error = ApiError::Unavailable("no partitioning service configured".into());
-        for index in (first..first + count).map(|i| i % count) {
-            let channel = self.channel(&self.partitioning_addrs[index])?;
-            let mut client = PartitioningClient::with_interceptor(channel, token.clone());
-            match client.owner(request.clone()).await {
-                Ok(reply) => {
-                    self.answering.store(index, Ordering::Relaxed);
-                    let reply = reply.into_inner();
-                    let owner = reply.owner.ok_or_else(|| {
-                        ApiError::Unavailable("partitioning service named no owner".into())
-                    })?;
-                    return Ok((
-                        NodeInfo {
-                            id: owner.id,
-                            grpc_addr: owner.grpc_addr,
-                            incarnation: 0,
-                        },
-                        reply.partition,
-                    ));
-                }
-                Err(status) => match status.code() {
-                    tonic::Code::Unauthenticated => {
-                        return Err(ApiError::Unauthorized(status.message().to_owned()))
-                    }
-                    tonic::Code::InvalidArgument => {
-                        return Err(ApiError::BadRequest(status.message().to_owned()))
-                    }
-                    _ => {
-                        last_error = ApiError::Unavailable(format!(
-                            "partitioning service: {}",
-                            status.message()
-                        ))
-                    }
-                },
-            }
+    /// The partition a partition key (`e/<exchange>/<key>`, `t/<topic>/<key>`) belongs to.
+    pub fn partition_of(&self, partition_key: &str) -> u32 {
+        partition_of(partition_key, self.partition_count)
+    }
+
+    /// The partition's current leader, if it is live.
+    pub fn leader_of(&self, partition: u32) -> Result<NodeInfo, ApiError> {
+        if partition >= self.partition_count {
+            return Err(ApiError::BadRequest(format!("no partition {partition}")));
         }
-        Err(last_error)
+        let leader = self
+            .partitions
+            .borrow()
+            .get(&partition)
+            .map(|v| v.state.leader.clone())
+            .ok_or_else(|| {
+                ApiError::Unavailable(format!("partition {partition} is not assigned yet"))
+            })?;
+        self.live
+            .borrow()
+            .iter()
+            .find(|n| n.id == leader)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::Unavailable(format!(
+                    "partition {partition} has no live leader ({leader:?}); electing"
+                ))
+            })
     }
 }
 
+/// How long a request keeps trying while a partition's leader is down or moving, by default.
+/// Failover takes a ZooKeeper session timeout plus an election, a few seconds.
+pub const FAILOVER_WAIT: Duration = Duration::from_secs(15);
+
 /// Runs `attempt` again while it fails as unavailable (a leader down or moving), for up to
-/// [`FAILOVER_WAIT`]. Callers make attempts that are safe to repeat.
-pub async fn retry_while_unavailable<T, F, Fut>(mut attempt: F) -> Result<T, ApiError>
+/// `window`. Callers make attempts that are safe to repeat.
+pub async fn retry_while_unavailable<T, F, Fut>(
+    window: Duration,
+    mut attempt: F,
+) -> Result<T, ApiError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
-    let deadline = Instant::now() + FAILOVER_WAIT;
+    let deadline = Instant::now() + window;
     let mut backoff = Duration::from_millis(50);
     loop {
         match attempt().await {

@@ -16,10 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-/// The partition a key belongs to; fixed for the cluster's life.
-pub fn partition_of(key: &str, partitions: u32) -> u32 {
-    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % u64::from(partitions.max(1))) as u32
-}
+pub use mom_common::routing::partition_of;
 
 pub struct PartitioningService {
     settings: ClusterSettings,

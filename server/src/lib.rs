@@ -100,7 +100,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 
     let tokens = RequireToken(TokenKeys::new(&config.jwt_secret));
     let broker = BrokerServer::with_interceptor(
-        service::BrokerService::new(logs.clone(), catalog),
+        service::BrokerService::new(logs.clone(), mom_catalog::RouteCache::new(catalog).await?),
         tokens.clone(),
     );
     let replica = tonic::service::interceptor::InterceptedService::new(

@@ -8,7 +8,7 @@
 use crate::leases::{Leased, Receipt, Wanted};
 use crate::partition_log::{PartitionLogs, WriteError};
 use crate::records::Record;
-use mom_catalog::{Catalog, CatalogError, ErrorKind, NodeInfo};
+use mom_catalog::{CatalogError, ErrorKind, NodeInfo, RouteCache};
 use mom_common::channels::ChannelPool;
 use mom_common::names::{validate_name, validate_routing_key, NameError};
 use mom_common::proto::{
@@ -35,7 +35,7 @@ pub fn now_ms() -> u64 {
 
 pub struct BrokerService {
     logs: Arc<PartitionLogs>,
-    catalog: Catalog,
+    routes: RouteCache,
     peers: ChannelPool,
 }
 
@@ -73,51 +73,121 @@ fn mailbox_of(mailbox: Option<&proto::Mailbox>) -> Result<MailboxName, Status> {
 }
 
 impl BrokerService {
-    pub fn new(logs: Arc<PartitionLogs>, catalog: Catalog) -> Self {
+    pub fn new(logs: Arc<PartitionLogs>, routes: RouteCache) -> Self {
         BrokerService {
             logs,
-            catalog,
+            routes,
             peers: ChannelPool::new(Duration::from_secs(10)),
         }
     }
 
-    /// The mailboxes a publish goes to, from the catalog's current bindings or subscribers.
-    async fn destinations(&self, request: &proto::PublishRequest) -> Result<Vec<String>, Status> {
-        let kind = DestinationKind::try_from(request.kind)
+    /// Where messages published to `destination` go: one list of mailboxes per routing key,
+    /// from the routes as of after this call started.
+    async fn destinations(
+        &self,
+        kind: i32,
+        destination: &str,
+        routing_keys: &[&str],
+    ) -> Result<Vec<Vec<String>>, Status> {
+        let kind = DestinationKind::try_from(kind)
             .map_err(|_| Status::invalid_argument("unknown destination kind"))?;
-        validate_routing_key(&request.routing_key).map_err(bad_name)?;
+        for key in routing_keys {
+            validate_routing_key(key).map_err(bad_name)?;
+        }
         match kind {
             DestinationKind::Exchange => {
-                validate_name("exchange", &request.destination).map_err(bad_name)?;
-                let queues = self
-                    .catalog
-                    .route(&request.destination, &request.routing_key)
+                validate_name("exchange", destination).map_err(bad_name)?;
+                let routes = self
+                    .routes
+                    .exchange(destination)
                     .await
                     .map_err(catalog_status)?;
-                Ok(queues
-                    .into_iter()
-                    .map(|q| MailboxName::Queue(q).key())
+                Ok(routing_keys
+                    .iter()
+                    .map(|key| {
+                        routes
+                            .queues(key)
+                            .into_iter()
+                            .map(|q| MailboxName::Queue(q).key())
+                            .collect()
+                    })
                     .collect())
             }
             DestinationKind::Topic => {
-                validate_name("topic", &request.destination).map_err(bad_name)?;
+                validate_name("topic", destination).map_err(bad_name)?;
                 let subscribers = self
-                    .catalog
-                    .subscribers(&request.destination)
+                    .routes
+                    .subscribers(destination)
                     .await
                     .map_err(catalog_status)?;
-                Ok(subscribers
+                let mailboxes: Vec<String> = subscribers
                     .into_iter()
                     .map(|subscriber| {
                         MailboxName::Subscription {
-                            topic: request.destination.clone(),
+                            topic: destination.to_owned(),
                             subscriber,
                         }
                         .key()
                     })
-                    .collect())
+                    .collect();
+                Ok(vec![mailboxes; routing_keys.len()])
             }
         }
+    }
+
+    /// The record of one published message, and what its publisher is told; no record when
+    /// nothing is bound to it.
+    fn publish_record(
+        destination: &str,
+        message: proto::BatchMessage,
+        mailboxes: Vec<String>,
+    ) -> Result<(Option<Record>, proto::PublishReply), Status> {
+        if message.payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "payload is larger than {MAX_PAYLOAD_BYTES} bytes"
+            )));
+        }
+        let message_id = if message.message_id.is_empty() {
+            uuid::Uuid::now_v7().to_string()
+        } else {
+            validate_name("message_id", &message.message_id).map_err(bad_name)?;
+            message.message_id
+        };
+        let reply = proto::PublishReply {
+            message_id: message_id.clone(),
+            routed: mailboxes.len() as u32,
+        };
+        if mailboxes.is_empty() {
+            return Ok((None, reply));
+        }
+        let published_at_ms = now_ms();
+        let expires_at_ms = if message.ttl_ms > 0 {
+            published_at_ms.saturating_add(message.ttl_ms)
+        } else {
+            0
+        };
+        let record = Record::new(Kind::Publish(proto::Publish {
+            message_id,
+            exchange: destination.to_owned(),
+            routing_key: message.routing_key,
+            payload: message.payload,
+            published_at_ms,
+            expires_at_ms,
+            mailboxes,
+        }));
+        Ok((Some(record), reply))
+    }
+
+    /// The live leader of a partition this node does not lead, to pass a call on to.
+    fn leader_elsewhere(&self, partition: u32) -> Result<Option<NodeInfo>, Status> {
+        if self.logs.leads(partition) {
+            return Ok(None);
+        }
+        self.logs.leader_of(partition).map(Some).ok_or_else(|| {
+            Status::unavailable(format!(
+                "partition {partition} has no live leader; electing"
+            ))
+        })
     }
 
     /// A client to `leader` carrying the caller's credentials, for passing a call on.
@@ -203,7 +273,7 @@ impl BrokerService {
                 .collect(),
         };
         self.logs
-            .propose(partition, Record::new(Kind::Acks(acked)))
+            .propose(partition, vec![Record::new(Kind::Acks(acked))])
             .await?;
         self.logs.with_leases(partition, |leases| {
             for receipt in &current {
@@ -254,53 +324,69 @@ impl Broker for BrokerService {
         let metadata = request.metadata().clone();
         let request = request.into_inner();
         self.check_partition(request.partition)?;
-        if request.payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "payload is larger than {MAX_PAYLOAD_BYTES} bytes"
-            )));
-        }
         let partition = request.partition;
-        if !self.logs.leads(partition) {
-            let leader = self.logs.leader_of(partition).ok_or_else(|| {
-                Status::unavailable(format!(
-                    "partition {partition} has no live leader; electing"
-                ))
-            })?;
+        if let Some(leader) = self.leader_elsewhere(partition)? {
             return self
                 .forward_to(&leader, &metadata)?
                 .publish(Self::forwarded(request, &metadata))
                 .await;
         }
-        let mailboxes = self.destinations(&request).await?;
-        let published_at_ms = now_ms();
-        let message_id = if request.message_id.is_empty() {
-            uuid::Uuid::now_v7().to_string()
-        } else {
-            validate_name("message_id", &request.message_id).map_err(bad_name)?;
-            request.message_id.clone()
+        let mut mailboxes = self
+            .destinations(request.kind, &request.destination, &[&request.routing_key])
+            .await?;
+        let message = proto::BatchMessage {
+            routing_key: request.routing_key,
+            payload: request.payload,
+            ttl_ms: request.ttl_ms,
+            message_id: request.message_id,
         };
-        let routed = mailboxes.len() as u32;
-        if !mailboxes.is_empty() {
-            let expires_at_ms = if request.ttl_ms > 0 {
-                published_at_ms.saturating_add(request.ttl_ms)
-            } else {
-                0
-            };
-            let record = Record::new(Kind::Publish(proto::Publish {
-                message_id: message_id.clone(),
-                exchange: request.destination.clone(),
-                routing_key: request.routing_key.clone(),
-                payload: request.payload,
-                published_at_ms,
-                expires_at_ms,
-                mailboxes,
-            }));
+        let (record, reply) =
+            Self::publish_record(&request.destination, message, mailboxes.remove(0))?;
+        if let Some(record) = record {
             self.logs
-                .publish(partition, record)
+                .publish(partition, vec![record])
                 .await
                 .map_err(write_status)?;
         }
-        Ok(Response::new(proto::PublishReply { message_id, routed }))
+        Ok(Response::new(reply))
+    }
+
+    async fn publish_batch(
+        &self,
+        request: Request<proto::PublishBatchRequest>,
+    ) -> Result<Response<proto::PublishBatchReply>, Status> {
+        let metadata = request.metadata().clone();
+        let request = request.into_inner();
+        self.check_partition(request.partition)?;
+        let partition = request.partition;
+        if let Some(leader) = self.leader_elsewhere(partition)? {
+            return self
+                .forward_to(&leader, &metadata)?
+                .publish_batch(Self::forwarded(request, &metadata))
+                .await;
+        }
+        let keys: Vec<&str> = request
+            .messages
+            .iter()
+            .map(|m| m.routing_key.as_str())
+            .collect();
+        let destinations = self
+            .destinations(request.kind, &request.destination, &keys)
+            .await?;
+        let mut records = Vec::new();
+        let mut published = Vec::new();
+        for (message, mailboxes) in request.messages.into_iter().zip(destinations) {
+            let (record, reply) = Self::publish_record(&request.destination, message, mailboxes)?;
+            records.extend(record);
+            published.push(reply);
+        }
+        if !records.is_empty() {
+            self.logs
+                .publish(partition, records)
+                .await
+                .map_err(write_status)?;
+        }
+        Ok(Response::new(proto::PublishBatchReply { published }))
     }
 
     async fn pull(
@@ -426,7 +512,7 @@ impl Broker for BrokerService {
                 mailbox: key.clone(),
             }));
             self.logs
-                .propose(partition, record)
+                .propose(partition, vec![record])
                 .await
                 .map_err(write_status)?;
             self.logs

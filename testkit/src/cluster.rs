@@ -25,6 +25,8 @@ pub struct ClusterOptions {
     pub replication_factor: u32,
     /// Partitioning service instances; one of them is elected controller.
     pub partitioning_services: usize,
+    /// How long the gateway retries a call whose partition has no leader, before 503.
+    pub gateway_retry_window_ms: u64,
 }
 
 impl Default for ClusterOptions {
@@ -36,6 +38,7 @@ impl Default for ClusterOptions {
             partitions: 8,
             replication_factor: 3,
             partitioning_services: 1,
+            gateway_retry_window_ms: 15_000,
         }
     }
 }
@@ -124,9 +127,9 @@ impl Cluster {
             &root.join("gateway.toml"),
             format!(
                 "listen = \"127.0.0.1:{gateway_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
-                 auth_url = \"http://127.0.0.1:{auth_port}\"\npartitioning = \"{}\"\n\
+                 auth_url = \"http://127.0.0.1:{auth_port}\"\nretry_window_ms = {}\n\
                  max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n",
-                partitioning_addrs.join(",")
+                options.gateway_retry_window_ms
             ),
         );
         let gateway = Service::spawn(

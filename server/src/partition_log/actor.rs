@@ -36,12 +36,11 @@ const MAINTENANCE: Duration = Duration::from_secs(1);
 type Answer = oneshot::Sender<Result<Offset, Refusal>>;
 
 pub enum Event {
+    /// Append `records` (those not in the log already) and answer once they, and the entry at
+    /// `after` if given, are committed.
     Propose {
-        record: Record,
-        reply: Answer,
-    },
-    AwaitOffset {
-        offset: Offset,
+        records: Vec<Record>,
+        after: Option<Offset>,
         reply: Answer,
     },
     /// A follower's fetch (this node leads, or thinks so).
@@ -175,20 +174,29 @@ impl Actor {
     fn on_event(&mut self, event: Event) -> Vec<Action<Record>> {
         let now = now_ms();
         match event {
-            Event::Propose { record, reply } => {
+            Event::Propose {
+                records,
+                mut after,
+                reply,
+            } => {
                 let id = self.client(reply);
-                let known = record
-                    .message_id
-                    .as_ref()
-                    .and_then(|m| self.recent_ids.get(m).copied());
-                match known {
-                    Some(offset) => self.replica.await_offset(id, offset, now),
-                    None => self.replica.propose(id, vec![record], now),
+                let mut fresh = Vec::with_capacity(records.len());
+                for record in records {
+                    let known = record
+                        .message_id
+                        .as_ref()
+                        .and_then(|m| self.recent_ids.get(m).copied());
+                    match known {
+                        Some(offset) => after = after.max(Some(offset)),
+                        None => fresh.push(record),
+                    }
                 }
-            }
-            Event::AwaitOffset { offset, reply } => {
-                let id = self.client(reply);
-                self.replica.await_offset(id, offset, now)
+                // Entries already in the log lie before any appended now, so waiting for the
+                // new ones covers them (the HW only grows).
+                match (fresh.is_empty(), after) {
+                    (true, Some(offset)) => self.replica.await_offset(id, offset, now),
+                    _ => self.replica.propose(id, fresh, now),
+                }
             }
             Event::Fetch { request, reply } => {
                 let follower = request.follower.clone();
@@ -468,10 +476,7 @@ impl Actor {
             let id = self.client(reply);
             actions.extend(self.replica.propose(id, vec![record], now));
         }
-        let hw = self.replica.hw();
-        let needed = tokio::task::block_in_place(|| store.oldest_pending(partition))
-            .ok()
-            .map(|oldest| oldest.unwrap_or(hw));
+        let needed = tokio::task::block_in_place(|| store.compaction_point(partition)).ok();
         if let Some(needed) = needed {
             if let Some(start) = self.replica.compact(needed) {
                 let prev_epoch = self.replica.log().prev_epoch;

@@ -189,38 +189,61 @@ impl PartitionLogs {
         }
     }
 
-    /// Appends `record` to a partition this node leads and waits until it is committed (on
-    /// every in-sync replica's disk, at least `min_insync_replicas` of them) and applied here.
+    /// Appends `records` to a partition this node leads, as one batch, and waits until all
+    /// are committed (on every in-sync replica's disk, at least `min_insync_replicas` of
+    /// them) and applied here.
     ///
-    /// Cancel-safe: the offset is taken when the record is appended, so a caller that gives up
-    /// leaves a record that is committed (or truncated) like any other, never a reused offset.
-    pub async fn propose(&self, partition: u32, record: Record) -> Result<Offset, WriteError> {
+    /// Cancel-safe: offsets are taken when the records are appended, so a caller that gives
+    /// up leaves records that are committed (or truncated) like any other, never a reused
+    /// offset.
+    pub async fn propose(
+        &self,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<Offset, WriteError> {
+        self.propose_after(partition, records, None).await
+    }
+
+    async fn propose_after(
+        &self,
+        partition: u32,
+        records: Vec<Record>,
+        after: Option<Offset>,
+    ) -> Result<Offset, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.partition(partition)?
             .events
-            .send(Event::Propose { record, reply })
+            .send(Event::Propose {
+                records,
+                after,
+                reply,
+            })
             .map_err(|_| WriteError::Unavailable(partition, "stopping".into()))?;
         self.wait(partition, answer).await
     }
 
-    /// Like [`PartitionLogs::propose`] for a publish, but stores a message id at most once per
+    /// Like [`PartitionLogs::propose`] for publishes, but stores a message id at most once per
     /// partition: a retried publish already in the log waits for that entry instead.
-    pub async fn publish(&self, partition: u32, record: Record) -> Result<Offset, WriteError> {
+    pub async fn publish(
+        &self,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<Offset, WriteError> {
         let store = self.store().clone();
-        let known = match &record.message_id {
-            Some(id) => tokio::task::block_in_place(|| store.find_message(partition, id))
-                .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?,
-            None => None,
-        };
-        let Some(offset) = known else {
-            return self.propose(partition, record).await;
-        };
-        let (reply, answer) = oneshot::channel();
-        self.partition(partition)?
-            .events
-            .send(Event::AwaitOffset { offset, reply })
-            .map_err(|_| WriteError::Unavailable(partition, "stopping".into()))?;
-        self.wait(partition, answer).await
+        let mut fresh = Vec::with_capacity(records.len());
+        let mut known: Option<Offset> = None;
+        for record in records {
+            let found = match &record.message_id {
+                Some(id) => tokio::task::block_in_place(|| store.find_message(partition, id))
+                    .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?,
+                None => None,
+            };
+            match found {
+                Some(offset) => known = known.max(Some(offset)),
+                None => fresh.push(record),
+            }
+        }
+        self.propose_after(partition, fresh, known).await
     }
 
     /// A follower's fetch, answered when the leader has something new (or its wait ran out).

@@ -272,13 +272,17 @@ impl Store {
         Ok(count as u64)
     }
 
-    /// The oldest log offset any message of the partition still needs, if one does.
-    pub fn oldest_pending(&self, partition: u32) -> Result<Option<Offset>> {
-        let conn = self.reader();
-        let oldest: Option<i64> = conn
+    /// Where the partition's log may be compacted up to: below the applied HW and below the
+    /// oldest entry a waiting message still needs, read from one snapshot. (The protocol's HW
+    /// may be ahead of what is applied; entries between them may still become messages.)
+    pub fn compaction_point(&self, partition: u32) -> Result<Offset> {
+        let mut conn = self.reader();
+        let tx = conn.transaction()?;
+        let (_, _, hw) = partition_row(&tx, partition)?;
+        let oldest: Option<i64> = tx
             .prepare_cached("SELECT MIN(offset) FROM pending WHERE partition = ?1")?
             .query_row(params![partition], |row| row.get(0))?;
-        Ok(oldest.map(|o| o as u64))
+        Ok(oldest.map_or(hw, |o| (o as u64).min(hw)))
     }
 
     /// Whether some message of the partition expired at or before `now_ms`.

@@ -1,0 +1,205 @@
+//! Routes kept in memory: each exchange's kind and bindings, each topic's subscribers, read
+//! from ZooKeeper once and dropped when a watch says they changed, so a publish costs no
+//! ZooKeeper read.
+//!
+//! A bind acknowledged before a publish starts must be honoured, even when the bind went
+//! through another process's session and this one's watch event is still on its way. So every
+//! lookup first waits for a ZooKeeper `sync()` that started after the lookup did, then takes
+//! the watch events that arrived before the sync's answer (ZooKeeper delivers a session's
+//! events and replies in order), and only then trusts the cache. Concurrent lookups share one
+//! sync, so under load it costs far less than one round trip per publish.
+
+use crate::{Catalog, Result, EXCHANGES, TOPICS};
+use futures::FutureExt;
+use mom_common::{routing::binding_matches, ExchangeKind};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+use zookeeper_client::{AddWatchMode, EventType, PersistentWatcher};
+
+#[derive(Default)]
+struct Cached {
+    exchanges: HashMap<String, (ExchangeKind, Vec<crate::Binding>)>,
+    topics: HashMap<String, Vec<String>>,
+    /// Grows with every invalidation: a read that raced one is not cached.
+    generation: u64,
+}
+
+#[derive(Default)]
+struct SyncRounds {
+    started: u64,
+    completed: u64,
+    running: bool,
+}
+
+/// One exchange's routing rules.
+#[derive(Debug, Clone)]
+pub struct ExchangeRoutes {
+    kind: ExchangeKind,
+    bindings: Vec<crate::Binding>,
+}
+
+impl ExchangeRoutes {
+    /// The queues a message with `routing_key` goes to, each once.
+    pub fn queues(&self, routing_key: &str) -> Vec<String> {
+        let mut queues: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|b| binding_matches(self.kind, &b.routing_key, routing_key))
+            .map(|b| b.queue.clone())
+            .collect();
+        queues.sort();
+        queues.dedup();
+        queues
+    }
+}
+
+#[derive(Clone)]
+pub struct RouteCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    catalog: Catalog,
+    /// The cached routes; never held across an await.
+    cached: Mutex<Cached>,
+    /// Watch events not applied yet. Only the runner of a sync round drains them, after its
+    /// sync returned (never locked across the sync itself).
+    watchers: tokio::sync::Mutex<Vec<PersistentWatcher>>,
+    /// Which sync rounds started and finished; guards nothing else.
+    rounds: Mutex<SyncRounds>,
+    finished: Notify,
+}
+
+impl RouteCache {
+    pub async fn new(catalog: Catalog) -> Result<RouteCache> {
+        let zk = catalog.zookeeper();
+        let watchers = vec![
+            zk.watch(EXCHANGES, AddWatchMode::PersistentRecursive)
+                .await?,
+            zk.watch(TOPICS, AddWatchMode::PersistentRecursive).await?,
+        ];
+        Ok(RouteCache {
+            inner: Arc::new(Inner {
+                catalog,
+                cached: Mutex::default(),
+                watchers: tokio::sync::Mutex::new(watchers),
+                rounds: Mutex::default(),
+                finished: Notify::new(),
+            }),
+        })
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, Cached> {
+        // Plain maps: a panic cannot leave them half-updated in a way that matters.
+        self.inner.cached.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn rounds(&self) -> std::sync::MutexGuard<'_, SyncRounds> {
+        self.inner.rounds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns once a sync that started after this call has finished and its events are in.
+    async fn fresh(&self) -> Result<()> {
+        let wanted = {
+            let rounds = self.rounds();
+            if rounds.running {
+                rounds.started + 1
+            } else {
+                rounds.completed + 1
+            }
+        };
+        loop {
+            let finished = self.inner.finished.notified();
+            let round = {
+                let mut rounds = self.rounds();
+                if rounds.completed >= wanted {
+                    return Ok(());
+                }
+                if rounds.running {
+                    None
+                } else {
+                    rounds.running = true;
+                    rounds.started = rounds.completed + 1;
+                    Some(rounds.started)
+                }
+            };
+            let Some(round) = round else {
+                finished.await;
+                continue;
+            };
+            let outcome = self.sync_and_drain().await;
+            {
+                let mut rounds = self.rounds();
+                rounds.running = false;
+                if outcome.is_ok() {
+                    rounds.completed = round;
+                }
+            }
+            self.inner.finished.notify_waiters();
+            outcome?;
+        }
+    }
+
+    async fn sync_and_drain(&self) -> Result<()> {
+        self.inner.catalog.zookeeper().sync(crate::ROOT).await?;
+        let mut watchers = self.inner.watchers.lock().await;
+        for watcher in watchers.iter_mut() {
+            while let Some(event) = watcher.changed().now_or_never() {
+                let mut cached = self.cached();
+                cached.generation += 1;
+                if event.event_type == EventType::Session {
+                    // Events may have been missed while disconnected.
+                    cached.exchanges.clear();
+                    cached.topics.clear();
+                    continue;
+                }
+                let mut parts = event.path.trim_start_matches('/').split('/').skip(1);
+                match (parts.next(), parts.next()) {
+                    (Some("exchanges"), Some(name)) => {
+                        cached.exchanges.remove(name);
+                    }
+                    (Some("topics"), Some(name)) => {
+                        cached.topics.remove(name);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An exchange's kind and bindings, as of after this call started.
+    pub async fn exchange(&self, exchange: &str) -> Result<ExchangeRoutes> {
+        self.fresh().await?;
+        let hit = self.cached().exchanges.get(exchange).cloned();
+        let (kind, bindings) = match hit {
+            Some(found) => found,
+            None => {
+                let generation = self.cached().generation;
+                let found = self.inner.catalog.exchange_routes(exchange).await?;
+                let mut cached = self.cached();
+                if cached.generation == generation {
+                    cached.exchanges.insert(exchange.to_owned(), found.clone());
+                }
+                found
+            }
+        };
+        Ok(ExchangeRoutes { kind, bindings })
+    }
+
+    /// The subscribers of a topic.
+    pub async fn subscribers(&self, topic: &str) -> Result<Vec<String>> {
+        self.fresh().await?;
+        if let Some(found) = self.cached().topics.get(topic).cloned() {
+            return Ok(found);
+        }
+        let generation = self.cached().generation;
+        let found = self.inner.catalog.subscribers(topic).await?;
+        let mut cached = self.cached();
+        if cached.generation == generation {
+            cached.topics.insert(topic.to_owned(), found.clone());
+        }
+        Ok(found)
+    }
+}
