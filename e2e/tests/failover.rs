@@ -259,11 +259,21 @@ async fn acks_survive_a_failover_and_leased_messages_come_back() {
     // In flight: leased, never acked. Leases are the leader's own memory, so a new leader may
     // hand these out again before their lease would have ended (at-least-once); acked ones
     // must never come back.
-    let in_flight = conn
-        .pull("entries", 5, Some(Duration::from_secs(60)), Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(in_flight.len(), 5);
+    let mut in_flight = Vec::new();
+    while in_flight.len() < 5 {
+        let wanted = 5 - in_flight.len() as u32;
+        let pulled = conn
+            .pull(
+                "entries",
+                wanted,
+                Some(Duration::from_secs(60)),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert!(!pulled.is_empty(), "nothing to lease");
+        in_flight.extend(pulled);
+    }
 
     let (victim, _) = cluster.leader_of("e/ledger/k0").await.unwrap();
     cluster.kill_node(Cluster::node_index(&victim));

@@ -97,7 +97,10 @@ async fn unacked_messages_are_redelivered_and_stale_acks_refused() {
     let published = conn.publish("mail", "k", "letter").await.unwrap();
 
     let lease = Some(Duration::from_millis(300));
-    let first = conn.pull("inbox", 1, lease, Duration::ZERO).await.unwrap();
+    let first = conn
+        .pull("inbox", 1, lease, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(
         (first[0].message_id.as_str(), first[0].delivery_count),

@@ -135,6 +135,8 @@ struct Node {
     zk_cut: bool,
     wiped: bool,
     incarnation: u64,
+    /// Answers to in-sync writes not delivered yet.
+    isr_answers: Vec<Option<View>>,
 }
 
 #[derive(Debug)]
@@ -213,6 +215,7 @@ impl Sim {
                 zk_cut: false,
                 wiped: false,
                 incarnation: 0,
+                isr_answers: Vec::new(),
             });
         }
         for n in 0..NODES {
@@ -322,6 +325,50 @@ impl Sim {
         }
     }
 
+    /// The controller moves leadership to another live in-sync replica (the preferred leader
+    /// after a join, say) while the old leader is alive.
+    fn move_leadership(&mut self) {
+        let live = self.live();
+        let candidates: Vec<String> = self
+            .zk
+            .isr
+            .iter()
+            .filter(|id| live.contains_key(*id) && **id != self.zk.leader)
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let mut next = self.zk.clone();
+        next.leader = candidates[self.rng.gen_range(0..candidates.len())].clone();
+        next.epoch += 1;
+        self.zk_write(next);
+    }
+
+    /// A node compacts its log below what its applied state still needs, as the server does.
+    fn compact(&mut self) {
+        let n = self.rng.gen_range(0..NODES);
+        let node = &mut self.nodes[n];
+        let Some(replica) = node.replica.as_mut() else {
+            return;
+        };
+        let needed = node
+            .disk
+            .pending
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(node.disk.hw)
+            .min(node.disk.hw);
+        if let Some(start) = replica.compact(needed) {
+            let drop = (start - node.disk.start) as usize;
+            node.disk.prev_epoch = node.disk.entries[drop - 1].epoch;
+            node.disk.entries.drain(..drop);
+            node.disk.synced -= drop.min(node.disk.synced);
+            node.disk.start = start;
+        }
+    }
+
     fn send(&mut self, from: usize, to: usize, message: Message) {
         self.next_message += 1;
         self.network.push(Envelope { from, to, message });
@@ -396,8 +443,8 @@ impl Sim {
                     } else {
                         None
                     };
-                    let replica = self.nodes[n].replica.as_mut().unwrap();
-                    queue.extend(replica.on_isr_written(written, self.now));
+                    // ZooKeeper's answer comes back later, like any reply.
+                    self.nodes[n].isr_answers.push(written);
                 }
                 Action::Reply { id, result } => self.answer(id, result),
             }
@@ -477,7 +524,21 @@ impl Sim {
                 let copy = self.network[i].clone();
                 self.network.push(copy);
             }
-            415..=519 => {
+            415..=459 => {
+                // ZooKeeper's answer to an in-sync write reaches its writer (late).
+                let n = self.rng.gen_range(0..NODES);
+                if self.nodes[n].replica.is_some() && !self.nodes[n].isr_answers.is_empty() {
+                    let answer = self.nodes[n].isr_answers.remove(0);
+                    let now = self.now;
+                    let actions = self.nodes[n]
+                        .replica
+                        .as_mut()
+                        .unwrap()
+                        .on_isr_written(answer, now);
+                    self.run(n, actions);
+                }
+            }
+            460..=519 => {
                 // A view reaches a node (in order, late).
                 let n = self.rng.gen_range(0..NODES);
                 if self.nodes[n].replica.is_some() && !self.nodes[n].views.is_empty() {
@@ -507,7 +568,10 @@ impl Sim {
             }
             690..=769 => self.publish(),
             770..=809 => self.consume(),
-            810..=829 => self.control(),
+            810..=819 => self.control(),
+            820..=823 => self.move_leadership(),
+            824..=826 => self.compact(),
+            827..=829 => self.control(),
             830..=841 => {
                 let n = self.rng.gen_range(0..NODES);
                 if self.nodes[n].replica.is_some() && self.up_count() > 1 {
@@ -586,6 +650,7 @@ impl Sim {
         let node = &mut self.nodes[n];
         node.replica = None;
         node.views.clear();
+        node.isr_answers.clear();
         node.disk.crash();
         // In-flight answers to it are gone with its process.
         let requests: Vec<u64> = self
@@ -739,6 +804,16 @@ impl Sim {
                     let actions = self.nodes[n].replica.as_mut().unwrap().on_view(view, now);
                     self.run(n, actions);
                 }
+                let answers = std::mem::take(&mut self.nodes[n].isr_answers);
+                for answer in answers {
+                    let now = self.now;
+                    let actions = self.nodes[n]
+                        .replica
+                        .as_mut()
+                        .unwrap()
+                        .on_isr_written(answer, now);
+                    self.run(n, actions);
+                }
                 let node = &mut self.nodes[n];
                 node.disk.synced = node.disk.entries.len();
                 let replica = node.replica.as_mut().unwrap();
@@ -800,11 +875,13 @@ fn run_seed(seed: u64, steps: usize) -> (usize, usize) {
                 .map(|e| (e.offset, e.epoch))
                 .collect();
             eprintln!(
-                "n{n}: start {} synced {} hw {} role {:?} entries {epochs:?}",
+                "n{n}: start {} synced {} hw {} role {:?} view {:?} followers {:?} entries {epochs:?}",
                 node.disk.start,
                 node.disk.synced,
                 node.disk.hw,
-                node.replica.as_ref().map(|r| r.role())
+                node.replica.as_ref().map(|r| r.role()),
+                node.replica.as_ref().and_then(|r| r.view().cloned()),
+                node.replica.as_ref().map(|r| r.follower_offsets()),
             );
         }
         eprintln!("seed {seed} failed; last events (newest first):");
@@ -834,11 +911,11 @@ fn thousands_of_seeds_keep_every_invariant() {
     }
     // The faults must leave room for progress, or the checks would be vacuous.
     assert!(
-        acknowledged > seeds as usize * 8,
+        acknowledged > seeds as usize * 4,
         "only {acknowledged} acknowledged entries over {seeds} seeds"
     );
     assert!(
-        acked > seeds as usize * 2,
+        acked > seeds as usize / 2,
         "only {acked} acks over {seeds} seeds"
     );
     eprintln!("{seeds} seeds: {acknowledged} acknowledged entries, {acked} acknowledged acks");

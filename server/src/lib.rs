@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use zookeeper_client::SessionState;
 
 /// How long a leader holds a follower's fetch when it has nothing new.
-const MAX_FETCH_WAIT_MS: u64 = 500;
+const MAX_FETCH_WAIT_MS: u64 = 250;
 /// Most entries one fetch reply carries.
 const MAX_FETCH_ENTRIES: u64 = 2_000;
 

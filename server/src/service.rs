@@ -522,6 +522,16 @@ impl Broker for BrokerService {
         Ok(Response::new(proto::PurgeReply { purged }))
     }
 
+    async fn status(
+        &self,
+        _request: Request<proto::StatusRequest>,
+    ) -> Result<Response<proto::StatusReply>, Status> {
+        Ok(Response::new(proto::StatusReply {
+            node: self.logs.node_id().to_owned(),
+            partitions: self.logs.statuses(),
+        }))
+    }
+
     async fn depth(
         &self,
         request: Request<proto::DepthRequest>,

@@ -3,8 +3,8 @@
 use crate::process::{binary, free_port, poll_until, wait_for_port, Service};
 use crate::zookeeper::ZooKeeper;
 use mom_common::proto::{
-    partitioning_client::PartitioningClient, NodesRequest, OwnerRequest, PartitionInfo,
-    PartitionsRequest,
+    broker_client::BrokerClient, partitioning_client::PartitioningClient, NodesRequest,
+    OwnerRequest, PartitionInfo, PartitionsRequest, StatusReply, StatusRequest,
 };
 use mom_common::token::{AttachToken, TokenKeys};
 use std::path::{Path, PathBuf};
@@ -177,7 +177,7 @@ impl Cluster {
             &root.join(format!("node{n}.toml")),
             format!(
                 "node_id = \"node{n}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
-                 jwt_secret = \"{JWT_SECRET}\"\nsweep_interval_ms = 200\nreplication_timeout_ms = 1000\n\
+                 jwt_secret = \"{JWT_SECRET}\"\nsweep_interval_ms = 200\nreplication_timeout_ms = 2000\n\
                  [zookeeper]\nconnect = \"{}\"\nsession_timeout_ms = {}\n",
                 root.join(format!("node{n}")).display(),
                 self.zookeeper.connect_string(),
@@ -372,6 +372,47 @@ impl Cluster {
             self.partitions().await,
             self.logs()
         );
+        let serving = poll_until(STARTUP, || async { self.all_served().await }).await;
+        assert!(
+            serving,
+            "leaders do not serve every partition: {:?}\n{}",
+            self.statuses().await,
+            self.logs()
+        );
+    }
+
+    /// What every live node says its replicas do (`Broker.Status`).
+    pub async fn statuses(&self) -> Option<Vec<StatusReply>> {
+        let token = TokenKeys::new(JWT_SECRET).issue("testkit", Duration::from_secs(60));
+        let mut replies = Vec::new();
+        for (_, addr) in self.node_addrs().await? {
+            let channel = Channel::from_shared(format!("http://{addr}"))
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            let mut client =
+                BrokerClient::with_interceptor(channel, AttachToken::new(&token).ok()?);
+            replies.push(client.status(StatusRequest {}).await.ok()?.into_inner());
+        }
+        Some(replies)
+    }
+
+    /// Whether the leader of every partition, as ZooKeeper names it, serves it.
+    async fn all_served(&self) -> bool {
+        let (Some(partitions), Some(statuses)) = (self.partitions().await, self.statuses().await)
+        else {
+            return false;
+        };
+        partitions.iter().all(|p| {
+            statuses.iter().any(|node| {
+                node.node == p.leader
+                    && node
+                        .partitions
+                        .iter()
+                        .any(|r| r.partition == p.partition && r.serving)
+            })
+        })
     }
 
     /// SIGKILLs broker node `index` (0-based).

@@ -1,93 +1,234 @@
-//! Throughput and latency of publish and consume on a real local cluster, replicated (3 copies,
-//! 2 needed) against unreplicated (1 copy) in the same run, so the ratio shows what
-//! replication costs on this machine. Run with `bash scripts/bench.sh`.
+//! mom-bench: MOM against RabbitMQ 3.10 on this machine, with the same load generator in one
+//! run. MOM is a 3-node cluster started here (testkit; replication factor 3, 2 in-sync copies
+//! needed), RabbitMQ the 3-node cluster of scripts/rabbitmq-cluster.sh with one quorum queue.
+//! Rows: (a) 1 publish in flight, (b) 32 in flight, (c) consume + ack of the backlog; 1 KiB
+//! persistent messages, confirmed publishes. Prints msg/s, p50/p99 latency, broker CPU per
+//! message and the MOM/RabbitMQ ratio, as medians over `BENCH_RUNS` runs.
+//!
+//! Run it with `bash scripts/bench.sh`, which builds in release and starts RabbitMQ. Settings
+//! (environment): `BENCH_RUNS` (3), `BENCH_ROW_SECS` (10), `BENCH_MESSAGES_1` (5000),
+//! `BENCH_MESSAGES_32` (10000), `BENCH_RABBITMQ_URL` and `BENCH_RABBITMQ_PIDS` (comma-separated
+//! beam.smp pids; without them only MOM is measured).
 
-use mom_client::{Connection, ExchangeKind};
-use mom_testkit::{Cluster, ClusterOptions};
+#[path = "../bench/mod.rs"]
+mod bench;
+
+use bench::load::{self, Broker, Limits, Plan, RowResult, ROWS};
+use bench::mom::Mom;
+use bench::rabbitmq::RabbitMq;
+use bench::report;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const MESSAGES: usize = 2_000;
-const PUBLISHERS: usize = 8;
-const KEYS: usize = 16;
-
-struct Figures {
-    publish_per_sec: f64,
-    publish_p50: Duration,
-    publish_p99: Duration,
-    consume_per_sec: f64,
+fn setting(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a whole number")),
+        Err(_) => default,
+    }
 }
 
-async fn measure(replication_factor: u32) -> Figures {
-    let options = ClusterOptions {
-        replication_factor,
-        ..Default::default()
-    };
-    let cluster = Cluster::start_with(options).await;
-    let conn = mom_e2e::connect(&cluster).await;
-    conn.declare_exchange("bench", ExchangeKind::Topic)
-        .await
-        .unwrap();
-    conn.declare_queue("sink").await.unwrap();
-    conn.bind("bench", "sink", "#").await.unwrap();
+/// One run of all rows on one broker, printing each row as it comes.
+async fn measure<B: Broker>(
+    broker: &B,
+    run: usize,
+    plan: &Plan,
+    results: &mut Vec<[RowResult; 3]>,
+) {
+    let queue = format!("bench-run{run}");
+    match load::run(broker, &queue, plan).await {
+        Ok(rows) => {
+            for (name, row) in ROWS.iter().zip(&rows) {
+                println!("{}", report::line(broker.name(), run, name, row));
+            }
+            results.push(rows);
+        }
+        Err(e) => println!("run {run} {}: could not run: {e}", broker.name()),
+    }
+}
 
+fn summaries(results: &[[RowResult; 3]], row: usize) -> Option<report::Summary> {
+    report::summarize(&results.iter().map(|r| &r[row]).collect::<Vec<_>>())
+}
+
+async fn bench() -> ExitCode {
     let started = Instant::now();
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let conn: Connection = conn.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                for n in (p..MESSAGES).step_by(PUBLISHERS) {
-                    let sent = Instant::now();
-                    conn.publish(
-                        "bench",
-                        &format!("key{}", n % KEYS),
-                        format!("message {n:>6} {}", "x".repeat(200)),
-                    )
-                    .await
-                    .unwrap();
-                    latencies.push(sent.elapsed());
-                }
-                latencies
-            })
+    let runs = setting("BENCH_RUNS", 3).max(1);
+    let row_time = Duration::from_secs(setting("BENCH_ROW_SECS", 10) as u64);
+    let concurrency = 32;
+    let plan = Plan {
+        single: Limits {
+            messages: setting("BENCH_MESSAGES_1", 5_000),
+            time: row_time,
+        },
+        concurrent: Limits {
+            messages: setting("BENCH_MESSAGES_32", 10_000),
+            time: row_time,
+        },
+        concurrency,
+        consume: Limits {
+            messages: usize::MAX,
+            time: row_time,
+        },
+    };
+
+    let rabbit_pids: Vec<u32> = std::env::var("BENCH_RABBITMQ_PIDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    let rabbit = match std::env::var("BENCH_RABBITMQ_URL") {
+        Ok(url) => match RabbitMq::connect(&url, rabbit_pids).await {
+            Ok(rabbit) => Some(rabbit),
+            Err(e) => {
+                eprintln!("RabbitMQ at {url} not measured: {e}");
+                None
+            }
+        },
+        Err(_) => {
+            eprintln!("BENCH_RABBITMQ_URL is not set: measuring MOM only");
+            None
+        }
+    };
+
+    eprintln!("starting the MOM cluster (3 nodes, replication factor 3)");
+    let mut mom = Mom::start().await;
+    eprintln!(
+        "MOM up after {:.1} s; broker processes: {} (MOM) and {} (RabbitMQ)",
+        started.elapsed().as_secs_f64(),
+        describe(&mom.pids()),
+        rabbit.as_ref().map_or("-".into(), |r| describe(&r.pids())),
+    );
+
+    if let Err(e) = load::warm_up(&mom, "bench-warmup").await {
+        eprintln!("MOM warm-up failed: {e}");
+    }
+    if let Some(rabbit) = &rabbit {
+        if let Err(e) = load::warm_up(rabbit, "bench-warmup").await {
+            eprintln!("RabbitMQ warm-up failed: {e}");
+        }
+    }
+
+    // What the brokers burn doing nothing, as a yardstick for the CPU columns.
+    const IDLE: Duration = Duration::from_secs(3);
+    let mom_pids = mom.pids();
+    let rabbit_pids = rabbit.as_ref().map(|r| r.pids()).unwrap_or_default();
+    let (mom_idle, rabbit_idle) = futures::join!(
+        load::cpu_over(&mom_pids, IDLE),
+        load::cpu_over(&rabbit_pids, IDLE)
+    );
+    let idle = format!(
+        "idle CPU: MOM {:.0} ms/s, RabbitMQ {}",
+        mom_idle.as_secs_f64() * 1e3 / IDLE.as_secs_f64(),
+        if rabbit.is_some() {
+            format!(
+                "{:.0} ms/s",
+                rabbit_idle.as_secs_f64() * 1e3 / IDLE.as_secs_f64()
+            )
+        } else {
+            "-".into()
+        }
+    );
+    eprintln!("{idle}");
+
+    println!(
+        "{runs} run(s); 1 KiB messages; (a) up to {} messages or {:?}, (b) {concurrency} in flight, up to {} or {:?}, (c) the backlog of (a)+(b) or {:?}",
+        plan.single.messages, plan.single.time, plan.concurrent.messages, plan.concurrent.time, plan.consume.time
+    );
+    let mut mom_results = Vec::new();
+    let mut rabbit_results = Vec::new();
+    for run in 1..=runs {
+        // Alternate who goes first, so neither always gets the quieter machine.
+        if run % 2 == 1 {
+            measure(&mom, run, &plan, &mut mom_results).await;
+        }
+        if let Some(rabbit) = &rabbit {
+            measure(rabbit, run, &plan, &mut rabbit_results).await;
+        }
+        if run % 2 == 0 {
+            measure(&mom, run, &plan, &mut mom_results).await;
+        }
+    }
+    if let Some(rabbit) = &rabbit {
+        rabbit.close().await;
+    }
+    for (service, log) in mom.exited() {
+        println!("MOM's {service} exited during the bench; the end of its log:\n{log}");
+    }
+
+    let table: Vec<_> = ROWS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            (
+                *name,
+                summaries(&mom_results, i),
+                summaries(&rabbit_results, i),
+            )
         })
         .collect();
-    let mut latencies = Vec::new();
-    for publisher in publishers {
-        latencies.extend(publisher.await.unwrap());
+    println!();
+    println!(
+        "MOM vs RabbitMQ 3.10, same machine and load generator; median of {} run(s) (MOM) / {} (RabbitMQ)",
+        mom_results.len(),
+        rabbit_results.len()
+    );
+    println!("{}", report::table(&table));
+    println!(
+        "MOM: 3 nodes, replication factor 3, min_insync_replicas 2, REST gateway, mom_client.\n\
+         RabbitMQ: 3-node cluster, one quorum queue, delivery mode 2, publisher confirms, lapin;\n\
+         consume with basic.consume (prefetch {}) and one basic.ack(multiple) per batch.\n\
+         Latency: publish = until confirmed; consume = one receive-up-to-{} + ack step, counted\n\
+         for every message in it (RabbitMQ acks are not answered, MOM's are).\n\
+         CPU/msg: user+sys CPU of the broker's processes during the row (MOM: mom-* and\n\
+         ZooKeeper's java; RabbitMQ: beam.smp) / messages. failed: summed over runs.\n\
+         Ratios are MOM/RabbitMQ: above 1 = MOM higher (better for msg/s, worse otherwise).\n\
+         Both clusters run throughout; {idle} (counted in CPU/msg).",
+        bench::rabbitmq::PREFETCH,
+        load::CONSUME_BATCH
+    );
+    println!(
+        "whole bench binary: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(mom);
+    if mom_results.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
-    let publish_secs = started.elapsed().as_secs_f64();
-    latencies.sort();
+}
 
-    let started = Instant::now();
-    let consumed = mom_e2e::drain(&conn, "sink", MESSAGES, Duration::from_secs(2))
-        .await
-        .len();
-    assert_eq!(consumed, MESSAGES, "the bench lost messages");
-    let consume_secs = started.elapsed().as_secs_f64();
-
-    Figures {
-        publish_per_sec: MESSAGES as f64 / publish_secs,
-        publish_p50: latencies[latencies.len() / 2],
-        publish_p99: latencies[latencies.len() * 99 / 100],
-        consume_per_sec: MESSAGES as f64 / consume_secs,
+/// `name×count` for a set of processes, e.g. `mom-server×3, java×1`.
+fn describe(pids: &[u32]) -> String {
+    let mut names: Vec<String> = pids.iter().filter_map(|&p| load::comm(p)).collect();
+    names.sort();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < names.len() {
+        let same = names[i..].iter().take_while(|n| **n == names[i]).count();
+        out.push(format!("{}×{same}", names[i]));
+        i += same;
     }
+    out.join(", ")
 }
 
 #[tokio::main]
-async fn main() {
-    println!("{MESSAGES} messages of ~210 bytes, {PUBLISHERS} concurrent publishers, {KEYS} keys, 3 nodes");
-    let single = measure(1).await;
-    let replicated = measure(3).await;
-    for (name, f) in [("1 copy", &single), ("3 copies", &replicated)] {
-        println!(
-            "{name:>9}: publish {:>7.0} msg/s (p50 {:>6.1?}, p99 {:>6.1?}), consume+ack {:>7.0} msg/s",
-            f.publish_per_sec, f.publish_p50, f.publish_p99, f.consume_per_sec
-        );
+async fn main() -> ExitCode {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+    // Dropping the bench on a signal drops the MOM cluster, which kills its processes.
+    tokio::select! {
+        code = bench() => code,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: stopping the MOM cluster");
+            ExitCode::from(130)
+        }
+        _ = terminate.recv() => {
+            eprintln!("terminated: stopping the MOM cluster");
+            ExitCode::from(143)
+        }
     }
-    println!(
-        "replicated/unreplicated: publish throughput x{:.2}, p50 latency x{:.2}, consume throughput x{:.2}",
-        replicated.publish_per_sec / single.publish_per_sec,
-        replicated.publish_p50.as_secs_f64() / single.publish_p50.as_secs_f64(),
-        replicated.consume_per_sec / single.consume_per_sec,
-    );
 }

@@ -125,11 +125,13 @@ pub type RequestId = u64;
 /// What the shell must do, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action<D> {
-    /// Append these entries at the log's end, durably; report with `on_persisted`.
+    /// Append these entries at the log's end, durably; report with `on_persisted`, in the
+    /// order the appends were issued.
     Append(Vec<Entry<D>>),
     /// Drop every entry at or after this offset (never one below the HW).
     Truncate(Offset),
-    /// Drop the whole log and applied state; the log now starts, empty, at `start`.
+    /// Drop the whole log and applied state; the log now starts, empty, at `start`. Report
+    /// with `on_persisted(start)` once that is durable: the follower fetches only then.
     Reset { start: Offset, prev_epoch: Epoch },
     /// Apply entries below this offset to the partition's state and remember the HW.
     Commit(Offset),

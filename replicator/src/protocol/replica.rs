@@ -22,6 +22,9 @@ use super::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
+/// Slack for the network delay of a fetch still on its way to the previous leader.
+const LEASE_MARGIN_MS: u64 = 100;
+
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
     /// Copies (leader included) a client's entry needs before it is answered as committed.
@@ -69,6 +72,10 @@ struct Leading {
     waiters: BTreeMap<Offset, Vec<RequestId>>,
     /// An in-sync set written to ZooKeeper and not confirmed yet.
     isr_change: Option<Vec<NodeId>>,
+    /// When each follower last fetched at this epoch: the read lease.
+    heard_at: BTreeMap<NodeId, u64>,
+    /// The previous epoch's leader had lost its session: no predecessor's lease to wait out.
+    predecessor_gone: bool,
 }
 
 #[derive(Debug)]
@@ -112,6 +119,9 @@ pub struct Replica<D> {
     now: u64,
     /// Fetch sequence numbers survive role changes, so an old reply never matches a new fetch.
     next_seq: u64,
+    /// The epoch of the leadership whose `WriteIsr` is unanswered: its answer must not be
+    /// taken for that of a later leadership's write.
+    isr_write_in_flight: Option<Epoch>,
     _data: PhantomData<D>,
 }
 
@@ -152,7 +162,9 @@ impl<D: Payload> Replica<D> {
             connected: true,
             state: State::Offline,
             now: 0,
-            next_seq: 0,
+            // Distinct from an earlier life's sequence numbers, so its late replies never match.
+            next_seq: incarnation << 16,
+            isr_write_in_flight: None,
             _data: PhantomData,
         }
     }
@@ -190,9 +202,48 @@ impl<D: Payload> Replica<D> {
     /// applied everything its predecessors committed, acks included).
     pub fn serving(&self) -> bool {
         match &self.state {
-            State::Leading(l) => self.connected && self.hw > l.epoch_start,
+            State::Leading(l) => {
+                self.connected
+                    && self.hw > l.epoch_start
+                    && self.lease_held(l)
+                    // The previous leader counted this replica (then its follower) for its own
+                    // lease until it stopped fetching there, when this leadership started: wait
+                    // that lease out, so two leaders never serve at once.
+                    && (l.predecessor_gone
+                        || self.now >= l.started_at + self.lease() + LEASE_MARGIN_MS)
+            }
             _ => false,
         }
+    }
+
+    /// The read lease: every other in-sync replica (and one joining) fetched at this epoch
+    /// within the lease, so none of them can have moved on to a successor for longer than
+    /// that. A follower's fetch may wait here up to `max_fetch_wait_ms`, so the lease is
+    /// never shorter than one such wait and a half. (It assumes bounded delays and clock
+    /// rates, as ZooKeeper's own sessions do.)
+    fn lease(&self) -> u64 {
+        let wait = self.config.max_fetch_wait_ms;
+        (self.config.lag_timeout_ms / 2).max(wait + wait / 2)
+    }
+
+    /// Whether every other in-sync replica (pending additions included) fetched at this epoch
+    /// within the lease. Any of them may be made leader next: so a deposed leader whose view is
+    /// late stops serving within a lease of its successor's start, and the successor waits
+    /// that long before it serves.
+    fn lease_held(&self, l: &Leading) -> bool {
+        let lease = self.lease();
+        let Some(view) = &self.view else {
+            return false;
+        };
+        view.isr
+            .iter()
+            .chain(l.isr_change.iter().flatten())
+            .filter(|id| **id != self.me)
+            .all(|id| {
+                l.heard_at
+                    .get(id)
+                    .is_some_and(|at| self.now.saturating_sub(*at) <= lease)
+            })
     }
 
     /// The ZooKeeper session was lost or is back.
@@ -233,23 +284,45 @@ impl<D: Payload> Replica<D> {
                 return Vec::new();
             }
         }
+        let predecessor_gone = self.view.as_ref().is_some_and(|previous| {
+            previous.epoch + 1 == view.epoch
+                && (previous.leader.is_empty()
+                    || previous.leader == self.me
+                    || self
+                        .live
+                        .as_ref()
+                        .is_some_and(|live| !live.contains_key(&previous.leader)))
+        });
+        let previous_isr = self
+            .view
+            .as_ref()
+            .map(|v| v.isr.clone())
+            .unwrap_or_default();
         self.view = Some(view.clone());
         let mut actions = Vec::new();
         let leads = view.leader == self.me
             && view.isr.contains(&self.me)
-            // A view older than what this log already saw cannot make it lead.
-            && view.epoch >= self.log.last_epoch();
+            // A view older than what this log already saw cannot make it lead, and an epoch
+            // this log already holds entries of can be continued but not started again (a
+            // restarted leader may have served entries it then lost).
+            && (view.epoch > self.log.last_epoch()
+                || matches!(&self.state, State::Leading(l) if l.epoch == view.epoch));
         if leads {
             match &mut self.state {
                 State::Leading(l) if l.epoch == view.epoch => {
                     if l.isr_change.as_ref() == Some(&view.isr) {
                         l.isr_change = None;
                     }
+                    // A follower that left the in-sync set proves itself again from its next
+                    // fetch: it may have left because it lost its disk, while the live set
+                    // still names its earlier life.
+                    l.progress
+                        .retain(|id, _| view.isr.contains(id) || !previous_isr.contains(id));
                     self.advance_hw(&mut actions);
                 }
                 _ => {
                     self.step_down(&mut actions);
-                    self.become_leader(view.epoch, &mut actions);
+                    self.become_leader(view.epoch, predecessor_gone, &mut actions);
                 }
             }
             return actions;
@@ -298,7 +371,16 @@ impl<D: Payload> Replica<D> {
         }
     }
 
-    fn become_leader(&mut self, epoch: Epoch, actions: &mut Vec<Action<D>>) {
+    /// `predecessor_gone`: the leader of the epoch just before this one is known to have lost
+    /// its ZooKeeper session, so it stopped serving before this leadership began (a client
+    /// sees itself disconnected before the server expires its session), and there is no read
+    /// lease to wait out.
+    fn become_leader(
+        &mut self,
+        epoch: Epoch,
+        predecessor_gone: bool,
+        actions: &mut Vec<Action<D>>,
+    ) {
         let entry = Entry {
             offset: self.log.end,
             epoch,
@@ -312,6 +394,8 @@ impl<D: Payload> Replica<D> {
             parked: BTreeMap::new(),
             waiters: BTreeMap::new(),
             isr_change: None,
+            heard_at: BTreeMap::new(),
+            predecessor_gone,
         });
         self.log.append(epoch);
         actions.push(Action::Append(vec![entry]));
@@ -498,6 +582,7 @@ impl<D: Payload> Replica<D> {
             actions.push(respond(FetchOutcome::Fenced, epoch));
             return actions;
         }
+        l.heard_at.insert(follower.to_owned(), now);
         // Where does the follower's log stand against ours (KIP-279)?
         let matched = self.log.end_offset_for(request.last_fetched_epoch);
         let outcome = match matched {
@@ -550,6 +635,14 @@ impl<D: Payload> Replica<D> {
             if progress.fetch_offset >= self.log.end {
                 progress.caught_up_at = now;
             }
+        } else if l
+            .progress
+            .get(follower)
+            .is_some_and(|p| p.incarnation < request.incarnation)
+        {
+            // The follower restarted and the live set has not caught up yet: what its earlier
+            // life fetched vouches for nothing now.
+            l.progress.remove(follower);
         }
         l.parked.insert(follower.to_owned(), (request, now));
         self.advance_hw(&mut actions);
@@ -605,7 +698,7 @@ impl<D: Payload> Replica<D> {
         let State::Leading(l) = &mut self.state else {
             return;
         };
-        if l.isr_change.is_some() {
+        if l.isr_change.is_some() || self.isr_write_in_flight.is_some() {
             return;
         }
         let now = self.now;
@@ -646,6 +739,7 @@ impl<D: Payload> Replica<D> {
                 })
         };
         if let Some(isr) = proposal {
+            self.isr_write_in_flight = Some(l.epoch);
             l.isr_change = Some(isr.clone());
             actions.push(Action::WriteIsr {
                 isr,
@@ -658,8 +752,11 @@ impl<D: Payload> Replica<D> {
     /// (the znode changed meanwhile; the watch brings the new view).
     pub fn on_isr_written(&mut self, written: Option<View>, now: u64) -> Vec<Action<D>> {
         self.now = now;
+        let issued_by = self.isr_write_in_flight.take();
         if let State::Leading(l) = &mut self.state {
-            l.isr_change = None;
+            if issued_by == Some(l.epoch) {
+                l.isr_change = None;
+            }
         }
         match written {
             Some(view) => self.on_view(view, now),
@@ -670,7 +767,10 @@ impl<D: Payload> Replica<D> {
     // ---- follower ----
 
     fn send_fetch(&mut self, actions: &mut Vec<Action<D>>) {
-        if self.appending {
+        // Also covers a deposed leader whose proposals are still being written: a divergence
+        // answer would truncate over them, and their late "persisted up to" would then vouch
+        // for the new leader's entries at those offsets.
+        if self.appending || self.durable_end < self.log.end {
             return;
         }
         let State::Following(f) = &mut self.state else {
@@ -767,6 +867,9 @@ impl<D: Payload> Replica<D> {
                     self.log.reset(log_start, prev_epoch);
                     self.durable_end = log_start;
                     self.hw = log_start;
+                    // Fetch (and so be counted at log_start) only once the shell reports the
+                    // reset durable with `on_persisted(log_start)`.
+                    self.appending = true;
                     actions.push(Action::Reset {
                         start: log_start,
                         prev_epoch,

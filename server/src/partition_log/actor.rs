@@ -16,6 +16,9 @@
 use super::Shared;
 use crate::records::{self, Record};
 use crate::store::Write;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
+use futures::FutureExt;
 use mom_catalog::partitions::{self, PartitionState, Versioned};
 use mom_common::proto::{self, log_record::Kind};
 use mom_replicator::protocol::{
@@ -53,7 +56,6 @@ pub enum Event {
         leader: NodeId,
         reply: proto::FetchReply,
     },
-    Persisted(Offset),
     /// The commit these answers waited for is applied.
     Applied(Vec<(RequestId, Result<Offset, Refusal>)>),
     IsrWritten(Option<View>),
@@ -66,6 +68,18 @@ pub struct PartitionStatus {
     pub serving: bool,
     pub epoch: Epoch,
     pub hw: Offset,
+}
+
+/// The partition's state as ZooKeeper holds it, retried for a while.
+async fn read_back(zk: &zookeeper_client::Client, partition: u32) -> Option<View> {
+    for _ in 0..50 {
+        match partitions::read_partition(zk, partition).await {
+            Ok(Some(versioned)) => return Some(super::to_view(&versioned)),
+            Ok(None) => return None,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    None
 }
 
 fn now_ms() -> u64 {
@@ -90,6 +104,9 @@ struct Actor {
     recent_ids: HashMap<String, Offset>,
     /// Whether this node's data of the partition was dropped (it is no replica any more).
     dropped: bool,
+    /// Appends and resets not durable yet, oldest first, each with the log end it makes
+    /// durable: reported to the core strictly in the order they were written.
+    durable: FuturesOrdered<BoxFuture<'static, Option<Offset>>>,
 }
 
 pub fn spawn(
@@ -124,6 +141,7 @@ pub fn spawn(
         tail: VecDeque::new(),
         recent_ids: HashMap::new(),
         dropped: false,
+        durable: FuturesOrdered::new(),
     };
     let mut live = actor.shared.live.clone();
     tokio::spawn(async move {
@@ -160,6 +178,10 @@ pub fn spawn(
                     actor.replica.set_connected(up);
                     Vec::new()
                 }
+                Some(end) = actor.durable.next(), if !actor.durable.is_empty() => match end {
+                    Some(end) => actor.replica.on_persisted(end, now_ms()),
+                    None => Vec::new(),
+                },
                 _ = tick.tick() => actor.replica.tick(now_ms()),
                 _ = maintenance.tick() => actor.maintain(),
             };
@@ -216,7 +238,6 @@ impl Actor {
                 };
                 self.replica.on_fetch_reply(&leader, reply, now)
             }
-            Event::Persisted(end) => self.replica.on_persisted(end, now),
             Event::Applied(answers) => {
                 for (id, result) in answers {
                     self.answer(id, result);
@@ -259,11 +280,14 @@ impl Actor {
                 Action::Reset { start, prev_epoch } => {
                     self.tail.clear();
                     self.recent_ids.clear();
-                    self.shared.store.submit_detached(Write::Reset {
+                    let done = self.shared.store.submit(Write::Reset {
                         partition: self.partition,
                         start,
                         prev_epoch,
                     });
+                    // The follower fetches (and is counted at `start`) only once this is durable.
+                    self.durable
+                        .push_back(async move { done.await.ok().map(|_| start) }.boxed());
                 }
                 Action::Commit(hw) => {
                     applied = Some(self.shared.store.submit(Write::Commit {
@@ -333,12 +357,8 @@ impl Actor {
             partition: self.partition,
             entries,
         });
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            if done.await.is_ok() {
-                let _ = events.send(Event::Persisted(end));
-            }
-        });
+        self.durable
+            .push_back(async move { done.await.ok().map(|_| end) }.boxed());
     }
 
     /// Entries `[from, to)` from memory if the tail holds them all, else from the store; at
@@ -451,9 +471,11 @@ impl Actor {
                     })
                 }
                 Ok(false) => None,
+                // The write may or may not have landed: report what ZooKeeper holds now, so
+                // an addition that did land is never forgotten.
                 Err(e) => {
-                    tracing::warn!(partition, error = %e, "cannot write the in-sync set");
-                    None
+                    tracing::warn!(partition, error = %e, "in-sync write unanswered; reading back");
+                    read_back(&zk, partition).await
                 }
             };
             let _ = events.send(Event::IsrWritten(view));

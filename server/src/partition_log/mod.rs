@@ -139,6 +139,33 @@ impl PartitionLogs {
             .is_some_and(|p| p.status.borrow().role == Some(mom_replicator::protocol::Role::Leader))
     }
 
+    /// Every partition's replica status, for operators and tests.
+    pub fn statuses(&self) -> Vec<proto::ReplicaStatus> {
+        self.partitions
+            .iter()
+            .enumerate()
+            .map(|(partition, p)| {
+                let status = p.status.borrow();
+                let role = match status.role {
+                    Some(mom_replicator::protocol::Role::Leader) => "leader",
+                    Some(mom_replicator::protocol::Role::Follower) => "follower",
+                    _ => "offline",
+                };
+                proto::ReplicaStatus {
+                    partition: partition as u32,
+                    role: role.into(),
+                    serving: status.serving,
+                    leader_epoch: status.epoch,
+                    high_watermark: status.hw,
+                }
+            })
+            .collect()
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.shared.me
+    }
+
     /// Partitions this node serves now.
     pub fn led(&self) -> Vec<u32> {
         (0..self.count())

@@ -69,7 +69,16 @@ impl Writer {
     }
 }
 
+/// Whether a write must be on disk before it counts. Applying committed entries need not be:
+/// the applied state and its HW checkpoint can be rebuilt from the (durable) log, and the WAL
+/// is written in order, so a later fsync'd commit carries every earlier one with it. Only a
+/// power loss can undo such a commit, and then the node re-applies from its log.
+fn must_sync(write: &Write) -> bool {
+    !matches!(write, Write::Commit { .. } | Write::Barrier)
+}
+
 fn run(mut conn: Connection, incoming: mpsc::Receiver<(Write, oneshot::Sender<()>)>) {
+    let mut syncing = true;
     while let Ok(first) = incoming.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -78,7 +87,13 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<(Write, oneshot::Sender<()
                 Err(_) => break,
             }
         }
+        let sync = batch.iter().any(|(write, _)| must_sync(write));
         let outcome = (|| -> rusqlite::Result<()> {
+            if sync != syncing {
+                // FULL: the commit is fsync'd before it returns; NORMAL: written, not fsync'd.
+                conn.pragma_update(None, "synchronous", if sync { "FULL" } else { "NORMAL" })?;
+                syncing = sync;
+            }
             let tx = conn.transaction()?;
             for (write, _) in &batch {
                 execute(&tx, write)?;

@@ -1,0 +1,7 @@
+//! The peer benchmark's parts: a broker-independent load generator (`load`), the two brokers it
+//! drives behind the same traits (`mom`, `rabbitmq`), and the final table (`report`).
+
+pub mod load;
+pub mod mom;
+pub mod rabbitmq;
+pub mod report;

@@ -1,0 +1,168 @@
+//! MOM behind the load generator's traits: a real 3-node cluster from `mom_testkit::Cluster`
+//! (replication factor 3, the servers' default `min_insync_replicas = 2`), driven through the
+//! gateway's REST API with `mom_client::Connection`, exactly as a user would.
+
+use super::load::{BenchResult, Broker, Consumer, Publisher};
+use mom_client::{Connection, ExchangeKind};
+use mom_testkit::{Cluster, ClusterOptions};
+use std::time::Duration;
+
+/// Routing keys the publishes cycle through; the key picks the partition, so they spread
+/// over the cluster's partitions (and their leaders) as a real workload would.
+const KEYS: usize = 16;
+
+pub struct Mom {
+    // Dropping the cluster SIGKILLs every process it started.
+    cluster: Cluster,
+    conn: Connection,
+}
+
+impl Mom {
+    pub async fn start() -> Mom {
+        let options = ClusterOptions {
+            nodes: 3,
+            replication_factor: 3,
+            ..Default::default()
+        };
+        let cluster = Cluster::start_with(options).await;
+        let conn = mom_e2e::connect(&cluster).await;
+        Mom { cluster, conn }
+    }
+
+    /// Services of the cluster that are no longer running (crashed during the bench), each
+    /// with the end of its log.
+    pub fn exited(&mut self) -> Vec<(String, String)> {
+        let cluster = &mut self.cluster;
+        let mut gone = Vec::new();
+        for service in cluster
+            .nodes
+            .iter_mut()
+            .chain([&mut cluster.gateway, &mut cluster.auth])
+            .chain(cluster.partitioning.iter_mut())
+        {
+            if !service.is_running() {
+                let log = service.log();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                gone.push((service.name().to_owned(), tail));
+            }
+        }
+        gone
+    }
+}
+
+impl Broker for Mom {
+    type Publisher = MomPublisher;
+    type Consumer = MomConsumer;
+
+    fn name(&self) -> &'static str {
+        "MOM"
+    }
+
+    /// Every process the testkit started: mom-auth, mom-partitioning, mom-gateway, the three
+    /// mom-server nodes and ZooKeeper's java, all children of this process.
+    fn pids(&self) -> Vec<u32> {
+        super::load::children()
+            .into_iter()
+            .filter(|&pid| {
+                super::load::comm(pid).is_some_and(|c| c.starts_with("mom-") || c == "java")
+            })
+            .collect()
+    }
+
+    /// A topic exchange of the same name bound with `#` to the queue.
+    async fn declare_queue(&self, queue: &str) -> BenchResult<()> {
+        self.conn
+            .declare_exchange(queue, ExchangeKind::Topic)
+            .await
+            .map_err(|e| format!("declare exchange: {e}"))?;
+        self.conn
+            .declare_queue(queue)
+            .await
+            .map_err(|e| format!("declare queue: {e}"))?;
+        self.conn
+            .bind(queue, queue, "#")
+            .await
+            .map_err(|e| format!("bind: {e}"))
+    }
+
+    async fn publisher(&self, queue: &str) -> BenchResult<MomPublisher> {
+        Ok(MomPublisher {
+            conn: self.conn.clone(),
+            exchange: queue.to_owned(),
+        })
+    }
+
+    async fn consumer(&self, queue: &str) -> BenchResult<MomConsumer> {
+        Ok(MomConsumer {
+            conn: self.conn.clone(),
+            queue: queue.to_owned(),
+        })
+    }
+
+    async fn delete_queue(&self, queue: &str) -> BenchResult<()> {
+        let queue_gone = self.conn.delete_queue(queue).await;
+        let exchange_gone = self.conn.delete_exchange(queue).await;
+        queue_gone.map_err(|e| format!("delete queue: {e}"))?;
+        exchange_gone.map_err(|e| format!("delete exchange: {e}"))
+    }
+}
+
+#[derive(Clone)]
+pub struct MomPublisher {
+    conn: Connection,
+    exchange: String,
+}
+
+impl Publisher for MomPublisher {
+    /// `POST /exchanges/{x}/publish`; its `201` means stored on the in-sync replicas.
+    async fn publish(&self, seq: usize, payload: String) -> BenchResult<()> {
+        let key = format!("key{}", seq % KEYS);
+        let published = self
+            .conn
+            .publish(&self.exchange, &key, payload)
+            .await
+            .map_err(|e| e.to_string())?;
+        if published.routed == 0 {
+            return Err("routed to no queue".into());
+        }
+        Ok(())
+    }
+}
+
+pub struct MomConsumer {
+    conn: Connection,
+    queue: String,
+}
+
+impl Consumer for MomConsumer {
+    /// `POST /queues/{q}/pull` (long poll up to `wait`), then one `POST /queues/{q}/ack` with
+    /// every receipt.
+    async fn receive_and_ack(&mut self, max: usize, wait: Duration) -> BenchResult<(usize, usize)> {
+        let batch = self
+            .conn
+            .pull(&self.queue, max as u32, None, wait)
+            .await
+            .map_err(|e| format!("pull: {e}"))?;
+        if batch.is_empty() {
+            return Ok((0, 0));
+        }
+        let receipts: Vec<&str> = batch.iter().map(|d| d.receipt.as_str()).collect();
+        let outcome = self
+            .conn
+            .ack(&self.queue, &receipts)
+            .await
+            .map_err(|e| format!("ack: {e}"))?;
+        let refused = batch.len().saturating_sub(outcome.acked as usize);
+        Ok((batch.len() - refused, refused))
+    }
+
+    /// Acks are answered once done: nothing is pending.
+    async fn settle(&mut self) -> BenchResult<()> {
+        Ok(())
+    }
+
+    async fn close(self) -> BenchResult<()> {
+        Ok(())
+    }
+}
