@@ -3,11 +3,12 @@
 //! ZooKeeper read.
 //!
 //! A bind acknowledged before a publish starts must be honoured, even when the bind went
-//! through another process's session and this one's watch event is still on its way. So every
-//! lookup first waits for a ZooKeeper `sync()` that started after the lookup did, then takes
-//! the watch events that arrived before the sync's answer (ZooKeeper delivers a session's
-//! events and replies in order), and only then trusts the cache. Concurrent lookups share one
-//! sync, so under load it costs far less than one round trip per publish.
+//! through another process's session and this one's watch event is still on its way. So the
+//! gateway, before it acknowledges a change of routes, has every live node [`RouteCache::refresh`]:
+//! wait for a ZooKeeper `sync()` that started after the call did, then take the watch events
+//! that arrived before the sync's answer (ZooKeeper delivers a session's events and replies in
+//! order). Concurrent refreshes share one sync. A publish itself only applies the events that
+//! have arrived, so it costs no ZooKeeper round trip.
 
 use crate::{Catalog, Result, EXCHANGES, TOPICS};
 use futures::FutureExt;
@@ -100,7 +101,7 @@ impl RouteCache {
     }
 
     /// Returns once a sync that started after this call has finished and its events are in.
-    async fn fresh(&self) -> Result<()> {
+    pub async fn refresh(&self) -> Result<()> {
         let wanted = {
             let rounds = self.rounds();
             if rounds.running {
@@ -144,6 +145,18 @@ impl RouteCache {
     async fn sync_and_drain(&self) -> Result<()> {
         self.inner.catalog.zookeeper().sync(crate::ROOT).await?;
         let mut watchers = self.inner.watchers.lock().await;
+        self.apply_events(&mut watchers);
+        Ok(())
+    }
+
+    /// Applies the watch events that have arrived, unless a refresh is doing so right now.
+    fn take_arrived_events(&self) {
+        if let Ok(mut watchers) = self.inner.watchers.try_lock() {
+            self.apply_events(&mut watchers);
+        }
+    }
+
+    fn apply_events(&self, watchers: &mut [PersistentWatcher]) {
         for watcher in watchers.iter_mut() {
             while let Some(event) = watcher.changed().now_or_never() {
                 let mut cached = self.cached();
@@ -166,12 +179,11 @@ impl RouteCache {
                 }
             }
         }
-        Ok(())
     }
 
-    /// An exchange's kind and bindings, as of after this call started.
+    /// An exchange's kind and bindings, as of the last refresh or later.
     pub async fn exchange(&self, exchange: &str) -> Result<ExchangeRoutes> {
-        self.fresh().await?;
+        self.take_arrived_events();
         let hit = self.cached().exchanges.get(exchange).cloned();
         let (kind, bindings) = match hit {
             Some(found) => found,
@@ -190,7 +202,7 @@ impl RouteCache {
 
     /// The subscribers of a topic.
     pub async fn subscribers(&self, topic: &str) -> Result<Vec<String>> {
-        self.fresh().await?;
+        self.take_arrived_events();
         if let Some(found) = self.cached().topics.get(topic).cloned() {
             return Ok(found);
         }

@@ -137,9 +137,10 @@ pub async fn get_exchange(state: State, _: Caller, path: web::Path<String>) -> R
     Ok(HttpResponse::Ok().json(json!({ "name": *path, "kind": kind, "bindings": bindings })))
 }
 
-pub async fn delete_exchange(state: State, _: Caller, path: web::Path<String>) -> Reply {
+pub async fn delete_exchange(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("exchange", &path)?;
     state.catalog.delete_exchange(&path).await?;
+    mailboxes::refresh_routes(&state, &caller).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -155,12 +156,13 @@ fn binding(exchange: &str, body: BindingBody) -> Result<Binding, ApiError> {
 
 pub async fn bind(
     state: State,
-    _: Caller,
+    caller: Caller,
     path: web::Path<String>,
     body: web::Json<BindingBody>,
 ) -> Reply {
     let binding = binding(&path, body.into_inner())?;
     let outcome = state.catalog.bind(&path, &binding).await?;
+    mailboxes::refresh_routes(&state, &caller).await;
     Ok(declared(
         outcome,
         json!({ "exchange": *path, "queue": binding.queue, "routing_key": binding.routing_key }),
@@ -169,12 +171,13 @@ pub async fn bind(
 
 pub async fn unbind(
     state: State,
-    _: Caller,
+    caller: Caller,
     path: web::Path<String>,
     body: web::Json<BindingBody>,
 ) -> Reply {
     let binding = binding(&path, body.into_inner())?;
     state.catalog.unbind(&path, &binding).await?;
+    mailboxes::refresh_routes(&state, &caller).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -292,6 +295,7 @@ pub async fn get_queue(state: State, caller: Caller, path: web::Path<String>) ->
 pub async fn delete_queue(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("queue", &path)?;
     state.catalog.delete_queue(&path).await?;
+    mailboxes::refresh_routes(&state, &caller).await;
     mailboxes::purge(&state, &caller, &MailboxName::Queue(path.into_inner())).await;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -335,7 +339,9 @@ pub async fn list_topics(state: State, _: Caller) -> Reply {
 pub async fn delete_topic(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("topic", &path)?;
     let topic = path.into_inner();
-    for subscriber in state.catalog.delete_topic(&topic).await? {
+    let subscribers = state.catalog.delete_topic(&topic).await?;
+    mailboxes::refresh_routes(&state, &caller).await;
+    for subscriber in subscribers {
         mailboxes::purge(
             &state,
             &caller,
@@ -351,13 +357,14 @@ pub async fn delete_topic(state: State, caller: Caller, path: web::Path<String>)
 
 pub async fn subscribe(
     state: State,
-    _: Caller,
+    caller: Caller,
     path: web::Path<String>,
     body: web::Json<SubscribeBody>,
 ) -> Reply {
     name("topic", &path)?;
     name("subscriber", &body.subscriber)?;
     let outcome = state.catalog.subscribe(&path, &body.subscriber).await?;
+    mailboxes::refresh_routes(&state, &caller).await;
     Ok(declared(
         outcome,
         json!({ "topic": *path, "subscriber": body.subscriber }),
@@ -393,6 +400,7 @@ pub async fn unsubscribe(state: State, caller: Caller, path: web::Path<(String, 
     name("topic", &topic)?;
     name("subscriber", &subscriber)?;
     state.catalog.unsubscribe(&topic, &subscriber).await?;
+    mailboxes::refresh_routes(&state, &caller).await;
     mailboxes::purge(
         &state,
         &caller,

@@ -67,6 +67,43 @@ pub async fn pull(
     }
 }
 
+/// One node's deliveries; a node that fails is skipped (the others' messages are still worth
+/// handing out).
+async fn pull_from(
+    state: &AppState,
+    caller: &Caller,
+    node: &mom_catalog::NodeInfo,
+    request: proto::PullRequest,
+) -> Vec<Delivery> {
+    let reply = match state.nodes.broker(node, &caller.token) {
+        Ok(mut broker) => broker.pull(request).await,
+        Err(e) => {
+            tracing::warn!(node = %node.id, error = %e, "no channel to node");
+            return Vec::new();
+        }
+    };
+    match reply {
+        Ok(reply) => reply
+            .into_inner()
+            .deliveries
+            .into_iter()
+            .map(|d| Delivery {
+                receipt: d.receipt,
+                message_id: d.message_id,
+                exchange: d.exchange,
+                routing_key: d.routing_key,
+                payload: String::from_utf8_lossy(&d.payload).into_owned(),
+                delivery_count: d.delivery_count,
+                published_at_ms: d.published_at_ms,
+            })
+            .collect(),
+        Err(status) => {
+            tracing::warn!(node = %node.id, %status, "pull from node failed");
+            Vec::new()
+        }
+    }
+}
+
 async fn pull_once(
     state: &AppState,
     caller: &Caller,
@@ -81,39 +118,37 @@ async fn pull_once(
     // Start at a different node each time so that no node's messages starve the others'.
     let start = state.pull_rotation.fetch_add(1, Ordering::Relaxed) % nodes.len();
     nodes.rotate_left(start);
+    // Ask every node at once for an equal share (never more than `max` in all), then go
+    // round again for what is still missing, from nodes that filled their share (they may
+    // have more) or, when `max` is smaller than the node count, from every node in turn.
+    let share = max / nodes.len() as u32;
+    let request = |wanted: u32| proto::PullRequest {
+        mailbox: Some(mailbox.to_proto()),
+        max: wanted,
+        visibility_timeout_ms,
+    };
     let mut messages = Vec::new();
-    for node in nodes {
-        let wanted = max - messages.len() as u32;
+    let mut may_have_more = Vec::new();
+    if share == 0 {
+        may_have_more.extend(nodes.iter());
+    } else {
+        let asks = nodes.iter().map(|node| async move {
+            let reply = pull_from(state, caller, node, request(share)).await;
+            (node, reply)
+        });
+        for (node, reply) in futures::future::join_all(asks).await {
+            if reply.len() as u32 == share {
+                may_have_more.push(node);
+            }
+            messages.extend(reply);
+        }
+    }
+    for node in may_have_more {
+        let wanted = max.saturating_sub(messages.len() as u32);
         if wanted == 0 {
             break;
         }
-        let request = proto::PullRequest {
-            mailbox: Some(mailbox.to_proto()),
-            max: wanted,
-            visibility_timeout_ms,
-        };
-        let reply = match state
-            .nodes
-            .broker(&node, &caller.token)?
-            .pull(request)
-            .await
-        {
-            Ok(reply) => reply.into_inner(),
-            Err(status) => {
-                // The other nodes' messages are still worth handing out.
-                tracing::warn!(node = %node.id, %status, "pull from node failed");
-                continue;
-            }
-        };
-        messages.extend(reply.deliveries.into_iter().map(|d| Delivery {
-            receipt: d.receipt,
-            message_id: d.message_id,
-            exchange: d.exchange,
-            routing_key: d.routing_key,
-            payload: String::from_utf8_lossy(&d.payload).into_owned(),
-            delivery_count: d.delivery_count,
-            published_at_ms: d.published_at_ms,
-        }));
+        messages.extend(pull_from(state, caller, node, request(wanted)).await);
     }
     Ok(messages)
 }
@@ -145,21 +180,28 @@ pub async fn ack(
             None => result.stale.push(receipt),
         }
     }
-    for (partition, receipts) in by_partition {
-        let outcome = retry_while_unavailable(state.nodes.failover_wait, || async {
-            let leader = state.nodes.leader_of(partition)?;
-            let request = proto::AckRequest {
-                mailbox: Some(mailbox.to_proto()),
-                receipts: receipts.clone(),
-            };
-            Ok(state
-                .nodes
-                .broker(&leader, &caller.token)?
-                .ack(request)
-                .await?
-                .into_inner())
-        })
-        .await;
+    // Every partition's leader at once: each ack is a log append there, so doing them one
+    // after another would add up their commit latencies.
+    let acks = by_partition
+        .into_iter()
+        .map(|(partition, receipts)| async move {
+            let outcome = retry_while_unavailable(state.nodes.failover_wait, || async {
+                let leader = state.nodes.leader_of(partition)?;
+                let request = proto::AckRequest {
+                    mailbox: Some(mailbox.to_proto()),
+                    receipts: receipts.clone(),
+                };
+                Ok(state
+                    .nodes
+                    .broker(&leader, &caller.token)?
+                    .ack(request)
+                    .await?
+                    .into_inner())
+            })
+            .await;
+            (partition, receipts, outcome)
+        });
+    for (partition, receipts, outcome) in futures::future::join_all(acks).await {
         match outcome {
             Ok(reply) => {
                 result.acked += u64::from(reply.acked);
@@ -228,4 +270,24 @@ pub async fn purge(state: &AppState, caller: &Caller, mailbox: &MailboxName) {
             tracing::warn!(node = %node.id, %mailbox, %error, "purge failed; messages stay on that node");
         }
     }
+}
+
+/// Has every live node bring its cached routes up to date, so that a publish that starts after
+/// the caller's change of routes is acknowledged sees it. A node that cannot be reached is
+/// logged; its watch brings the change a little later.
+pub async fn refresh_routes(state: &AppState, caller: &Caller) {
+    let refreshes = state.nodes.live().into_iter().map(|node| async move {
+        let outcome = match state.nodes.broker(&node, &caller.token) {
+            Ok(mut broker) => broker
+                .refresh_routes(proto::RefreshRoutesRequest {})
+                .await
+                .map(|_| ())
+                .map_err(|s| s.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(node = %node.id, %error, "node did not refresh its routes");
+        }
+    });
+    futures::future::join_all(refreshes).await;
 }

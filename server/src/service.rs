@@ -317,38 +317,34 @@ impl BrokerService {
 
 #[tonic::async_trait]
 impl Broker for BrokerService {
+    /// A single publish is a batch of one.
     async fn publish(
         &self,
         request: Request<proto::PublishRequest>,
     ) -> Result<Response<proto::PublishReply>, Status> {
-        let metadata = request.metadata().clone();
-        let request = request.into_inner();
-        self.check_partition(request.partition)?;
-        let partition = request.partition;
-        if let Some(leader) = self.leader_elsewhere(partition)? {
-            return self
-                .forward_to(&leader, &metadata)?
-                .publish(Self::forwarded(request, &metadata))
-                .await;
-        }
-        let mut mailboxes = self
-            .destinations(request.kind, &request.destination, &[&request.routing_key])
-            .await?;
-        let message = proto::BatchMessage {
-            routing_key: request.routing_key,
-            payload: request.payload,
-            ttl_ms: request.ttl_ms,
-            message_id: request.message_id,
+        let (metadata, _, request) = request.into_parts();
+        let batch = proto::PublishBatchRequest {
+            partition: request.partition,
+            kind: request.kind,
+            destination: request.destination,
+            messages: vec![proto::BatchMessage {
+                routing_key: request.routing_key,
+                payload: request.payload,
+                ttl_ms: request.ttl_ms,
+                message_id: request.message_id,
+            }],
         };
-        let (record, reply) =
-            Self::publish_record(&request.destination, message, mailboxes.remove(0))?;
-        if let Some(record) = record {
-            self.logs
-                .publish(partition, vec![record])
-                .await
-                .map_err(write_status)?;
+        let mut batch_request = Request::new(batch);
+        *batch_request.metadata_mut() = metadata;
+        let mut published = self
+            .publish_batch(batch_request)
+            .await?
+            .into_inner()
+            .published;
+        if published.is_empty() {
+            return Err(Status::internal("a batch of one answered nothing"));
         }
-        Ok(Response::new(reply))
+        Ok(Response::new(published.swap_remove(0)))
     }
 
     async fn publish_batch(
@@ -530,6 +526,14 @@ impl Broker for BrokerService {
             node: self.logs.node_id().to_owned(),
             partitions: self.logs.statuses(),
         }))
+    }
+
+    async fn refresh_routes(
+        &self,
+        _request: Request<proto::RefreshRoutesRequest>,
+    ) -> Result<Response<proto::RefreshRoutesReply>, Status> {
+        self.routes.refresh().await.map_err(catalog_status)?;
+        Ok(Response::new(proto::RefreshRoutesReply {}))
     }
 
     async fn depth(
