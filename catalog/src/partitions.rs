@@ -109,6 +109,15 @@ pub async fn wait_cluster_settings(zk: &Client) -> Result<ClusterSettings> {
     }
 }
 
+/// The elected controller's id, if one is elected now.
+pub async fn controller(zk: &Client) -> Result<Option<String>> {
+    match zk.get_data(CONTROLLER).await {
+        Ok((data, _)) => Ok(Some(String::from_utf8_lossy(&data).into_owned())),
+        Err(ZkError::NoNode) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Blocks until this process holds the controller znode (ephemeral: it is freed when the
 /// holder's session ends, and the next waiter takes over).
 pub async fn become_controller(zk: &Client, id: &str) -> Result<()> {

@@ -25,10 +25,14 @@ pub struct PublishOptions {
 /// Answer of `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Health {
-    /// `"ok"` when the gateway is serving.
+    /// `"ok"`, `"degraded"` (some partition has fewer in-sync replicas than replicas) or
+    /// `"unavailable"` (some partition cannot take writes; answered with status 503).
     pub status: String,
     /// Broker nodes the gateway currently sees alive.
     pub nodes: u64,
+    /// Why the status is not `"ok"`.
+    #[serde(default)]
+    pub reasons: Vec<String>,
 }
 
 /// An exchange, as listed by `GET /exchanges`.

@@ -137,6 +137,9 @@ pub struct GatewayConfig {
     /// moving, before it answers 503.
     #[serde(default = "default_retry_window_ms")]
     pub retry_window_ms: u64,
+    /// The nodes' `min_insync_replicas`, so that `/health` can tell when writes would fail.
+    #[serde(default = "default_min_insync_replicas")]
+    pub min_insync_replicas: u32,
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     #[serde(default = "default_visibility_timeout_ms")]

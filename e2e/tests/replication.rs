@@ -84,6 +84,12 @@ async fn with_two_of_three_nodes_dead_publishes_are_refused_never_acknowledged()
 
     cluster.restart_node(1);
     wait_for_isr(&cluster, 2).await;
+    let (status, health) = call(&cluster, reqwest::Method::GET, "/health", None, None).await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (200, Some("degraded")),
+        "{health}"
+    );
     acknowledged.extend(publish_batch(&conn, 24, 24).await);
     assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
 }

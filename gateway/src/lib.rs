@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod caller;
+pub mod cluster;
 pub mod error;
 pub mod mailboxes;
 pub mod nodes;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub auth_url: String,
     pub default_visibility_timeout_ms: u64,
     pub pull_rotation: AtomicUsize,
+    /// What the nodes require to acknowledge a write, for `/health`.
+    pub min_insync_replicas: u32,
 }
 
 fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -39,9 +42,32 @@ fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     api_error.into()
 }
 
+/// `ok`, `degraded` (some partition has fewer in-sync replicas than replicas) or
+/// `unavailable` (some partition cannot take writes: no live leader, or fewer in-sync replicas
+/// than `min_insync_replicas`), with the reasons; 503 when unavailable, for load balancers.
 async fn health(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .json(serde_json::json!({ "status": "ok", "nodes": state.nodes.live().len() }))
+    let report = cluster::health(&state.nodes, state.min_insync_replicas);
+    let status = if report.status == "unavailable" {
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    HttpResponse::build(status).json(report)
+}
+
+async fn version() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "name": "mom",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn cluster_view(
+    state: web::Data<AppState>,
+    _: caller::Caller,
+) -> Result<HttpResponse, ApiError> {
+    let controller = mom_catalog::partitions::controller(state.catalog.zookeeper()).await?;
+    Ok(HttpResponse::Ok().json(cluster::view(&state.nodes, controller)))
 }
 
 /// Passes `/auth/*` to the auth service so clients need only the gateway's address.
@@ -99,6 +125,7 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         auth_url: config.auth_url.clone(),
         default_visibility_timeout_ms: config.default_visibility_timeout_ms,
         pull_rotation: AtomicUsize::new(0),
+        min_insync_replicas: config.min_insync_replicas,
     });
     let max_body = config.max_body_bytes;
     let server = HttpServer::new(move || {
@@ -111,6 +138,8 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
             )
             .app_data(web::PayloadConfig::default().limit(max_body))
             .route("/health", web::get().to(health))
+            .route("/version", web::get().to(version))
+            .route("/cluster", web::get().to(cluster_view))
             .route("/auth/register", web::post().to(auth_proxy))
             .route("/auth/login", web::post().to(auth_proxy))
             .configure(api::routes)

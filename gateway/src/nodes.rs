@@ -61,6 +61,15 @@ impl Nodes {
         Ok(BrokerClient::with_interceptor(channel, token.clone()))
     }
 
+    /// Every partition's state, as the last ZooKeeper watch event left it.
+    pub fn partition_states(&self) -> Vec<(u32, Versioned)> {
+        self.partitions
+            .borrow()
+            .iter()
+            .map(|(p, v)| (*p, v.clone()))
+            .collect()
+    }
+
     /// The partition a partition key (`e/<exchange>/<key>`, `t/<topic>/<key>`) belongs to.
     pub fn partition_of(&self, partition_key: &str) -> u32 {
         partition_of(partition_key, self.partition_count)
