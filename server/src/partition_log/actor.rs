@@ -35,6 +35,24 @@ use tokio::sync::{mpsc, oneshot, watch};
 const TAIL_ENTRIES: usize = 8_192;
 const TICK: Duration = Duration::from_millis(50);
 const MAINTENANCE: Duration = Duration::from_secs(1);
+/// Events handled in one go before their actions are carried out.
+const MAX_EVENTS_AT_ONCE: usize = 256;
+
+/// Joins appends that follow each other into one (their entries are contiguous) and keeps
+/// only the last commit (a commit applies everything below its HW, and the HW only grows),
+/// keeping every other action where it was.
+fn merge_writes(actions: Vec<Action<Record>>) -> Vec<Action<Record>> {
+    let last_commit = actions.iter().rposition(|a| matches!(a, Action::Commit(_)));
+    let mut merged: Vec<Action<Record>> = Vec::with_capacity(actions.len());
+    for (index, action) in actions.into_iter().enumerate() {
+        match (merged.last_mut(), action) {
+            (_, Action::Commit(_)) if Some(index) != last_commit => {}
+            (Some(Action::Append(entries)), Action::Append(more)) => entries.extend(more),
+            (_, action) => merged.push(action),
+        }
+    }
+    merged
+}
 
 type Answer = oneshot::Sender<Result<Offset, Refusal>>;
 
@@ -185,7 +203,16 @@ pub fn spawn(
                 _ = tick.tick() => actor.replica.tick(now_ms()),
                 _ = maintenance.tick() => actor.maintain(),
             };
-            actor.execute(actions);
+            // Whatever else is already queued is handled now too, so that under load many
+            // proposals make one append and one commit (store writes) instead of one each.
+            let mut actions = actions;
+            for _ in 0..MAX_EVENTS_AT_ONCE {
+                match incoming.try_recv() {
+                    Ok(event) => actions.extend(actor.on_event(event)),
+                    Err(_) => break,
+                }
+            }
+            actor.execute(merge_writes(actions));
             actor.publish_status();
         }
     });
@@ -564,5 +591,48 @@ impl Actor {
             *current = status;
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(offsets: &[u64]) -> Action<Record> {
+        Action::Append(
+            offsets
+                .iter()
+                .map(|o| Entry {
+                    offset: *o,
+                    epoch: 1,
+                    data: Record {
+                        message_id: None,
+                        bytes: vec![],
+                    },
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn adjacent_appends_join_and_only_the_last_commit_stays() {
+        let merged = merge_writes(vec![
+            append(&[0]),
+            Action::Commit(1),
+            append(&[1]),
+            append(&[2, 3]),
+            Action::Truncate(9),
+            append(&[9]),
+            Action::Commit(3),
+        ]);
+        assert_eq!(
+            merged,
+            vec![
+                append(&[0, 1, 2, 3]),
+                Action::Truncate(9),
+                append(&[9]),
+                Action::Commit(3)
+            ]
+        );
     }
 }
