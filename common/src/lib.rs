@@ -3,6 +3,7 @@
 pub mod channels;
 pub mod mailbox;
 pub mod names;
+pub mod receipt;
 pub mod rest;
 pub mod routing;
 pub mod token;

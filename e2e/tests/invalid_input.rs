@@ -189,13 +189,29 @@ async fn bad_input_gets_a_json_4xx() {
         );
     }
 
-    // Receipts that name nothing are refused as stale, not errors.
+    // A malformed receipt is the caller's mistake: 400, naming it.
     let (status, reply) = call(
         &cluster,
         Method::POST,
         "/queues/q/ack",
         token,
-        Some(r#"{"receipts":["junk","node9:x:1","node1:nope"]}"#),
+        Some(r#"{"receipts":["0/1/1.1","junk"]}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"junk\"")),
+        "{reply}"
+    );
+    // Well-formed receipts that name nothing waiting are refused as stale, not errors.
+    let (status, reply) = call(
+        &cluster,
+        Method::POST,
+        "/queues/q/ack",
+        token,
+        Some(r#"{"receipts":["0/12345/1.1","3/0/9.9"]}"#),
     )
     .await;
     assert_eq!(status, 200, "{reply}");
@@ -204,8 +220,20 @@ async fn bad_input_gets_a_json_4xx() {
             reply["acked"].as_u64(),
             reply["stale"].as_array().map(Vec::len)
         ),
-        (Some(0), Some(3))
+        (Some(0), Some(2))
     );
+    // A TTL that would overflow its expiry time is refused, not stored never to be delivered.
+    let (status, reply) = call(
+        &cluster,
+        Method::POST,
+        "/exchanges/ex/publish",
+        token,
+        Some(r#"{"routing_key":"k","payload":"x","ttl_ms":9223372036854775808}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
+    let (status, reply) = call(&cluster, Method::GET, "/topics/nope", token, None).await;
+    assert_eq!(status, 404, "{reply}");
 
     // Still serving after all that, with no process gone.
     assert_eq!(conn.publish("ex", "k", "ok").await.unwrap().routed, 0);

@@ -13,6 +13,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 type Reply = Result<HttpResponse, ApiError>;
+
+/// Ten years: a longer TTL would overflow the expiry time it is stored as.
+pub const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3_600 * 1_000;
 type State = web::Data<AppState>;
 
 fn declared(outcome: Declared, body: serde_json::Value) -> HttpResponse {
@@ -191,6 +194,11 @@ async fn publish(
     body: PublishBody,
 ) -> Reply {
     validate_routing_key(&body.routing_key)?;
+    if body.ttl_ms.is_some_and(|ttl| ttl > MAX_TTL_MS) {
+        return Err(ApiError::BadRequest(format!(
+            "ttl_ms must be at most {MAX_TTL_MS} (ten years); omit it for no expiry"
+        )));
+    }
     if body.ttl_ms == Some(0) {
         return Err(ApiError::BadRequest(
             "ttl_ms must be positive; omit it for no expiry".into(),
@@ -371,6 +379,12 @@ pub async fn subscribe(
     ))
 }
 
+pub async fn get_topic(state: State, _: Caller, path: web::Path<String>) -> Reply {
+    name("topic", &path)?;
+    let subscribers = state.catalog.subscribers(&path).await?;
+    Ok(HttpResponse::Ok().json(json!({ "name": *path, "subscribers": subscribers })))
+}
+
 pub async fn list_subscribers(state: State, _: Caller, path: web::Path<String>) -> Reply {
     name("topic", &path)?;
     let subscribers = state.catalog.subscribers(&path).await?;
@@ -460,6 +474,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/queues/{name}/ack", web::post().to(ack_queue))
         .route("/topics", web::post().to(declare_topic))
         .route("/topics", web::get().to(list_topics))
+        .route("/topics/{name}", web::get().to(get_topic))
         .route("/topics/{name}", web::delete().to(delete_topic))
         .route("/topics/{name}/publish", web::post().to(publish_to_topic))
         .route("/topics/{name}/subscriptions", web::post().to(subscribe))

@@ -3,6 +3,7 @@
 
 use crate::nodes::retry_while_unavailable;
 use crate::{caller::Caller, error::ApiError, AppState};
+use mom_common::receipt::Receipt;
 use mom_common::rest::{AckOutcome, Delivery, QueueDepth};
 use mom_common::{proto, MailboxName};
 use serde::Deserialize;
@@ -164,21 +165,21 @@ pub async fn ack(
             "receipts must hold 1 to 1000 entries".into(),
         ));
     }
-    // Receipts start with their partition (`<partition>/...`): each group goes to that
-    // partition's current leader.
+    // Receipts start with their partition (`<partition>/<offset>/<lease>`): each group goes to
+    // that partition's current leader.
     let mut by_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut result = AckOutcome {
         acked: 0,
         stale: Vec::new(),
     };
-    for receipt in body.receipts {
-        match receipt
-            .split_once('/')
-            .and_then(|(p, _)| p.parse::<u32>().ok())
-        {
-            Some(partition) => by_partition.entry(partition).or_default().push(receipt),
-            None => result.stale.push(receipt),
-        }
+    for text in body.receipts {
+        // A receipt no node could have issued is the caller's mistake, not a stale lease.
+        let receipt = Receipt::parse(&text)
+            .ok_or_else(|| ApiError::BadRequest(format!("malformed receipt {text:?}")))?;
+        by_partition
+            .entry(receipt.partition)
+            .or_default()
+            .push(text);
     }
     // Every partition's leader at once: each ack is a log append there, so doing them one
     // after another would add up their commit latencies.

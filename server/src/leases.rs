@@ -11,38 +11,9 @@
 //! still acks a message nobody holds now.
 
 use crate::store::PendingMessage;
+pub use mom_common::receipt::Receipt;
 use mom_replicator::protocol::{Epoch, Offset};
 use std::collections::{BTreeMap, HashMap};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    pub partition: u32,
-    pub offset: Offset,
-    pub lease: String,
-}
-
-impl Receipt {
-    pub fn parse(text: &str) -> Option<Receipt> {
-        let mut parts = text.splitn(3, '/');
-        let partition = parts.next()?.parse().ok()?;
-        let offset = parts.next()?.parse().ok()?;
-        let lease = parts.next()?;
-        let (epoch, serial) = lease.split_once('.')?;
-        epoch.parse::<u64>().ok()?;
-        serial.parse::<u64>().ok()?;
-        Some(Receipt {
-            partition,
-            offset,
-            lease: lease.to_owned(),
-        })
-    }
-}
-
-impl std::fmt::Display for Receipt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.partition, self.offset, self.lease)
-    }
-}
 
 #[derive(Debug)]
 struct Lease {
@@ -187,19 +158,6 @@ mod tests {
             routing_key: "k".into(),
             payload: Vec::new(),
             published_at_ms: 0,
-        }
-    }
-
-    #[test]
-    fn receipts_round_trip_and_reject_junk() {
-        let receipt = Receipt {
-            partition: 3,
-            offset: 17,
-            lease: "2.9".into(),
-        };
-        assert_eq!(Receipt::parse(&receipt.to_string()), Some(receipt));
-        for junk in ["", "3", "3/17", "3/x/2.9", "3/17/29", "a/1/1.1", "3/17/2.x"] {
-            assert_eq!(Receipt::parse(junk), None, "{junk}");
         }
     }
 

@@ -161,8 +161,11 @@ impl BrokerService {
             return Ok((None, reply));
         }
         let published_at_ms = now_ms();
+        // Stored as a signed 64-bit time: never let it wrap negative (expired at once).
         let expires_at_ms = if message.ttl_ms > 0 {
-            published_at_ms.saturating_add(message.ttl_ms)
+            published_at_ms
+                .saturating_add(message.ttl_ms)
+                .min(i64::MAX as u64)
         } else {
             0
         };
