@@ -73,17 +73,14 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub jwt_secret: String,
     pub zookeeper: ZooKeeperConfig,
-    /// In-sync copies (leader included) a change needs before it is acknowledged; capped at
-    /// the partition's replica count, so a one-node cluster still works.
+    /// In-sync copies (leader included) a write needs before it is acknowledged. Never
+    /// lowered because replicas died: a one-node cluster needs 1.
     #[serde(default = "default_min_insync_replicas")]
     pub min_insync_replicas: u32,
-    /// How long a follower may take to answer a replication call before it is dropped from
-    /// the in-sync set.
+    /// A follower that has not caught up with its leader for this long leaves the in-sync set;
+    /// half of it (at least) is also the leader's read lease.
     #[serde(default = "default_replication_timeout_ms")]
     pub replication_timeout_ms: u64,
-    /// How often expired messages are swept out of storage.
-    #[serde(default = "default_sweep_interval_ms")]
-    pub sweep_interval_ms: u64,
 }
 
 fn default_min_insync_replicas() -> u32 {
@@ -92,10 +89,6 @@ fn default_min_insync_replicas() -> u32 {
 
 fn default_replication_timeout_ms() -> u64 {
     2_000
-}
-
-fn default_sweep_interval_ms() -> u64 {
-    1_000
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

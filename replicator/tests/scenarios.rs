@@ -78,16 +78,11 @@ impl Log {
     }
 
     fn outline(&self) -> LogOutline {
-        let mut log = LogOutline {
-            start: self.start,
-            end: self.start,
-            prev_epoch: self.prev_epoch,
-            epochs: Vec::new(),
-        };
-        for entry in &self.entries {
-            log.append(entry.epoch);
-        }
-        log
+        LogOutline::of_entries(
+            self.start,
+            self.prev_epoch,
+            self.entries.iter().map(|e| e.epoch),
+        )
     }
 
     fn apply(&mut self, write: &Write) {

@@ -77,16 +77,8 @@ impl Disk {
     }
 
     fn outline(&self) -> LogOutline {
-        let mut log = LogOutline {
-            start: self.start,
-            end: self.start,
-            prev_epoch: self.prev_epoch,
-            epochs: Vec::new(),
-        };
-        for entry in &self.entries[..self.synced] {
-            log.append(entry.epoch);
-        }
-        log
+        let durable = self.entries[..self.synced].iter().map(|e| e.epoch);
+        LogOutline::of_entries(self.start, self.prev_epoch, durable)
     }
 
     fn crash(&mut self) {

@@ -177,7 +177,7 @@ impl Cluster {
             &root.join(format!("node{n}.toml")),
             format!(
                 "node_id = \"node{n}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
-                 jwt_secret = \"{JWT_SECRET}\"\nsweep_interval_ms = 200\nreplication_timeout_ms = 2000\n\
+                 jwt_secret = \"{JWT_SECRET}\"\nreplication_timeout_ms = 2000\n\
                  [zookeeper]\nconnect = \"{}\"\nsession_timeout_ms = {}\n",
                 root.join(format!("node{n}")).display(),
                 self.zookeeper.connect_string(),

@@ -154,7 +154,7 @@ class Cluster:
                 "mom-server",
                 f'node_id = "node{n}"\nlisten = "127.0.0.1:{free_port()}"\n'
                 f'data_dir = "{self.dir / f"node{n}"}"\njwt_secret = "{JWT_SECRET}"\n'
-                "min_insync_replicas = 2\nsweep_interval_ms = 200\nreplication_timeout_ms = 1000\n"
+                "min_insync_replicas = 2\nreplication_timeout_ms = 2000\n"
                 f'[zookeeper]\nconnect = "{zk}"\nsession_timeout_ms = {self.node_session_timeout_ms}\n',
             )
         for port in (auth_port, partitioning_port, gateway_port):

@@ -22,6 +22,25 @@ pub struct LogOutline {
 }
 
 impl LogOutline {
+    /// The outline of a log starting at `start` (after an entry of `prev_epoch`) and holding
+    /// entries of these epochs, in offset order.
+    pub fn of_entries(
+        start: Offset,
+        prev_epoch: Epoch,
+        epochs: impl IntoIterator<Item = Epoch>,
+    ) -> Self {
+        let mut log = LogOutline {
+            start,
+            end: start,
+            prev_epoch,
+            epochs: Vec::new(),
+        };
+        for epoch in epochs {
+            log.append(epoch);
+        }
+        log
+    }
+
     /// The epoch of the last entry, or of the entry before `start` for an empty log.
     pub fn last_epoch(&self) -> Epoch {
         self.epochs.last().map_or(self.prev_epoch, |(e, _)| *e)
@@ -114,11 +133,7 @@ mod tests {
     use super::*;
 
     fn log(epochs_per_entry: &[Epoch]) -> LogOutline {
-        let mut log = LogOutline::default();
-        for e in epochs_per_entry {
-            log.append(*e);
-        }
-        log
+        LogOutline::of_entries(0, 0, epochs_per_entry.iter().copied())
     }
 
     #[test]
