@@ -72,6 +72,24 @@ struct PublishBody<'a> {
 }
 
 #[derive(Serialize)]
+struct BatchBody<'a> {
+    messages: Vec<PublishBody<'a>>,
+}
+
+/// One message's outcome in a batch: stored, or why not.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BatchEntry {
+    Stored(Published),
+    Failed { error: String },
+}
+
+#[derive(Deserialize)]
+struct BatchReply {
+    published: Vec<BatchEntry>,
+}
+
+#[derive(Serialize)]
 struct PullBody {
     max: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -293,6 +311,39 @@ impl Connection {
     ) -> Result<Published, ClientError> {
         self.publish_with(exchange, routing_key, payload, PublishOptions::default())
             .await
+    }
+
+    /// Publishes up to 1,000 `(routing key, payload)` messages to an exchange in one request.
+    /// Each message's outcome comes back in order: stored, or the reason it was not (its
+    /// partition had no leader for the whole retry window, say).
+    pub async fn publish_batch<K: AsRef<str>, P: Into<String>>(
+        &self,
+        exchange: &str,
+        messages: impl IntoIterator<Item = (K, P)>,
+    ) -> Result<Vec<Result<Published, String>>, ClientError> {
+        let messages: Vec<(K, String)> = messages.into_iter().map(|(k, p)| (k, p.into())).collect();
+        let body = BatchBody {
+            messages: messages
+                .iter()
+                .map(|(key, payload)| PublishBody {
+                    routing_key: key.as_ref(),
+                    payload: payload.clone(),
+                    ttl_ms: None,
+                })
+                .collect(),
+        };
+        let path = format!("/exchanges/{exchange}/publish");
+        let reply: BatchReply = self
+            .call(self.request(Method::POST, &path).json(&body))
+            .await?;
+        Ok(reply
+            .published
+            .into_iter()
+            .map(|entry| match entry {
+                BatchEntry::Stored(published) => Ok(published),
+                BatchEntry::Failed { error } => Err(error),
+            })
+            .collect())
     }
 
     /// Publishes `payload` to an exchange, with options such as a TTL.

@@ -234,6 +234,35 @@ async fn bad_input_gets_a_json_4xx() {
     assert_eq!(status, 400, "{reply}");
     let (status, reply) = call(&cluster, Method::GET, "/topics/nope", token, None).await;
     assert_eq!(status, 404, "{reply}");
+    // Many messages go as {"messages": [...]}; a bare array is refused with that advice.
+    let (status, reply) = call(
+        &cluster,
+        Method::POST,
+        "/exchanges/ex/publish",
+        token,
+        Some(r#"[{"routing_key":"k","payload":"x"}]"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("messages")),
+        "{reply}"
+    );
+    let too_many = format!(
+        r#"{{"messages":[{}]}}"#,
+        vec![r#"{"payload":"x"}"#; 1_001].join(",")
+    );
+    let (status, reply) = call(
+        &cluster,
+        Method::POST,
+        "/exchanges/ex/publish",
+        token,
+        Some(&too_many),
+    )
+    .await;
+    assert_eq!(status, 400, "{reply}");
 
     // Still serving after all that, with no process gone.
     assert_eq!(conn.publish("ex", "k", "ok").await.unwrap().routed, 0);

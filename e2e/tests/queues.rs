@@ -176,3 +176,42 @@ async fn expired_messages_are_not_delivered() {
         ["fresh-quote"]
     );
 }
+
+#[tokio::test]
+async fn a_batch_publish_stores_every_message_in_per_key_order() {
+    let cluster = Cluster::start().await;
+    let conn = connect(&cluster).await;
+    conn.declare_exchange("bulk", ExchangeKind::Topic)
+        .await
+        .unwrap();
+    conn.declare_queue("all").await.unwrap();
+    conn.bind("bulk", "all", "#").await.unwrap();
+    let messages: Vec<(String, String)> = (0..250)
+        .map(|n| (format!("k{}", n % 8), format!("k{}:{n}", n % 8)))
+        .collect();
+    let outcomes = conn.publish_batch("bulk", messages.clone()).await.unwrap();
+    assert_eq!(outcomes.len(), messages.len());
+    let ids: HashSet<String> = outcomes
+        .into_iter()
+        .map(|o| {
+            let published = o.expect("stored");
+            assert_eq!(published.routed, 1);
+            published.message_id
+        })
+        .collect();
+    assert_eq!(ids.len(), messages.len(), "one id per message");
+
+    let delivered = drain(&conn, "all", usize::MAX, Duration::from_secs(2)).await;
+    let got: HashSet<&str> = delivered.iter().map(|d| d.message_id.as_str()).collect();
+    assert_eq!(got.len(), ids.len());
+    assert!(ids.iter().all(|id| got.contains(id.as_str())));
+    // Per key, in the order of the batch.
+    let mut last: std::collections::HashMap<&str, usize> = Default::default();
+    for delivery in &delivered {
+        let (key, n) = delivery.payload.split_once(':').unwrap();
+        let n: usize = n.parse().unwrap();
+        if let Some(previous) = last.insert(key, n) {
+            assert!(previous < n, "{key}: {n} after {previous}");
+        }
+    }
+}

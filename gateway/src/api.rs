@@ -11,6 +11,7 @@ use mom_common::proto::{self, DestinationKind};
 use mom_common::{ExchangeKind, MailboxName};
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 type Reply = Result<HttpResponse, ApiError>;
 
@@ -58,6 +59,15 @@ pub struct PublishBody {
     payload: String,
     ttl_ms: Option<u64>,
 }
+
+/// Up to [`MAX_BATCH`] messages in one publish request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    messages: Vec<PublishBody>,
+}
+
+pub const MAX_BATCH: usize = 1_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,13 +196,7 @@ pub async fn unbind(
 
 // ---- publishing ----
 
-async fn publish(
-    state: &AppState,
-    caller: &Caller,
-    kind: DestinationKind,
-    destination: &str,
-    body: PublishBody,
-) -> Reply {
+fn check_message(body: &PublishBody) -> Result<(), ApiError> {
     validate_routing_key(&body.routing_key)?;
     if body.ttl_ms.is_some_and(|ttl| ttl > MAX_TTL_MS) {
         return Err(ApiError::BadRequest(format!(
@@ -204,16 +208,54 @@ async fn publish(
             "ttl_ms must be positive; omit it for no expiry".into(),
         ));
     }
+    Ok(())
+}
+
+fn partition_key(kind: DestinationKind, destination: &str, routing_key: &str) -> String {
     let prefix = match kind {
         DestinationKind::Exchange => "e",
         DestinationKind::Topic => "t",
     };
-    let partition_key = format!("{prefix}/{destination}/{}", body.routing_key);
+    format!("{prefix}/{destination}/{routing_key}")
+}
+
+/// One message or a batch (`{"messages": [...]}`), told apart by the body's shape.
+async fn publish_any(
+    state: &AppState,
+    caller: &Caller,
+    kind: DestinationKind,
+    destination: &str,
+    body: serde_json::Value,
+) -> Reply {
+    let invalid = |e: serde_json::Error| ApiError::BadRequest(format!("invalid JSON body: {e}"));
+    if body.is_array() {
+        return Err(ApiError::BadRequest(
+            "a body with many messages is {\"messages\": [...]}, not an array".into(),
+        ));
+    }
+    if body.get("messages").is_some() {
+        let batch: BatchBody = serde_json::from_value(body).map_err(invalid)?;
+        return publish_many(state, caller, kind, destination, batch.messages).await;
+    }
+    let message: PublishBody = serde_json::from_value(body).map_err(invalid)?;
+    publish(state, caller, kind, destination, message).await
+}
+
+async fn publish(
+    state: &AppState,
+    caller: &Caller,
+    kind: DestinationKind,
+    destination: &str,
+    body: PublishBody,
+) -> Reply {
+    check_message(&body)?;
+    let partition = state
+        .nodes
+        .partition_of(&partition_key(kind, destination, &body.routing_key));
     let payload = body.payload.into_bytes();
     // Minted here, once: a retry after an unanswered attempt carries the same id, and the
     // partition's leader stores an id at most once, so the message is not stored twice.
     let message_id = uuid::Uuid::now_v7().to_string();
-    let partition = state.nodes.partition_of(&partition_key);
     let reply = retry_while_unavailable(state.nodes.failover_wait, || async {
         let leader = state.nodes.leader_of(partition)?;
         let request = proto::PublishRequest {
@@ -237,14 +279,98 @@ async fn publish(
         .json(json!({ "message_id": reply.message_id, "routed": reply.routed })))
 }
 
+/// A batch: one `PublishBatch` call per partition, all at once, each retried like a single
+/// publish. The answer lists every message's outcome in order: 201 when all were stored, 207
+/// when some were, 503 when none.
+async fn publish_many(
+    state: &AppState,
+    caller: &Caller,
+    kind: DestinationKind,
+    destination: &str,
+    messages: Vec<PublishBody>,
+) -> Reply {
+    if messages.is_empty() || messages.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "messages must hold 1 to {MAX_BATCH} entries"
+        )));
+    }
+    let mut by_partition: BTreeMap<u32, Vec<(usize, proto::BatchMessage)>> = BTreeMap::new();
+    for (index, body) in messages.into_iter().enumerate() {
+        check_message(&body).map_err(|e| ApiError::BadRequest(format!("message {index}: {e}")))?;
+        let partition =
+            state
+                .nodes
+                .partition_of(&partition_key(kind, destination, &body.routing_key));
+        by_partition.entry(partition).or_default().push((
+            index,
+            proto::BatchMessage {
+                routing_key: body.routing_key,
+                payload: body.payload.into_bytes(),
+                ttl_ms: body.ttl_ms.unwrap_or(0),
+                message_id: uuid::Uuid::now_v7().to_string(),
+            },
+        ));
+    }
+    let count = by_partition.values().map(Vec::len).sum();
+    let calls = by_partition
+        .into_iter()
+        .map(|(partition, messages)| async move {
+            let outcome = retry_while_unavailable(state.nodes.failover_wait, || async {
+                let leader = state.nodes.leader_of(partition)?;
+                let request = proto::PublishBatchRequest {
+                    partition,
+                    kind: kind as i32,
+                    destination: destination.to_owned(),
+                    messages: messages.iter().map(|(_, m)| m.clone()).collect(),
+                };
+                Ok(state
+                    .nodes
+                    .broker(&leader, &caller.token)?
+                    .publish_batch(request)
+                    .await?
+                    .into_inner())
+            })
+            .await;
+            (messages, outcome)
+        });
+    let mut results = vec![serde_json::Value::Null; count];
+    let mut stored = 0;
+    for (messages, outcome) in futures::future::join_all(calls).await {
+        match outcome {
+            Ok(reply) => {
+                for ((index, _), published) in messages.iter().zip(reply.published) {
+                    results[*index] =
+                        json!({ "message_id": published.message_id, "routed": published.routed });
+                    stored += 1;
+                }
+            }
+            // Bad input fails the whole request, as for a single message.
+            Err(
+                e @ (ApiError::BadRequest(_) | ApiError::NotFound(_) | ApiError::Unauthorized(_)),
+            ) => return Err(e),
+            Err(e) => {
+                for (index, _) in &messages {
+                    results[*index] = json!({ "error": e.to_string() });
+                }
+            }
+        }
+    }
+    let status = match stored {
+        0 => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        n if n == count => actix_web::http::StatusCode::CREATED,
+        _ => actix_web::http::StatusCode::MULTI_STATUS,
+    };
+    Ok(HttpResponse::build(status).json(json!({ "published": results })))
+}
+
 pub async fn publish_to_exchange(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<PublishBody>,
+    body: web::Json<serde_json::Value>,
 ) -> Reply {
     name("exchange", &path)?;
-    publish(
+    publish_any(
         &state,
         &caller,
         DestinationKind::Exchange,
@@ -258,10 +384,10 @@ pub async fn publish_to_topic(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<PublishBody>,
+    body: web::Json<serde_json::Value>,
 ) -> Reply {
     name("topic", &path)?;
-    publish(
+    publish_any(
         &state,
         &caller,
         DestinationKind::Topic,
