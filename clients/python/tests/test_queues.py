@@ -63,6 +63,15 @@ def test_a_queue_is_fifo_per_routing_key(conn: Connection, unique) -> None:
     assert payloads(drain(conn, queue, len(sent))) == sent
 
 
+def test_a_batch_publish_stores_every_message_in_order(conn: Connection, unique) -> None:
+    exchange, queue = bound_queue(conn, unique)
+    sent = [f"batch-{n:03}" for n in range(120)]
+    outcomes = conn.publish_batch(exchange, [("k", payload) for payload in sent])
+    assert len(outcomes) == len(sent)
+    assert all(not isinstance(o, str) and o.routed == 1 for o in outcomes), outcomes
+    assert payloads(drain(conn, queue, len(sent))) == sent
+
+
 def test_bytes_payloads_travel_as_utf8_text(conn: Connection, unique) -> None:
     exchange, queue = bound_queue(conn, unique)
     conn.publish(exchange, "k", "grüße €".encode("utf-8"))

@@ -278,6 +278,28 @@ class Connection:
         """Publishes ``payload`` to every subscriber of ``topic`` (payload rules as :meth:`publish`)."""
         return self._publish(f"/topics/{_segment(topic)}/publish", routing_key, payload, ttl_ms)
 
+    def publish_batch(
+        self,
+        exchange: str,
+        messages: Iterable[tuple[str, Payload]],
+    ) -> list[Published | str]:
+        """Publishes up to 1,000 ``(routing_key, payload)`` messages in one request.
+
+        Returns each message's outcome in order: a :class:`Published`, or the reason (a string)
+        it was not stored, e.g. its partition had no leader for the whole retry window. Bad
+        input fails the whole batch with :class:`~mom_client.BadRequest`.
+        """
+        body = {
+            "messages": [
+                {"routing_key": key, "payload": _payload_text(payload)} for key, payload in messages
+            ]
+        }
+        _, answer = self._call("POST", f"/exchanges/{_segment(exchange)}/publish", body)
+        return [
+            Published(entry["message_id"], int(entry["routed"])) if "message_id" in entry else str(entry["error"])
+            for entry in answer["published"]
+        ]
+
     def _publish(self, path: str, routing_key: str, payload: Payload, ttl_ms: int | None) -> Published:
         body: dict[str, Any] = {"routing_key": routing_key, "payload": _payload_text(payload)}
         if ttl_ms is not None:
