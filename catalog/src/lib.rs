@@ -16,9 +16,9 @@ pub mod partitions;
 mod routes;
 mod session;
 
-pub use membership::{register_node, watch_nodes, NodeInfo};
+pub use membership::{follow_nodes, register_node, watch_nodes, NodeInfo};
 pub use routes::RouteCache;
-pub use session::{connect, exit_on_session_loss};
+pub use session::{connect, exit_on_session_loss, session_ended};
 
 use mom_common::ExchangeKind;
 use zookeeper_client::{
@@ -147,19 +147,28 @@ impl Binding {
     }
 }
 
-/// Reads and writes the catalog. Cheap to clone; all clones share one ZooKeeper session.
+/// Reads and writes the catalog. Cheap to clone; all clones share one ZooKeeper session,
+/// which a service that outlives its sessions replaces with [`Catalog::use_session`].
 #[derive(Clone)]
 pub struct Catalog {
-    zk: Client,
+    /// The current session's client; held only to clone it (never across a call).
+    zk: std::sync::Arc<std::sync::RwLock<Client>>,
 }
 
 impl Catalog {
     pub fn new(zk: Client) -> Self {
-        Catalog { zk }
+        Catalog {
+            zk: std::sync::Arc::new(std::sync::RwLock::new(zk)),
+        }
     }
 
-    pub fn zookeeper(&self) -> &Client {
-        &self.zk
+    pub fn zookeeper(&self) -> Client {
+        self.zk.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Goes on with a new session (the previous one expired).
+    pub fn use_session(&self, zk: Client) {
+        *self.zk.write().unwrap_or_else(|p| p.into_inner()) = zk;
     }
 
     /// Creates the top-level znodes; safe to call from every service at start.
@@ -172,7 +181,7 @@ impl Catalog {
             TOPICS,
             partitions::PARTITIONS,
         ] {
-            match self.zk.create(path, b"", &persistent()).await {
+            match self.zookeeper().create(path, b"", &persistent()).await {
                 Ok(_) | Err(ZkError::NodeExists) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -181,7 +190,7 @@ impl Catalog {
     }
 
     async fn create_unique(&self, path: &str, data: &[u8]) -> Result<Declared, ZkError> {
-        match self.zk.create(path, data, &persistent()).await {
+        match self.zookeeper().create(path, data, &persistent()).await {
             Ok(_) => Ok(Declared::Created),
             Err(ZkError::NodeExists) => Ok(Declared::Existed),
             Err(e) => Err(e),
@@ -189,29 +198,33 @@ impl Catalog {
     }
 
     async fn children(&self, path: &str) -> Result<Vec<String>, ZkError> {
-        let mut names = self.zk.list_children(path).await?;
+        let mut names = self.zookeeper().list_children(path).await?;
         names.sort();
         Ok(names)
     }
 
     async fn exists(&self, path: &str) -> Result<bool> {
-        Ok(self.zk.check_stat(path).await?.is_some())
+        Ok(self.zookeeper().check_stat(path).await?.is_some())
     }
 
     /// Deletes every child and then the node; gone already counts as done.
     async fn delete_tree(&self, path: &str) -> Result<Vec<String>, ZkError> {
-        let children = match self.zk.list_children(path).await {
+        let children = match self.zookeeper().list_children(path).await {
             Ok(children) => children,
             Err(ZkError::NoNode) => return Err(ZkError::NoNode),
             Err(e) => return Err(e),
         };
         for child in &children {
-            match self.zk.delete(&format!("{path}/{child}"), None).await {
+            match self
+                .zookeeper()
+                .delete(&format!("{path}/{child}"), None)
+                .await
+            {
                 Ok(()) | Err(ZkError::NoNode) => {}
                 Err(e) => return Err(e),
             }
         }
-        match self.zk.delete(path, None).await {
+        match self.zookeeper().delete(path, None).await {
             Ok(()) => Ok(children),
             // A child was added while we deleted: go round again.
             Err(ZkError::NotEmpty) => Box::pin(self.delete_tree(path)).await,
@@ -238,10 +251,14 @@ impl Catalog {
 
     pub async fn exchange_kind(&self, name: &str) -> Result<ExchangeKind> {
         let path = format!("{EXCHANGES}/{name}");
-        let (data, _) = self.zk.get_data(&path).await.map_err(|e| match e {
-            ZkError::NoNode => CatalogError::NoSuchExchange(name.to_owned()),
-            e => e.into(),
-        })?;
+        let (data, _) = self
+            .zookeeper()
+            .get_data(&path)
+            .await
+            .map_err(|e| match e {
+                ZkError::NoNode => CatalogError::NoSuchExchange(name.to_owned()),
+                e => e.into(),
+            })?;
         parse_kind(path, &data)
     }
 
@@ -284,7 +301,8 @@ impl Catalog {
         let queue_path = format!("{QUEUES}/{}", binding.queue);
         let binding_path = format!("{EXCHANGES}/{exchange}/{}", binding.znode_name());
         // Atomic with "the queue is alive" (version 0), see the module docs.
-        let mut multi = self.zk.new_multi_writer();
+        let zk = self.zookeeper();
+        let mut multi = zk.new_multi_writer();
         multi.add_check_version(&queue_path, 0)?;
         multi.add_create(&binding_path, b"", &persistent())?;
         match multi.commit().await {
@@ -305,7 +323,7 @@ impl Catalog {
 
     pub async fn unbind(&self, exchange: &str, binding: &Binding) -> Result<()> {
         let path = format!("{EXCHANGES}/{exchange}/{}", binding.znode_name());
-        match self.zk.delete(&path, None).await {
+        match self.zookeeper().delete(&path, None).await {
             Ok(()) => Ok(()),
             Err(ZkError::NoNode) => {
                 if self.exists(&format!("{EXCHANGES}/{exchange}")).await? {
@@ -324,7 +342,8 @@ impl Catalog {
     /// An exchange's kind and bindings, read in one round trip from one consistent view.
     pub async fn exchange_routes(&self, exchange: &str) -> Result<(ExchangeKind, Vec<Binding>)> {
         let path = format!("{EXCHANGES}/{exchange}");
-        let mut reader = self.zk.new_multi_reader();
+        let zk = self.zookeeper();
+        let mut reader = zk.new_multi_reader();
         reader.add_get_data(&path)?;
         reader.add_get_children(&path)?;
         let mut results = reader.commit().await?.into_iter();
@@ -366,7 +385,7 @@ impl Catalog {
     /// Deletes the queue and every binding to it.
     pub async fn delete_queue(&self, name: &str) -> Result<()> {
         let path = format!("{QUEUES}/{name}");
-        match self.zk.set_data(&path, b"deleting", None).await {
+        match self.zookeeper().set_data(&path, b"deleting", None).await {
             Ok(_) => {}
             Err(ZkError::NoNode) => return Err(CatalogError::NoSuchQueue(name.to_owned())),
             Err(e) => return Err(e.into()),
@@ -386,7 +405,7 @@ impl Catalog {
                 }
             }
         }
-        match self.zk.delete(&path, None).await {
+        match self.zookeeper().delete(&path, None).await {
             Ok(()) | Err(ZkError::NoNode) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -435,7 +454,7 @@ impl Catalog {
 
     pub async fn unsubscribe(&self, topic: &str, subscriber: &str) -> Result<()> {
         match self
-            .zk
+            .zookeeper()
             .delete(&format!("{TOPICS}/{topic}/{subscriber}"), None)
             .await
         {

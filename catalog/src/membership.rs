@@ -90,8 +90,33 @@ async fn read_nodes(zk: &Client) -> Result<(Vec<NodeInfo>, zookeeper_client::One
 
 /// Follows the set of live nodes (sorted by id); the receiver always holds the latest view.
 pub async fn watch_nodes(zk: Client) -> Result<watch::Receiver<Vec<NodeInfo>>> {
+    let (sender, receiver) = watch::channel(Vec::new());
+    follow_nodes(zk, sender).await?;
+    Ok(receiver)
+}
+
+fn session_over(e: &CatalogError) -> bool {
+    matches!(
+        e,
+        CatalogError::ZooKeeper(ZkError::SessionExpired | ZkError::ClientClosed)
+    )
+}
+
+/// Keeps `sender` holding the live nodes as seen through `zk`, until that session ends (a
+/// service that renews its session then follows again with the new one, into the same sender).
+pub async fn follow_nodes(zk: Client, sender: watch::Sender<Vec<NodeInfo>>) -> Result<()> {
     let (first, mut watcher) = read_nodes(&zk).await?;
-    let (sender, receiver) = watch::channel(first);
+    let update = move |sender: &watch::Sender<Vec<NodeInfo>>, nodes: Vec<NodeInfo>| {
+        sender.send_if_modified(|current| {
+            let changed = *current != nodes;
+            if changed {
+                tracing::info!(nodes = ?nodes.iter().map(|n| &n.id).collect::<Vec<_>>(), "live nodes changed");
+                *current = nodes;
+            }
+            changed
+        });
+    };
+    update(&sender, first);
     tokio::spawn(async move {
         loop {
             watcher.changed().await;
@@ -99,16 +124,10 @@ pub async fn watch_nodes(zk: Client) -> Result<watch::Receiver<Vec<NodeInfo>>> {
                 match read_nodes(&zk).await {
                     Ok((nodes, next)) => {
                         watcher = next;
-                        sender.send_if_modified(|current| {
-                            let changed = *current != nodes;
-                            if changed {
-                                tracing::info!(nodes = ?nodes.iter().map(|n| &n.id).collect::<Vec<_>>(), "live nodes changed");
-                                *current = nodes;
-                            }
-                            changed
-                        });
+                        update(&sender, nodes);
                         break;
                     }
+                    Err(e) if session_over(&e) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read live nodes, retrying");
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -120,5 +139,5 @@ pub async fn watch_nodes(zk: Client) -> Result<watch::Receiver<Vec<NodeInfo>>> {
             }
         }
     });
-    Ok(receiver)
+    Ok(())
 }

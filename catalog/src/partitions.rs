@@ -186,10 +186,21 @@ const RESYNC: Duration = Duration::from_secs(3);
 
 /// Follows every partition's state; the receiver always holds the latest view.
 pub async fn watch_partitions(zk: Client) -> Result<watch::Receiver<BTreeMap<u32, Versioned>>> {
+    let (sender, receiver) = watch::channel(BTreeMap::new());
+    follow_partitions(zk, sender).await?;
+    Ok(receiver)
+}
+
+/// Keeps `sender` holding every partition's state as seen through `zk`, until that session
+/// ends (a service that renews its session then follows again, into the same sender).
+pub async fn follow_partitions(
+    zk: Client,
+    sender: watch::Sender<BTreeMap<u32, Versioned>>,
+) -> Result<()> {
     let mut watcher = zk
         .watch(PARTITIONS, AddWatchMode::PersistentRecursive)
         .await?;
-    let (sender, receiver) = watch::channel(read_all(&zk).await?);
+    merge(&sender, read_all(&zk).await?);
     tokio::spawn(async move {
         let mut resync = tokio::time::interval(RESYNC);
         loop {
@@ -236,6 +247,9 @@ pub async fn watch_partitions(zk: Client) -> Result<watch::Receiver<BTreeMap<u32
                         });
                         break;
                     }
+                    Err(CatalogError::ZooKeeper(
+                        ZkError::SessionExpired | ZkError::ClientClosed,
+                    )) => return,
                     Err(e) => {
                         tracing::warn!(partition, error = %e, "cannot read partition state, retrying");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -247,7 +261,7 @@ pub async fn watch_partitions(zk: Client) -> Result<watch::Receiver<BTreeMap<u32
             }
         }
     });
-    Ok(receiver)
+    Ok(())
 }
 
 /// Takes `node` out of every in-sync set (handing over leadership to another in-sync replica)

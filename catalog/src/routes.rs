@@ -162,9 +162,13 @@ impl RouteCache {
                 let mut cached = self.cached();
                 cached.generation += 1;
                 if event.event_type == EventType::Session {
-                    // Events may have been missed while disconnected.
-                    cached.exchanges.clear();
-                    cached.topics.clear();
+                    // While disconnected, publishes go on with the routes they had (ZooKeeper
+                    // could not have acknowledged a change meanwhile through this session);
+                    // once connected again, events may have been missed: read routes afresh.
+                    if event.session_state == zookeeper_client::SessionState::SyncConnected {
+                        cached.exchanges.clear();
+                        cached.topics.clear();
+                    }
                     continue;
                 }
                 let mut parts = event.path.trim_start_matches('/').split('/').skip(1);

@@ -44,3 +44,16 @@ pub fn exit_on_session_loss(client: &Client, service: &'static str) {
         }
     });
 }
+
+/// Returns when the client's session has ended for good (expired, closed or refused).
+pub async fn session_ended(client: &Client) {
+    let mut states = client.state_watcher();
+    loop {
+        if matches!(
+            states.changed().await,
+            SessionState::Expired | SessionState::AuthFailed | SessionState::Closed
+        ) {
+            return;
+        }
+    }
+}

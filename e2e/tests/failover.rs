@@ -379,3 +379,64 @@ async fn routing_and_the_controller_survive_a_partitioning_service_crash() {
     assert_ne!(successor, victim);
     assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_outlives_its_zookeeper_session_and_publishes_go_on_meanwhile() {
+    // The gateway's session expires during the outage; the nodes' outlive it.
+    let options = ClusterOptions {
+        node_session_timeout_ms: 30_000,
+        service_session_timeout_ms: 1_500,
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start_with(options).await;
+    let conn = connect(&cluster).await;
+    declare_ledger(&conn).await;
+    let mut acknowledged = publish_batch(&conn, 0, 16).await;
+
+    cluster.zookeeper.kill();
+    // With ZooKeeper gone, messages still flow: routes, leaders and followers need no
+    // ZooKeeper round trip. Long enough for the gateway's session to lapse.
+    let outage = Instant::now();
+    let mut n = 16;
+    while outage.elapsed() < Duration::from_secs(4) {
+        acknowledged.extend(publish_batch(&conn, n, KEYS).await);
+        n += KEYS;
+    }
+    cluster.zookeeper.restart();
+    // A new session: metadata works again.
+    let declared = mom_testkit::poll_until(Duration::from_secs(30), || async {
+        conn.declare_queue("after-the-outage").await.is_ok()
+    })
+    .await;
+    assert!(
+        declared,
+        "no metadata after ZooKeeper came back\n{}",
+        cluster.logs()
+    );
+    assert!(
+        cluster.gateway.is_running(),
+        "the gateway exited:\n{}",
+        cluster.logs()
+    );
+    let renewed = mom_testkit::poll_until(Duration::from_secs(10), || async {
+        cluster.gateway.log().contains("zookeeper session renewed")
+    })
+    .await;
+    assert!(
+        renewed,
+        "the gateway's session never lapsed:\n{}",
+        cluster.logs()
+    );
+    for key in 0..KEYS {
+        let published = conn
+            .publish(
+                "ledger",
+                &format!("k{key}"),
+                format!("k{key}:{}", n + key).as_str(),
+            )
+            .await;
+        let published = published.unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+        acknowledged.insert(published.message_id, format!("k{key}:{}", n + key));
+    }
+    assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
+}

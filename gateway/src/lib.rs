@@ -17,8 +17,10 @@ use mom_catalog::Catalog;
 use mom_common::token::TokenKeys;
 use mom_config::GatewayConfig;
 use nodes::Nodes;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
+use tokio::sync::watch;
 
 pub struct AppState {
     pub catalog: Catalog,
@@ -66,7 +68,7 @@ async fn cluster_view(
     state: web::Data<AppState>,
     _: caller::Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let controller = mom_catalog::partitions::controller(state.catalog.zookeeper()).await?;
+    let controller = mom_catalog::partitions::controller(&state.catalog.zookeeper()).await?;
     Ok(HttpResponse::Ok().json(cluster::view(&state.nodes, controller)))
 }
 
@@ -100,15 +102,59 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("no such route".into()))
 }
 
+/// The gateway outlives its ZooKeeper sessions: when one expires (ZooKeeper was away longer
+/// than the session timeout) it keeps routing on the last views it had, opens a new session
+/// as soon as ZooKeeper answers, and follows nodes and partitions again into the same views.
+/// Metadata calls answer 503 meanwhile.
+async fn renew_sessions(
+    config: mom_config::ZooKeeperConfig,
+    mut zk: zookeeper_client::Client,
+    catalog: Catalog,
+    live: watch::Sender<Vec<mom_catalog::NodeInfo>>,
+    partitions: watch::Sender<BTreeMap<u32, mom_catalog::partitions::Versioned>>,
+) {
+    loop {
+        mom_catalog::session_ended(&zk).await;
+        tracing::warn!("zookeeper session ended; serving on the last views while reconnecting");
+        zk = loop {
+            let Ok(next) = mom_catalog::connect(&config, Duration::from_secs(3_600)).await else {
+                continue;
+            };
+            let followed = async {
+                mom_catalog::partitions::follow_partitions(next.clone(), partitions.clone())
+                    .await?;
+                mom_catalog::follow_nodes(next.clone(), live.clone()).await
+            };
+            match followed.await {
+                Ok(()) => break next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "new zookeeper session cannot watch yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        catalog.use_session(zk.clone());
+        tracing::info!("zookeeper session renewed");
+    }
+}
+
 pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
-    mom_catalog::exit_on_session_loss(&zk, "gateway");
     let catalog = Catalog::new(zk.clone());
     catalog.ensure_layout().await?;
     tracing::info!("waiting for the cluster settings from the partitioning service");
     let settings = mom_catalog::partitions::wait_cluster_settings(&zk).await?;
-    let partitions = mom_catalog::partitions::watch_partitions(zk.clone()).await?;
-    let live = mom_catalog::watch_nodes(zk).await?;
+    let (partitions_sender, partitions) = watch::channel(BTreeMap::new());
+    mom_catalog::partitions::follow_partitions(zk.clone(), partitions_sender.clone()).await?;
+    let (live_sender, live) = watch::channel(Vec::new());
+    mom_catalog::follow_nodes(zk.clone(), live_sender.clone()).await?;
+    tokio::spawn(renew_sessions(
+        config.zookeeper.clone(),
+        zk,
+        catalog.clone(),
+        live_sender,
+        partitions_sender,
+    ));
 
     let state = web::Data::new(AppState {
         catalog,
