@@ -382,10 +382,11 @@ async fn routing_and_the_controller_survive_a_partitioning_service_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_outlives_its_zookeeper_session_and_publishes_go_on_meanwhile() {
-    // The gateway's session expires during the outage; the nodes' outlive it.
+    // The gateway's session expires during the outage; the others' outlive it.
     let options = ClusterOptions {
         node_session_timeout_ms: 30_000,
-        service_session_timeout_ms: 1_500,
+        service_session_timeout_ms: 30_000,
+        gateway_session_timeout_ms: Some(1_500),
         ..Default::default()
     };
     let mut cluster = Cluster::start_with(options).await;
@@ -427,6 +428,8 @@ async fn the_gateway_outlives_its_zookeeper_session_and_publishes_go_on_meanwhil
         "the gateway's session never lapsed:\n{}",
         cluster.logs()
     );
+    // Leaders stop serving pulls while cut off from ZooKeeper; wait until they all serve again.
+    cluster.wait_until_in_sync().await;
     for key in 0..KEYS {
         let published = conn
             .publish(

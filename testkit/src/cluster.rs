@@ -27,6 +27,8 @@ pub struct ClusterOptions {
     pub partitioning_services: usize,
     /// How long the gateway retries a call whose partition has no leader, before 503.
     pub gateway_retry_window_ms: u64,
+    /// The gateway's own session timeout, when it should differ from the other services'.
+    pub gateway_session_timeout_ms: Option<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -39,6 +41,7 @@ impl Default for ClusterOptions {
             replication_factor: 3,
             partitioning_services: 1,
             gateway_retry_window_ms: 15_000,
+            gateway_session_timeout_ms: None,
         }
     }
 }
@@ -77,6 +80,9 @@ impl Cluster {
         let zookeeper = ZooKeeper::start();
         let zk = zookeeper.connect_string();
         let service_timeout = options.service_session_timeout_ms;
+        let gateway_timeout = options
+            .gateway_session_timeout_ms
+            .unwrap_or(service_timeout);
 
         let auth_port = free_port();
         let auth_config = write(
@@ -128,7 +134,7 @@ impl Cluster {
             format!(
                 "listen = \"127.0.0.1:{gateway_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
                  auth_url = \"http://127.0.0.1:{auth_port}\"\nretry_window_ms = {}\n\
-                 max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n",
+                 max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {gateway_timeout}\n",
                 options.gateway_retry_window_ms
             ),
         );
