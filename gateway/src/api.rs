@@ -241,6 +241,46 @@ async fn publish_any(
     publish(state, caller, kind, destination, message).await
 }
 
+/// The message to send for a validated publish body. Its id is minted here, once: a retry
+/// after an unanswered attempt carries the same id, and the partition's leader stores an id
+/// at most once, so the message is not stored twice.
+fn to_message(body: PublishBody) -> proto::BatchMessage {
+    proto::BatchMessage {
+        routing_key: body.routing_key,
+        payload: body.payload.into_bytes(),
+        ttl_ms: body.ttl_ms.unwrap_or(0),
+        message_id: uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// Publishes messages of one partition through its leader, retried while it is down or
+/// moving (every message keeps its id across retries).
+async fn publish_partition(
+    state: &AppState,
+    caller: &Caller,
+    kind: DestinationKind,
+    destination: &str,
+    partition: u32,
+    messages: &[proto::BatchMessage],
+) -> Result<proto::PublishBatchReply, ApiError> {
+    retry_while_unavailable(state.nodes.failover_wait, || async {
+        let leader = state.nodes.leader_of(partition)?;
+        let request = proto::PublishBatchRequest {
+            partition,
+            kind: kind as i32,
+            destination: destination.to_owned(),
+            messages: messages.to_vec(),
+        };
+        Ok(state
+            .nodes
+            .broker(&leader, &caller.token)?
+            .publish_batch(request)
+            .await?
+            .into_inner())
+    })
+    .await
+}
+
 async fn publish(
     state: &AppState,
     caller: &Caller,
@@ -252,31 +292,15 @@ async fn publish(
     let partition = state
         .nodes
         .partition_of(&partition_key(kind, destination, &body.routing_key));
-    let payload = body.payload.into_bytes();
-    // Minted here, once: a retry after an unanswered attempt carries the same id, and the
-    // partition's leader stores an id at most once, so the message is not stored twice.
-    let message_id = uuid::Uuid::now_v7().to_string();
-    let reply = retry_while_unavailable(state.nodes.failover_wait, || async {
-        let leader = state.nodes.leader_of(partition)?;
-        let request = proto::PublishRequest {
-            partition,
-            kind: kind as i32,
-            destination: destination.to_owned(),
-            routing_key: body.routing_key.clone(),
-            payload: payload.clone(),
-            ttl_ms: body.ttl_ms.unwrap_or(0),
-            message_id: message_id.clone(),
-        };
-        Ok(state
-            .nodes
-            .broker(&leader, &caller.token)?
-            .publish(request)
-            .await?
-            .into_inner())
-    })
-    .await?;
+    let message = to_message(body);
+    let mut reply =
+        publish_partition(state, caller, kind, destination, partition, &[message]).await?;
+    let published = reply
+        .published
+        .pop()
+        .ok_or_else(|| ApiError::Internal("a batch of one answered nothing".into()))?;
     Ok(HttpResponse::Created()
-        .json(json!({ "message_id": reply.message_id, "routed": reply.routed })))
+        .json(json!({ "message_id": published.message_id, "routed": published.routed })))
 }
 
 /// A batch: one `PublishBatch` call per partition, all at once, each retried like a single
@@ -301,36 +325,18 @@ async fn publish_many(
             state
                 .nodes
                 .partition_of(&partition_key(kind, destination, &body.routing_key));
-        by_partition.entry(partition).or_default().push((
-            index,
-            proto::BatchMessage {
-                routing_key: body.routing_key,
-                payload: body.payload.into_bytes(),
-                ttl_ms: body.ttl_ms.unwrap_or(0),
-                message_id: uuid::Uuid::now_v7().to_string(),
-            },
-        ));
+        by_partition
+            .entry(partition)
+            .or_default()
+            .push((index, to_message(body)));
     }
     let count = by_partition.values().map(Vec::len).sum();
     let calls = by_partition
         .into_iter()
         .map(|(partition, messages)| async move {
-            let outcome = retry_while_unavailable(state.nodes.failover_wait, || async {
-                let leader = state.nodes.leader_of(partition)?;
-                let request = proto::PublishBatchRequest {
-                    partition,
-                    kind: kind as i32,
-                    destination: destination.to_owned(),
-                    messages: messages.iter().map(|(_, m)| m.clone()).collect(),
-                };
-                Ok(state
-                    .nodes
-                    .broker(&leader, &caller.token)?
-                    .publish_batch(request)
-                    .await?
-                    .into_inner())
-            })
-            .await;
+            let batch: Vec<proto::BatchMessage> = messages.iter().map(|(_, m)| m.clone()).collect();
+            let outcome =
+                publish_partition(state, caller, kind, destination, partition, &batch).await;
             (messages, outcome)
         });
     let mut results = vec![serde_json::Value::Null; count];

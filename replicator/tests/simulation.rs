@@ -669,16 +669,19 @@ impl Sim {
             .unwrap()
             .leader_epoch()
             .unwrap();
-        self.requests
-            .insert(id, (n, Client::Publish(epoch, message)));
         self.published_ids.insert(message);
+        self.propose(n, id, Client::Publish(epoch, message), Op::Publish(message));
+    }
+
+    /// A client's request at node `n`: one entry, answered through `self.requests`.
+    fn propose(&mut self, n: usize, id: u64, client: Client, op: Op) {
+        self.requests.insert(id, (n, client));
         let now = self.now;
-        let actions =
-            self.nodes[n]
-                .replica
-                .as_mut()
-                .unwrap()
-                .propose(id, vec![Op::Publish(message)], now);
+        let actions = self.nodes[n]
+            .replica
+            .as_mut()
+            .unwrap()
+            .propose(id, vec![op], now);
         self.run(n, actions);
     }
 
@@ -703,16 +706,8 @@ impl Sim {
         );
         self.next_request += 1;
         let id = self.next_request;
-        self.requests.insert(id, (n, Client::Ack(message)));
         self.ack_attempts.insert(message);
-        let now = self.now;
-        let actions =
-            self.nodes[n]
-                .replica
-                .as_mut()
-                .unwrap()
-                .propose(id, vec![Op::Ack(message)], now);
-        self.run(n, actions);
+        self.propose(n, id, Client::Ack(message), Op::Ack(message));
     }
 
     fn check(&self) {
