@@ -1,7 +1,8 @@
-//! Password hashing with Argon2id.
+//! Password rules and hashing with Argon2id.
 //!
-//! Both functions are deliberately slow (tens of milliseconds of CPU); call them off the async
-//! executor.
+//! Invariants: a stored hash is always a self-describing PHC string; a password that breaks
+//! the rules ([`check`]) is never hashed or stored. Hashing and verifying are deliberately
+//! slow (tens of milliseconds of CPU); call them off the async executor.
 
 use argon2::{
     password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
@@ -11,6 +12,32 @@ use argon2::{
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Argon2 accepts longer inputs, but nobody needs them and they only invite abuse.
 pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// Why a password is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRuleError {
+    #[error("password must be at least {} characters", MIN_PASSWORD_CHARS)]
+    TooShort,
+    #[error("password must be at most {} characters", MAX_PASSWORD_CHARS)]
+    TooLong,
+    #[error("password must contain at least one character that is not whitespace")]
+    Blank,
+}
+
+/// Whether a new password may be set: its length in characters, and not only whitespace.
+pub fn check(password: &str) -> Result<(), PasswordRuleError> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(PasswordRuleError::TooShort);
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(PasswordRuleError::TooLong);
+    }
+    if password.chars().all(char::is_whitespace) {
+        return Err(PasswordRuleError::Blank);
+    }
+    Ok(())
+}
 
 /// Hashes a password into a self-describing PHC string (`$argon2id$v=19$...`), so the
 /// parameters can be raised later without breaking stored hashes.
@@ -45,5 +72,16 @@ mod tests {
         assert!(verify("correct horse", &h1));
         assert!(!verify("wrong horse", &h1));
         assert!(!verify("correct horse", "not a phc string"));
+    }
+
+    #[test]
+    fn rules_count_characters_and_refuse_blank_passwords() {
+        assert_eq!(check("short"), Err(PasswordRuleError::TooShort));
+        assert_eq!(check(&"x".repeat(1025)), Err(PasswordRuleError::TooLong));
+        assert_eq!(check("        "), Err(PasswordRuleError::Blank));
+        assert_eq!(check("\t \n \u{3000}   "), Err(PasswordRuleError::Blank));
+        assert_eq!(check("   x    "), Ok(()));
+        // Eight characters, more than eight bytes.
+        assert_eq!(check("ääääääää"), Ok(()));
     }
 }

@@ -1,4 +1,10 @@
-//! The user table in SQLite.
+//! The auth service's own SQLite table of users and their password hashes.
+//!
+//! Invariants: one row per user name (the primary key decides races); `published` is set
+//! once the user's ZooKeeper record has been created, and never cleared, so that the start
+//! of the service publishes a row at most once: a user an admin deleted from ZooKeeper is
+//! not brought back by a leftover row. Rows of databases older than that column count as
+//! unpublished.
 //!
 //! Every method blocks on disk I/O, so callers on the async executor must run them through
 //! `web::block`.
@@ -56,9 +62,20 @@ impl UserStore {
             "CREATE TABLE IF NOT EXISTS users (
                 username      TEXT PRIMARY KEY,
                 password_hash TEXT NOT NULL,
-                created_at_ms INTEGER
+                created_at_ms INTEGER,
+                published     INTEGER NOT NULL DEFAULT 0
             )",
         )?;
+        let has_published: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('users') WHERE name = 'published'",
+            [],
+            |row| row.get(0),
+        )?;
+        if !has_published {
+            conn.execute_batch(
+                "ALTER TABLE users ADD COLUMN published INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
         Ok(UserStore {
             conn: Mutex::new(conn),
         })
@@ -70,8 +87,8 @@ impl UserStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a user unless the name is taken. The primary key decides, so two concurrent
-    /// registrations of one name cannot both succeed.
+    /// Adds an unpublished user unless the name is taken. The primary key decides, so two
+    /// concurrent registrations of one name cannot both succeed.
     pub fn insert(
         &self,
         username: &str,
@@ -101,6 +118,47 @@ impl UserStore {
             )
             .optional()?;
         Ok(hash)
+    }
+
+    /// Replaces a user's password hash; false if there is no such user.
+    pub fn set_password_hash(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE users SET password_hash = ?2 WHERE username = ?1",
+            params![username, password_hash],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Removes a user; false if there was no such user.
+    pub fn delete(&self, username: &str) -> Result<bool, StoreError> {
+        let changed = self
+            .conn()
+            .execute("DELETE FROM users WHERE username = ?1", [username])?;
+        Ok(changed == 1)
+    }
+
+    /// Records that the user's ZooKeeper record has been created.
+    pub fn mark_published(&self, username: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE users SET published = 1 WHERE username = ?1",
+            [username],
+        )?;
+        Ok(())
+    }
+
+    /// Users whose ZooKeeper record may never have been created, by name.
+    pub fn unpublished(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut statement =
+            conn.prepare("SELECT username FROM users WHERE published = 0 ORDER BY username")?;
+        let names = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(names)
     }
 }
 
@@ -135,5 +193,45 @@ mod tests {
             .unwrap();
         assert_eq!(mode, "wal");
         assert_eq!(store.password_hash("alice").unwrap().as_deref(), Some("h"));
+    }
+
+    #[test]
+    fn rows_are_published_once_changed_and_deleted() {
+        let store = UserStore::open_in_memory().unwrap();
+        store.insert("alice", "h1", 1).unwrap();
+        store.insert("bob", "h1", 1).unwrap();
+        assert_eq!(store.unpublished().unwrap(), ["alice", "bob"]);
+        store.mark_published("alice").unwrap();
+        assert_eq!(store.unpublished().unwrap(), ["bob"]);
+
+        assert!(store.set_password_hash("alice", "h2").unwrap());
+        assert_eq!(store.password_hash("alice").unwrap().as_deref(), Some("h2"));
+        assert!(!store.set_password_hash("carol", "h2").unwrap());
+
+        assert!(store.delete("bob").unwrap());
+        assert!(!store.delete("bob").unwrap());
+        assert!(store.unpublished().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_without_the_published_column_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE users (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
+                                 created_at_ms INTEGER);
+             INSERT INTO users VALUES ('old-user', 'h', 1);",
+        )
+        .unwrap();
+        drop(old);
+        let store = UserStore::open(&path).unwrap();
+        assert_eq!(store.unpublished().unwrap(), ["old-user"]);
+        // Opening again finds the column and leaves it alone.
+        drop(store);
+        assert_eq!(
+            UserStore::open(&path).unwrap().unpublished().unwrap(),
+            ["old-user"]
+        );
     }
 }

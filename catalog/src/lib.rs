@@ -11,6 +11,7 @@
 //!
 //! Messages never go through ZooKeeper; only this metadata does.
 
+pub mod access;
 mod membership;
 pub mod partitions;
 mod routes;
@@ -18,11 +19,12 @@ mod session;
 
 pub use membership::{follow_nodes, register_node, watch_nodes, NodeInfo};
 pub use routes::RouteCache;
-pub use session::{connect, exit_on_session_loss, session_ended};
+pub use session::{connect, exit_on_session_loss, session_ended, znode_acls};
 
+use access::ResourceKind;
 use mom_common::ExchangeKind;
 use zookeeper_client::{
-    Acls, Client, CreateMode, CreateOptions, Error as ZkError, MultiReadResult, MultiWriteError,
+    Client, CreateMode, CreateOptions, Error as ZkError, MultiReadResult, MultiWriteError,
 };
 
 pub const ROOT: &str = "/mom";
@@ -32,7 +34,7 @@ const QUEUES: &str = "/mom/queues";
 pub(crate) const TOPICS: &str = "/mom/topics";
 
 fn persistent() -> CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
+    session::create_options(CreateMode::Persistent)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,14 @@ fn multi_read_failure(result: MultiReadResult, exchange: &str, path: String) -> 
     }
 }
 
+fn resource_path(kind: ResourceKind, name: &str) -> String {
+    match kind {
+        ResourceKind::Exchange => format!("{EXCHANGES}/{name}"),
+        ResourceKind::Queue => format!("{QUEUES}/{name}"),
+        ResourceKind::Topic => format!("{TOPICS}/{name}"),
+    }
+}
+
 /// Whether a declare call made something new or found it already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Declared {
@@ -173,14 +183,18 @@ impl Catalog {
 
     /// Creates the top-level znodes; safe to call from every service at start.
     pub async fn ensure_layout(&self) -> Result<()> {
-        for path in [
+        let mut paths: Vec<String> = [
             ROOT,
             NODES,
             EXCHANGES,
             QUEUES,
             TOPICS,
             partitions::PARTITIONS,
-        ] {
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        paths.extend(access::layout());
+        for path in &paths {
             match self.zookeeper().create(path, b"", &persistent()).await {
                 Ok(_) | Err(ZkError::NodeExists) => {}
                 Err(e) => return Err(e.into()),
@@ -197,6 +211,81 @@ impl Catalog {
         }
     }
 
+    /// Creates a resource and its owner record in one transaction (see [`access`]).
+    async fn create_owned(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        data: &[u8],
+        owner: &str,
+    ) -> Result<Declared, ZkError> {
+        let path = resource_path(kind, name);
+        let owner_path = access::owner_znode(kind, name);
+        loop {
+            let zk = self.zookeeper();
+            let mut multi = zk.new_multi_writer();
+            multi.add_create(&path, data, &persistent())?;
+            multi.add_create(&owner_path, owner.as_bytes(), &persistent())?;
+            match multi.commit().await {
+                Ok(_) => return Ok(Declared::Created),
+                Err(MultiWriteError::OperationFailed {
+                    index: 0,
+                    source: ZkError::NodeExists,
+                }) => return Ok(Declared::Existed),
+                // An owner record without its resource (deleted by a version without owners):
+                // the ownership went with the resource.
+                Err(MultiWriteError::OperationFailed {
+                    index: 1,
+                    source: ZkError::NodeExists,
+                }) => match zk.delete(&owner_path, None).await {
+                    Ok(()) | Err(ZkError::NoNode) => continue,
+                    Err(e) => return Err(e),
+                },
+                Err(MultiWriteError::OperationFailed { source, .. })
+                | Err(MultiWriteError::RequestFailed { source }) => return Err(source),
+            }
+        }
+    }
+
+    /// The owner of a resource, read from ZooKeeper (the caches have it too).
+    pub async fn owner(&self, kind: ResourceKind, name: &str) -> Result<Option<String>> {
+        match self
+            .zookeeper()
+            .get_data(&access::owner_znode(kind, name))
+            .await
+        {
+            Ok((data, _)) => Ok(Some(String::from_utf8_lossy(&data).into_owned())),
+            Err(ZkError::NoNode) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes `path` and the owner record of `kind`/`name` together.
+    async fn delete_owned(
+        &self,
+        path: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<(), ZkError> {
+        let owner_path = access::owner_znode(kind, name);
+        let zk = self.zookeeper();
+        let owned = zk.check_stat(&owner_path).await?.is_some();
+        let mut multi = zk.new_multi_writer();
+        multi.add_delete(path, None)?;
+        if owned {
+            multi.add_delete(&owner_path, None)?;
+        }
+        match multi.commit().await {
+            Ok(_) => Ok(()),
+            Err(MultiWriteError::OperationFailed {
+                index: 1,
+                source: ZkError::NoNode,
+            }) => Box::pin(self.delete_owned(path, kind, name)).await,
+            Err(MultiWriteError::OperationFailed { source, .. })
+            | Err(MultiWriteError::RequestFailed { source }) => Err(source),
+        }
+    }
+
     async fn children(&self, path: &str) -> Result<Vec<String>, ZkError> {
         let mut names = self.zookeeper().list_children(path).await?;
         names.sort();
@@ -207,8 +296,14 @@ impl Catalog {
         Ok(self.zookeeper().check_stat(path).await?.is_some())
     }
 
-    /// Deletes every child and then the node; gone already counts as done.
-    async fn delete_tree(&self, path: &str) -> Result<Vec<String>, ZkError> {
+    /// Deletes every child and then the node with its owner record; gone already counts as
+    /// done.
+    async fn delete_tree(
+        &self,
+        path: &str,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<Vec<String>, ZkError> {
         let children = match self.zookeeper().list_children(path).await {
             Ok(children) => children,
             Err(ZkError::NoNode) => return Err(ZkError::NoNode),
@@ -224,19 +319,31 @@ impl Catalog {
                 Err(e) => return Err(e),
             }
         }
-        match self.zookeeper().delete(path, None).await {
+        match self.delete_owned(path, kind, name).await {
             Ok(()) => Ok(children),
             // A child was added while we deleted: go round again.
-            Err(ZkError::NotEmpty) => Box::pin(self.delete_tree(path)).await,
+            Err(ZkError::NotEmpty) => Box::pin(self.delete_tree(path, kind, name)).await,
             Err(e) => Err(e),
         }
     }
 
     // ---- exchanges and bindings ----
 
-    pub async fn declare_exchange(&self, name: &str, kind: ExchangeKind) -> Result<Declared> {
-        let path = format!("{EXCHANGES}/{name}");
-        let declared = self.create_unique(&path, kind.as_str().as_bytes()).await?;
+    /// Declares an exchange owned by `owner` (an existing one keeps its owner).
+    pub async fn declare_exchange(
+        &self,
+        name: &str,
+        kind: ExchangeKind,
+        owner: &str,
+    ) -> Result<Declared> {
+        let declared = self
+            .create_owned(
+                ResourceKind::Exchange,
+                name,
+                kind.as_str().as_bytes(),
+                owner,
+            )
+            .await?;
         if declared == Declared::Existed {
             let existing = self.exchange_kind(name).await?;
             if existing != kind {
@@ -276,7 +383,10 @@ impl Catalog {
     }
 
     pub async fn delete_exchange(&self, name: &str) -> Result<()> {
-        match self.delete_tree(&format!("{EXCHANGES}/{name}")).await {
+        match self
+            .delete_tree(&format!("{EXCHANGES}/{name}"), ResourceKind::Exchange, name)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(ZkError::NoNode) => Err(CatalogError::NoSuchExchange(name.to_owned())),
             Err(e) => Err(e.into()),
@@ -370,8 +480,11 @@ impl Catalog {
 
     // ---- queues ----
 
-    pub async fn declare_queue(&self, name: &str) -> Result<Declared> {
-        Ok(self.create_unique(&format!("{QUEUES}/{name}"), b"").await?)
+    /// Declares a queue owned by `owner` (an existing one keeps its owner).
+    pub async fn declare_queue(&self, name: &str, owner: &str) -> Result<Declared> {
+        Ok(self
+            .create_owned(ResourceKind::Queue, name, b"", owner)
+            .await?)
     }
 
     pub async fn queue_exists(&self, name: &str) -> Result<bool> {
@@ -405,7 +518,7 @@ impl Catalog {
                 }
             }
         }
-        match self.zookeeper().delete(&path, None).await {
+        match self.delete_owned(&path, ResourceKind::Queue, name).await {
             Ok(()) | Err(ZkError::NoNode) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -413,8 +526,11 @@ impl Catalog {
 
     // ---- topics ----
 
-    pub async fn declare_topic(&self, name: &str) -> Result<Declared> {
-        Ok(self.create_unique(&format!("{TOPICS}/{name}"), b"").await?)
+    /// Declares a topic owned by `owner` (an existing one keeps its owner).
+    pub async fn declare_topic(&self, name: &str, owner: &str) -> Result<Declared> {
+        Ok(self
+            .create_owned(ResourceKind::Topic, name, b"", owner)
+            .await?)
     }
 
     pub async fn list_topics(&self) -> Result<Vec<String>> {
@@ -423,7 +539,10 @@ impl Catalog {
 
     /// Deletes the topic and its subscriptions; returns the subscribers it had.
     pub async fn delete_topic(&self, name: &str) -> Result<Vec<String>> {
-        match self.delete_tree(&format!("{TOPICS}/{name}")).await {
+        match self
+            .delete_tree(&format!("{TOPICS}/{name}"), ResourceKind::Topic, name)
+            .await
+        {
             Ok(subscribers) => Ok(subscribers),
             Err(ZkError::NoNode) => Err(CatalogError::NoSuchTopic(name.to_owned())),
             Err(e) => Err(e.into()),

@@ -5,7 +5,7 @@
 use crate::{CatalogError, Result, NODES};
 use std::time::Duration;
 use tokio::sync::watch;
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+use zookeeper_client::{Client, CreateMode, Error as ZkError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -43,7 +43,7 @@ impl NodeInfo {
 /// process whose session has not expired yet.
 pub async fn register_node(zk: &Client, node: &NodeInfo) -> Result<()> {
     let path = format!("{NODES}/{}", node.id);
-    let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+    let ephemeral = crate::session::create_options(CreateMode::Ephemeral);
     loop {
         match zk.create(&path, &node.znode_data(), &ephemeral).await {
             Ok(_) => return Ok(()),

@@ -121,8 +121,7 @@ pub async fn controller(zk: &Client) -> Result<Option<String>> {
 /// Blocks until this process holds the controller znode (ephemeral: it is freed when the
 /// holder's session ends, and the next waiter takes over).
 pub async fn become_controller(zk: &Client, id: &str) -> Result<()> {
-    let ephemeral =
-        zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all());
+    let ephemeral = crate::session::create_options(zookeeper_client::CreateMode::Ephemeral);
     loop {
         match zk.create(CONTROLLER, id.as_bytes(), &ephemeral).await {
             Ok(_) => return Ok(()),

@@ -1,17 +1,48 @@
-//! Opening a ZooKeeper session and reacting to its loss.
+//! Opening a ZooKeeper session and reacting to its loss, and the ACLs of what MOM creates.
+//!
+//! With `digest` credentials configured, every session authenticates with them and every
+//! znode MOM creates is `creator_all`: only sessions holding the same credentials (every MOM
+//! service) can read or change it. All sessions of one process use the same credentials, so
+//! the choice is made once, at the first connect.
 
 use mom_config::ZooKeeperConfig;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use zookeeper_client::{Client, Error as ZkError, SessionState};
+use zookeeper_client::{Acls, Client, CreateMode, CreateOptions, Error as ZkError, SessionState};
+
+/// Whether this process's sessions authenticate (and so create `creator_all` znodes).
+static AUTHENTICATED: AtomicBool = AtomicBool::new(false);
+
+/// The ACLs for a new znode: readable and writable only with MOM's credentials when there are
+/// any.
+pub fn znode_acls() -> Acls<'static> {
+    if AUTHENTICATED.load(Ordering::Relaxed) {
+        Acls::creator_all()
+    } else {
+        Acls::anyone_all()
+    }
+}
+
+pub(crate) fn create_options(mode: CreateMode) -> CreateOptions<'static> {
+    mode.with_acls(znode_acls())
+}
 
 /// Connects, retrying while the ensemble is not serving yet (it answers `NoHosts` then).
 pub async fn connect(config: &ZooKeeperConfig, give_up_after: Duration) -> Result<Client, ZkError> {
     let deadline = Instant::now() + give_up_after;
+    match &config.digest {
+        Some(_) => AUTHENTICATED.store(true, Ordering::Relaxed),
+        None => tracing::warn!(
+            "no zookeeper digest configured: anyone who reaches zookeeper can change the cluster"
+        ),
+    }
     loop {
-        let attempt = Client::connector()
-            .with_session_timeout(Duration::from_millis(config.session_timeout_ms))
-            .connect(&config.connect)
-            .await;
+        let mut connector = Client::connector()
+            .with_session_timeout(Duration::from_millis(config.session_timeout_ms));
+        if let Some(digest) = &config.digest {
+            connector = connector.with_auth("digest", digest.as_bytes());
+        }
+        let attempt = connector.connect(&config.connect).await;
         match attempt {
             Ok(client) => return Ok(client),
             Err(e) if Instant::now() < deadline => {

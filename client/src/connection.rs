@@ -205,13 +205,17 @@ impl Connection {
         &self.token
     }
 
+    pub(crate) fn set_token(&mut self, token: String) {
+        self.token = token;
+    }
+
     /// The gateway's base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
 
     /// A request to `path` (starting with `/`), with the bearer token when there is one.
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let builder = self
             .http
             .request(method, format!("{}{}", self.base_url, path));
@@ -223,7 +227,7 @@ impl Connection {
     }
 
     /// Sends `request`; a non-2xx answer becomes [`ClientError::Api`].
-    async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
+    pub(crate) async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
         let response = request.send().await?;
         let status = response.status();
         if status.is_success() {
@@ -234,7 +238,10 @@ impl Connection {
     }
 
     /// Sends `request` and decodes its JSON answer.
-    async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, ClientError> {
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<T, ClientError> {
         Ok(self.send(request).await?.json().await?)
     }
 
@@ -381,7 +388,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn delete(&self, path: &str) -> Result<(), ClientError> {
+    pub(crate) async fn delete(&self, path: &str) -> Result<(), ClientError> {
         self.send(self.request(Method::DELETE, path)).await?;
         Ok(())
     }

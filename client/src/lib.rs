@@ -14,11 +14,13 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod connection;
 mod error;
 mod puller;
 mod types;
 
+pub use access::{GrantInfo, Permission, ResourceKind, UserInfo};
 pub use connection::Connection;
 pub use error::ClientError;
 pub use mom_common::{ExchangeKind, MailboxName};

@@ -1,5 +1,8 @@
 //! `mom`: command-line tool for the MOM REST gateway.
 
+mod access_commands;
+
+use access_commands::AccessCommand;
 use anyhow::{bail, Context};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -112,6 +115,8 @@ enum Command {
     },
     /// Delete a subscription.
     Unsubscribe { topic: String, subscriber: String },
+    #[command(flatten)]
+    Access(AccessCommand),
 }
 
 #[derive(Args)]
@@ -289,6 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             g.connect().await?.unsubscribe(topic, subscriber).await?;
             println!("unsubscribed {subscriber} from {topic}");
         }
+        Command::Access(command) => access_commands::run(g.connect().await?, command).await?,
     }
     Ok(())
 }
@@ -336,6 +342,21 @@ mod tests {
             }
         ));
         assert!(Cli::try_parse_from(["mom", "declare-exchange", "e", "--kind", "nope"]).is_err());
+    }
+
+    #[test]
+    fn parses_grants() {
+        let cli = Cli::try_parse_from(["mom", "grant", "bob", "queue", "orders.*", "read", "write"])
+            .unwrap();
+        let Command::Access(AccessCommand::Grant {
+            user, permissions, ..
+        }) = cli.command
+        else {
+            panic!("not grant")
+        };
+        assert_eq!((user.as_str(), permissions.len()), ("bob", 2));
+        assert!(Cli::try_parse_from(["mom", "grant", "bob", "queue", "q"]).is_err());
+        assert!(Cli::try_parse_from(["mom", "grant", "bob", "cake", "q", "read"]).is_err());
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub struct ZooKeeperConfig {
     pub connect: String,
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// `user:password` of ZooKeeper's digest scheme, the same on every MOM service. With it,
+    /// everything MOM creates in ZooKeeper is readable and writable by these credentials only;
+    /// without it (a warning at start) anyone who reaches ZooKeeper can change the cluster.
+    pub digest: Option<String>,
 }
 
 fn default_session_timeout_ms() -> u64 {
@@ -52,14 +56,63 @@ fn default_session_timeout_ms() -> u64 {
 pub struct AuthConfig {
     pub listen: SocketAddr,
     pub database: PathBuf,
-    /// Shared HS256 secret; every service that checks tokens needs the same one.
+    /// HS256 secret of user tokens; the gateway needs the same one to check them.
     pub jwt_secret: String,
     #[serde(default = "default_token_lifetime_secs")]
     pub token_lifetime_secs: u64,
+    /// Where user records (role, generation) are published for the gateway and nodes.
+    pub zookeeper: ZooKeeperConfig,
+    /// Whether anyone may register; when false only an admin creates users.
+    #[serde(default = "default_true")]
+    pub open_registration: bool,
+    /// Created as an admin at start if no user of that name exists: the first admin.
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// Failed logins allowed per user name per minute, and per client address per minute.
+    #[serde(default = "default_logins_per_user_per_minute")]
+    pub logins_per_user_per_minute: u32,
+    #[serde(default = "default_logins_per_address_per_minute")]
+    pub logins_per_address_per_minute: u32,
+    /// Registrations allowed per client address per minute (when registration is open).
+    #[serde(default = "default_registrations_per_address_per_minute")]
+    pub registrations_per_address_per_minute: u32,
+    /// Peers whose `X-Forwarded-For` names the real client address (the gateway's address).
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// The first admin account, created by the auth service when it starts.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BootstrapAdmin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BootstrapAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapAdmin")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_token_lifetime_secs() -> u64 {
     3_600
+}
+
+fn default_logins_per_user_per_minute() -> u32 {
+    10
+}
+
+fn default_logins_per_address_per_minute() -> u32 {
+    30
+}
+
+fn default_registrations_per_address_per_minute() -> u32 {
+    10
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,7 +124,8 @@ pub struct NodeConfig {
     /// Address other services use to reach this node; defaults to `listen`.
     pub advertise: Option<String>,
     pub data_dir: PathBuf,
-    pub jwt_secret: String,
+    /// Secret of the service tokens services present to each other; never given to users.
+    pub cluster_secret: String,
     pub zookeeper: ZooKeeperConfig,
     /// In-sync copies (leader included) a write needs before it is acknowledged. Never
     /// lowered because replicas died: a one-node cluster needs 1.
@@ -94,7 +148,8 @@ fn default_replication_timeout_ms() -> u64 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartitioningConfig {
     pub listen: SocketAddr,
-    pub jwt_secret: String,
+    /// Secret of the service tokens services present to each other; never given to users.
+    pub cluster_secret: String,
     pub zookeeper: ZooKeeperConfig,
     /// Points each node takes on the hash ring; more gives a more even spread.
     #[serde(default = "default_virtual_nodes")]
@@ -122,7 +177,10 @@ fn default_virtual_nodes() -> u32 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
+    /// HS256 secret of user tokens, shared with the auth service.
     pub jwt_secret: String,
+    /// Secret of the service tokens services present to each other; never given to users.
+    pub cluster_secret: String,
     /// Base URL of the auth service, which the gateway proxies `/auth/*` to.
     pub auth_url: String,
     pub zookeeper: ZooKeeperConfig,

@@ -144,3 +144,15 @@ pub async fn assert_all_delivered_in_order(
         }
     }
 }
+
+/// Credentials a gateway would use to call a node for the holder of user token `token`: for
+/// tests that talk to nodes directly.
+pub fn acting_for(token: &str) -> mom_common::token::AttachService {
+    let user = mom_common::token::TokenKeys::new(mom_testkit::JWT_SECRET)
+        .verify(token)
+        .expect("a token of the test cluster")
+        .sub;
+    mom_testkit::service_credentials()
+        .acting_for(&user)
+        .expect("a user name fits a header")
+}

@@ -60,16 +60,16 @@ async fn tokens_guard_every_broker_call() {
         "{body}"
     );
 
-    let forged = TokenKeys::new("not-the-secret").issue_claims(&Claims {
+    let claims = |iat, exp| Claims {
         sub: USER.into(),
-        iat: 0,
-        exp: u64::MAX / 2,
-    });
-    let expired = TokenKeys::new(JWT_SECRET).issue_claims(&Claims {
-        sub: USER.into(),
-        iat: 1,
-        exp: 2,
-    });
+        iat,
+        exp,
+        iss: mom_common::token::USER_ISSUER.into(),
+        aud: mom_common::token::USER_AUDIENCE.into(),
+        gen: 0,
+    };
+    let forged = TokenKeys::new("not-the-secret").issue_claims(&claims(0, u64::MAX / 2));
+    let expired = TokenKeys::new(JWT_SECRET).issue_claims(&claims(1, 2));
     for (what, token) in [
         ("missing", None),
         ("forged", Some(forged.as_str())),

@@ -2,8 +2,8 @@
 //! ZooKeeper restart.
 
 use mom_e2e::{
-    assert_all_delivered_in_order, connect, declare_ledger, drain, fast_failover, publish_batch,
-    KEYS,
+    acting_for, assert_all_delivered_in_order, connect, declare_ledger, drain, fast_failover,
+    publish_batch, KEYS,
 };
 use mom_testkit::{Cluster, ClusterOptions};
 use std::collections::{HashMap, HashSet};
@@ -187,7 +187,6 @@ async fn a_node_that_does_not_lead_forwards_to_the_leader() {
     use mom_common::proto::{
         broker_client::BrokerClient, AckRequest, DestinationKind, Mailbox, PublishRequest,
     };
-    use mom_common::token::AttachToken;
 
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
@@ -200,8 +199,7 @@ async fn a_node_that_does_not_lead_forwards_to_the_leader() {
         .connect()
         .await
         .unwrap();
-    let mut follower =
-        BrokerClient::with_interceptor(channel, AttachToken::new(conn.token()).unwrap());
+    let mut follower = BrokerClient::with_interceptor(channel, acting_for(conn.token()));
 
     let request = PublishRequest {
         partition,

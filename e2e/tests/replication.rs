@@ -5,10 +5,9 @@
 use mom_common::proto::{
     broker_client::BrokerClient, BatchMessage, DestinationKind, PublishBatchRequest,
 };
-use mom_common::token::AttachToken;
 use mom_e2e::{
-    assert_all_delivered_in_order, call, connect, declare_ledger, fast_failover, publish_batch,
-    KEYS,
+    acting_for, assert_all_delivered_in_order, call, connect, declare_ledger, fast_failover,
+    publish_batch, KEYS,
 };
 use mom_testkit::{poll_until, Cluster, ClusterOptions};
 use std::collections::{BTreeMap, HashMap};
@@ -165,7 +164,7 @@ async fn load_backlog(cluster: &Cluster, token: &str, key: &str, count: usize) {
         .connect()
         .await
         .unwrap();
-    let mut client = BrokerClient::with_interceptor(channel, AttachToken::new(token).unwrap())
+    let mut client = BrokerClient::with_interceptor(channel, acting_for(token))
         .max_encoding_message_size(64 << 20);
     let payload = vec![b'x'; 100];
     for start in (0..count).step_by(1_000) {

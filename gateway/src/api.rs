@@ -3,8 +3,10 @@
 
 use crate::mailboxes::{self, AckBody, PullBody};
 use crate::nodes::retry_while_unavailable;
+use crate::permissions::{require, require_any, visible};
 use crate::{caller::Caller, error::ApiError, AppState};
 use actix_web::{web, HttpResponse};
+use mom_catalog::access::{Permission, ResourceKind};
 use mom_catalog::{Binding, Declared};
 use mom_common::names::{validate_name, validate_routing_key};
 use mom_common::proto::{self, DestinationKind};
@@ -23,6 +25,30 @@ fn declared(outcome: Declared, body: serde_json::Value) -> HttpResponse {
     match outcome {
         Declared::Created => HttpResponse::Created().json(body),
         Declared::Existed => HttpResponse::Ok().json(body),
+    }
+}
+
+/// Declaring something new makes the caller its owner; declaring what exists already (or
+/// asking for it with another kind) needs `configure` on it, as in RabbitMQ.
+async fn declare_outcome(
+    state: &AppState,
+    caller: &Caller,
+    kind: ResourceKind,
+    name: &str,
+    outcome: Result<Declared, mom_catalog::CatalogError>,
+) -> Result<Declared, ApiError> {
+    match outcome {
+        Ok(Declared::Created) => Ok(Declared::Created),
+        Ok(Declared::Existed) => {
+            require(state, caller, kind, name, Permission::Configure).await?;
+            Ok(Declared::Existed)
+        }
+        Err(e) => {
+            if matches!(e, mom_catalog::CatalogError::KindConflict { .. }) {
+                require(state, caller, kind, name, Permission::Configure).await?;
+            }
+            Err(e.into())
+        }
     }
 }
 
@@ -116,29 +142,37 @@ async fn ack_reply(
 
 // ---- exchanges ----
 
-pub async fn declare_exchange(state: State, _: Caller, body: web::Json<ExchangeBody>) -> Reply {
+pub async fn declare_exchange(
+    state: State,
+    caller: Caller,
+    body: web::Json<ExchangeBody>,
+) -> Reply {
     name("exchange", &body.name)?;
     let kind: ExchangeKind = body.kind.parse()?;
-    let outcome = state.catalog.declare_exchange(&body.name, kind).await?;
+    let outcome = state
+        .catalog
+        .declare_exchange(&body.name, kind, &caller.user)
+        .await;
+    let outcome =
+        declare_outcome(&state, &caller, ResourceKind::Exchange, &body.name, outcome).await?;
     Ok(declared(
         outcome,
         json!({ "name": body.name, "kind": kind }),
     ))
 }
 
-pub async fn list_exchanges(state: State, _: Caller) -> Reply {
-    let exchanges: Vec<_> = state
-        .catalog
-        .list_exchanges()
-        .await?
+pub async fn list_exchanges(state: State, caller: Caller) -> Reply {
+    let exchanges = state.catalog.list_exchanges().await?;
+    let exchanges: Vec<_> = visible(&state, &caller, ResourceKind::Exchange, exchanges, |e| &e.0)
         .into_iter()
         .map(|(name, kind)| json!({ "name": name, "kind": kind }))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "exchanges": exchanges })))
 }
 
-pub async fn get_exchange(state: State, _: Caller, path: web::Path<String>) -> Reply {
+pub async fn get_exchange(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("exchange", &path)?;
+    require_any(&state, &caller, ResourceKind::Exchange, &path).await?;
     let kind = state.catalog.exchange_kind(&path).await?;
     let bindings: Vec<_> = state
         .catalog
@@ -152,15 +186,46 @@ pub async fn get_exchange(state: State, _: Caller, path: web::Path<String>) -> R
 
 pub async fn delete_exchange(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("exchange", &path)?;
+    require(
+        &state,
+        &caller,
+        ResourceKind::Exchange,
+        &path,
+        Permission::Configure,
+    )
+    .await?;
     state.catalog.delete_exchange(&path).await?;
     mailboxes::refresh_routes(&state, &caller).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
-fn binding(exchange: &str, body: BindingBody) -> Result<Binding, ApiError> {
+/// A binding to change: it needs `configure` on the queue and `read` on the exchange (a
+/// binding is a way of reading what the exchange routes).
+async fn binding(
+    state: &AppState,
+    caller: &Caller,
+    exchange: &str,
+    body: BindingBody,
+) -> Result<Binding, ApiError> {
     name("exchange", exchange)?;
     name("queue", &body.queue)?;
     validate_routing_key(&body.routing_key)?;
+    require(
+        state,
+        caller,
+        ResourceKind::Queue,
+        &body.queue,
+        Permission::Configure,
+    )
+    .await?;
+    require(
+        state,
+        caller,
+        ResourceKind::Exchange,
+        exchange,
+        Permission::Read,
+    )
+    .await?;
     Ok(Binding {
         queue: body.queue,
         routing_key: body.routing_key,
@@ -173,7 +238,7 @@ pub async fn bind(
     path: web::Path<String>,
     body: web::Json<BindingBody>,
 ) -> Reply {
-    let binding = binding(&path, body.into_inner())?;
+    let binding = binding(&state, &caller, &path, body.into_inner()).await?;
     let outcome = state.catalog.bind(&path, &binding).await?;
     mailboxes::refresh_routes(&state, &caller).await;
     Ok(declared(
@@ -188,7 +253,7 @@ pub async fn unbind(
     path: web::Path<String>,
     body: web::Json<BindingBody>,
 ) -> Reply {
-    let binding = binding(&path, body.into_inner())?;
+    let binding = binding(&state, &caller, &path, body.into_inner()).await?;
     state.catalog.unbind(&path, &binding).await?;
     mailboxes::refresh_routes(&state, &caller).await;
     Ok(HttpResponse::NoContent().finish())
@@ -227,6 +292,11 @@ async fn publish_any(
     destination: &str,
     body: serde_json::Value,
 ) -> Reply {
+    let resource = match kind {
+        DestinationKind::Exchange => ResourceKind::Exchange,
+        DestinationKind::Topic => ResourceKind::Topic,
+    };
+    require(state, caller, resource, destination, Permission::Write).await?;
     let invalid = |e: serde_json::Error| ApiError::BadRequest(format!("invalid JSON body: {e}"));
     if body.is_array() {
         return Err(ApiError::BadRequest(
@@ -273,7 +343,7 @@ async fn publish_partition(
         };
         Ok(state
             .nodes
-            .broker(&leader, &caller.token)?
+            .broker(&leader, &caller.act)?
             .publish_batch(request)
             .await?
             .into_inner())
@@ -405,18 +475,30 @@ pub async fn publish_to_topic(
 
 // ---- queues ----
 
-pub async fn declare_queue(state: State, _: Caller, body: web::Json<NameBody>) -> Reply {
+pub async fn declare_queue(state: State, caller: Caller, body: web::Json<NameBody>) -> Reply {
     name("queue", &body.name)?;
-    let outcome = state.catalog.declare_queue(&body.name).await?;
+    let outcome = state.catalog.declare_queue(&body.name, &caller.user).await;
+    let outcome =
+        declare_outcome(&state, &caller, ResourceKind::Queue, &body.name, outcome).await?;
     Ok(declared(outcome, json!({ "name": body.name })))
 }
 
-pub async fn list_queues(state: State, _: Caller) -> Reply {
-    Ok(named_list("queues", state.catalog.list_queues().await?))
+pub async fn list_queues(state: State, caller: Caller) -> Reply {
+    let queues = state.catalog.list_queues().await?;
+    Ok(named_list(
+        "queues",
+        visible(&state, &caller, ResourceKind::Queue, queues, |q| q),
+    ))
 }
 
-async fn existing_queue(state: &AppState, queue: &str) -> Result<MailboxName, ApiError> {
+/// A queue the caller may read, checked to exist.
+async fn existing_queue(
+    state: &AppState,
+    caller: &Caller,
+    queue: &str,
+) -> Result<MailboxName, ApiError> {
     name("queue", queue)?;
+    require(state, caller, ResourceKind::Queue, queue, Permission::Read).await?;
     if !state.catalog.queue_exists(queue).await? {
         return Err(ApiError::NotFound(format!(
             "queue {queue:?} does not exist"
@@ -426,7 +508,7 @@ async fn existing_queue(state: &AppState, queue: &str) -> Result<MailboxName, Ap
 }
 
 pub async fn get_queue(state: State, caller: Caller, path: web::Path<String>) -> Reply {
-    let mailbox = existing_queue(&state, &path).await?;
+    let mailbox = existing_queue(&state, &caller, &path).await?;
     let depth = mailboxes::depth(&state, &caller, &mailbox).await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "name": *path, "ready": depth.ready, "leased": depth.leased })))
@@ -434,6 +516,14 @@ pub async fn get_queue(state: State, caller: Caller, path: web::Path<String>) ->
 
 pub async fn delete_queue(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("queue", &path)?;
+    require(
+        &state,
+        &caller,
+        ResourceKind::Queue,
+        &path,
+        Permission::Configure,
+    )
+    .await?;
     state.catalog.delete_queue(&path).await?;
     mailboxes::refresh_routes(&state, &caller).await;
     mailboxes::purge(&state, &caller, &MailboxName::Queue(path.into_inner())).await;
@@ -446,7 +536,13 @@ pub async fn pull_queue(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Reply {
-    pull_reply(&state, &caller, existing_queue(&state, &path).await, &body).await
+    pull_reply(
+        &state,
+        &caller,
+        existing_queue(&state, &caller, &path).await,
+        &body,
+    )
+    .await
 }
 
 pub async fn ack_queue(
@@ -458,7 +554,7 @@ pub async fn ack_queue(
     ack_reply(
         &state,
         &caller,
-        existing_queue(&state, &path).await,
+        existing_queue(&state, &caller, &path).await,
         body.into_inner(),
     )
     .await
@@ -466,18 +562,32 @@ pub async fn ack_queue(
 
 // ---- topics and subscriptions ----
 
-pub async fn declare_topic(state: State, _: Caller, body: web::Json<NameBody>) -> Reply {
+pub async fn declare_topic(state: State, caller: Caller, body: web::Json<NameBody>) -> Reply {
     name("topic", &body.name)?;
-    let outcome = state.catalog.declare_topic(&body.name).await?;
+    let outcome = state.catalog.declare_topic(&body.name, &caller.user).await;
+    let outcome =
+        declare_outcome(&state, &caller, ResourceKind::Topic, &body.name, outcome).await?;
     Ok(declared(outcome, json!({ "name": body.name })))
 }
 
-pub async fn list_topics(state: State, _: Caller) -> Reply {
-    Ok(named_list("topics", state.catalog.list_topics().await?))
+pub async fn list_topics(state: State, caller: Caller) -> Reply {
+    let topics = state.catalog.list_topics().await?;
+    Ok(named_list(
+        "topics",
+        visible(&state, &caller, ResourceKind::Topic, topics, |t| t),
+    ))
 }
 
 pub async fn delete_topic(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("topic", &path)?;
+    require(
+        &state,
+        &caller,
+        ResourceKind::Topic,
+        &path,
+        Permission::Configure,
+    )
+    .await?;
     let topic = path.into_inner();
     let subscribers = state.catalog.delete_topic(&topic).await?;
     mailboxes::refresh_routes(&state, &caller).await;
@@ -503,6 +613,14 @@ pub async fn subscribe(
 ) -> Reply {
     name("topic", &path)?;
     name("subscriber", &body.subscriber)?;
+    require(
+        &state,
+        &caller,
+        ResourceKind::Topic,
+        &path,
+        Permission::Read,
+    )
+    .await?;
     let outcome = state.catalog.subscribe(&path, &body.subscriber).await?;
     mailboxes::refresh_routes(&state, &caller).await;
     Ok(declared(
@@ -511,25 +629,30 @@ pub async fn subscribe(
     ))
 }
 
-pub async fn get_topic(state: State, _: Caller, path: web::Path<String>) -> Reply {
+pub async fn get_topic(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("topic", &path)?;
+    require_any(&state, &caller, ResourceKind::Topic, &path).await?;
     let subscribers = state.catalog.subscribers(&path).await?;
     Ok(HttpResponse::Ok().json(json!({ "name": *path, "subscribers": subscribers })))
 }
 
-pub async fn list_subscribers(state: State, _: Caller, path: web::Path<String>) -> Reply {
+pub async fn list_subscribers(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("topic", &path)?;
+    require_any(&state, &caller, ResourceKind::Topic, &path).await?;
     let subscribers = state.catalog.subscribers(&path).await?;
     Ok(HttpResponse::Ok().json(json!({ "subscribers": subscribers })))
 }
 
+/// A subscription of a topic the caller may read, checked to exist.
 async fn existing_subscription(
     state: &AppState,
+    caller: &Caller,
     topic: &str,
     subscriber: &str,
 ) -> Result<MailboxName, ApiError> {
     name("topic", topic)?;
     name("subscriber", subscriber)?;
+    require(state, caller, ResourceKind::Topic, topic, Permission::Read).await?;
     if !state.catalog.subscription_exists(topic, subscriber).await? {
         return Err(ApiError::NotFound(format!(
             "subscriber {subscriber:?} of topic {topic:?} does not exist"
@@ -545,6 +668,14 @@ pub async fn unsubscribe(state: State, caller: Caller, path: web::Path<(String, 
     let (topic, subscriber) = path.into_inner();
     name("topic", &topic)?;
     name("subscriber", &subscriber)?;
+    require(
+        &state,
+        &caller,
+        ResourceKind::Topic,
+        &topic,
+        Permission::Read,
+    )
+    .await?;
     state.catalog.unsubscribe(&topic, &subscriber).await?;
     mailboxes::refresh_routes(&state, &caller).await;
     mailboxes::purge(
@@ -565,7 +696,7 @@ pub async fn pull_subscription(
     pull_reply(
         &state,
         &caller,
-        existing_subscription(&state, &path.0, &path.1).await,
+        existing_subscription(&state, &caller, &path.0, &path.1).await,
         &body,
     )
     .await
@@ -580,7 +711,7 @@ pub async fn ack_subscription(
     ack_reply(
         &state,
         &caller,
-        existing_subscription(&state, &path.0, &path.1).await,
+        existing_subscription(&state, &caller, &path.0, &path.1).await,
         body.into_inner(),
     )
     .await

@@ -1,39 +1,47 @@
 //! The authenticated caller of a request.
+//!
+//! A token is accepted only if it is validly signed for MOM's REST API (issuer, audience,
+//! expiry), its user still exists in ZooKeeper with the generation the token names, and the
+//! token was issued after the user's last revocation. Deleting a user or resetting a
+//! password therefore voids its tokens as soon as the gateway's watch sees it.
 
 use crate::{error::ApiError, AppState};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
-use mom_common::token::AttachToken;
-use std::future::{ready, Ready};
+use futures::future::LocalBoxFuture;
+use mom_common::token::AttachService;
 
 /// Extracting this checks the bearer token; handlers that take it are protected.
 pub struct Caller {
     pub user: String,
-    /// The caller's own token, passed on so that nodes can check it too.
-    pub token: AttachToken,
+    /// The gateway's service credentials acting for this user, for calls to nodes.
+    pub act: AttachService,
 }
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Caller, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Caller, ApiError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready((|| {
-            let state = request
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| ApiError::Internal("gateway state missing".into()))?;
-            let header = request
-                .headers()
-                .get(actix_web::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            let claims = state.tokens.verify_bearer(header)?;
-            let token = header
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .unwrap_or_default()
-                .trim();
+        let state = request.app_data::<web::Data<AppState>>().cloned();
+        let header = request
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Internal("gateway state missing".into()))?;
+            let claims = state.tokens.verify_bearer(header.as_deref())?;
+            let record = state.access.user(&claims.sub).await?;
+            if !record.is_some_and(|r| r.accepts(claims.gen, claims.iat)) {
+                return Err(ApiError::Unauthorized(
+                    "token revoked, or its user no longer exists; log in again".into(),
+                ));
+            }
+            let act = state.credentials.acting_for(&claims.sub)?;
             Ok(Caller {
                 user: claims.sub,
-                token: AttachToken::new(token)?,
+                act,
             })
-        })())
+        })
     }
 }

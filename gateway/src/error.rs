@@ -11,6 +11,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -29,6 +31,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -75,7 +78,12 @@ impl From<tonic::Status> for ApiError {
             Code::InvalidArgument | Code::OutOfRange => ApiError::BadRequest(message),
             Code::NotFound => ApiError::NotFound(message),
             Code::AlreadyExists | Code::FailedPrecondition => ApiError::Conflict(message),
-            Code::Unauthenticated => ApiError::Unauthorized(message),
+            Code::PermissionDenied => ApiError::Forbidden(message),
+            // The node refused the gateway's own service token: a configuration error
+            // (cluster secrets differ), not the user's.
+            Code::Unauthenticated => {
+                ApiError::Internal(format!("a broker node refused the gateway: {message}"))
+            }
             // A node that died or stalled mid-call (transport errors surface as Unknown or
             // Cancelled): the cluster is built to survive that, so it is retried, never a 502.
             Code::Unavailable

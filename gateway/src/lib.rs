@@ -10,11 +10,13 @@ pub mod cluster;
 pub mod error;
 pub mod mailboxes;
 pub mod nodes;
+pub mod permissions;
 
 use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpResponse, HttpServer};
 use error::ApiError;
+use mom_catalog::access::AccessCache;
 use mom_catalog::Catalog;
-use mom_common::token::TokenKeys;
+use mom_common::token::{ServiceCredentials, ServiceIdentity, TokenKeys};
 use mom_config::GatewayConfig;
 use nodes::Nodes;
 use std::collections::BTreeMap;
@@ -24,7 +26,12 @@ use tokio::sync::watch;
 
 pub struct AppState {
     pub catalog: Catalog,
+    /// Checks user tokens (signature, issuer, audience, expiry).
     pub tokens: TokenKeys,
+    /// Users, owners and grants, for the permission checks of every request.
+    pub access: AccessCache,
+    /// The gateway's own identity towards the nodes.
+    pub credentials: ServiceCredentials,
     pub nodes: Nodes,
     pub http: reqwest::Client,
     pub auth_url: String,
@@ -72,30 +79,60 @@ async fn cluster_view(
     Ok(HttpResponse::Ok().json(cluster::view(&state.nodes, controller)))
 }
 
-/// Passes `/auth/*` to the auth service so clients need only the gateway's address.
+/// Passes `/auth/*` to the auth service so clients need only the gateway's address: the
+/// method, path, query, body and `Authorization` go on; `X-Forwarded-For` tells the auth
+/// service the client's address (it throttles logins per address); `Retry-After` comes back.
 async fn auth_proxy(
     state: web::Data<AppState>,
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let url = format!("{}{}", state.auth_url.trim_end_matches('/'), request.path());
-    let reply = state
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let url = format!("{}{path_and_query}", state.auth_url.trim_end_matches('/'));
+    let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut call = state
         .http
-        .post(url)
+        .request(method, url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_vec())
+        .body(body.to_vec());
+    if let Some(authorization) = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        call = call.header(reqwest::header::AUTHORIZATION, authorization);
+    }
+    if let Some(peer) = request.peer_addr() {
+        call = call.header("x-forwarded-for", peer.ip().to_string());
+    }
+    let reply = call
         .send()
         .await
         .map_err(|e| ApiError::Unavailable(format!("auth service: {e}")))?;
     let status = actix_web::http::StatusCode::from_u16(reply.status().as_u16())
         .map_err(|e| ApiError::BadGateway(e.to_string()))?;
+    let retry_after = reply
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let bytes = reply
         .bytes()
         .await
         .map_err(|e| ApiError::BadGateway(format!("auth service: {e}")))?;
-    Ok(HttpResponse::build(status)
-        .content_type("application/json")
-        .body(bytes))
+    let mut response = HttpResponse::build(status);
+    if let Some(retry_after) = retry_after {
+        response.insert_header((actix_web::http::header::RETRY_AFTER, retry_after));
+    }
+    if status == actix_web::http::StatusCode::NO_CONTENT {
+        return Ok(response.finish());
+    }
+    Ok(response.content_type("application/json").body(bytes))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -139,6 +176,14 @@ async fn renew_sessions(
 }
 
 pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.jwt_secret.is_empty() && !config.cluster_secret.is_empty(),
+        "jwt_secret and cluster_secret must not be empty"
+    );
+    anyhow::ensure!(
+        config.jwt_secret != config.cluster_secret,
+        "jwt_secret and cluster_secret must differ: the cluster secret is the services' own"
+    );
     let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
     let catalog = Catalog::new(zk.clone());
     catalog.ensure_layout().await?;
@@ -156,9 +201,12 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         partitions_sender,
     ));
 
+    let access = AccessCache::start(catalog.clone()).await?;
     let state = web::Data::new(AppState {
         catalog,
         tokens: TokenKeys::new(&config.jwt_secret),
+        access,
+        credentials: ServiceCredentials::new(&config.cluster_secret, ServiceIdentity::Gateway),
         nodes: Nodes::new(
             live,
             partitions,
@@ -186,9 +234,10 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
             .route("/health", web::get().to(health))
             .route("/version", web::get().to(version))
             .route("/cluster", web::get().to(cluster_view))
-            .route("/auth/register", web::post().to(auth_proxy))
-            .route("/auth/login", web::post().to(auth_proxy))
+            .route("/auth", web::to(auth_proxy))
+            .route("/auth/{rest:.*}", web::to(auth_proxy))
             .configure(api::routes)
+            .configure(permissions::routes)
             .default_service(web::to(not_found))
     })
     .bind(config.listen)?;

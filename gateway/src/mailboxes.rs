@@ -76,7 +76,7 @@ async fn pull_from(
     node: &mom_catalog::NodeInfo,
     request: proto::PullRequest,
 ) -> Vec<Delivery> {
-    let reply = match state.nodes.broker(node, &caller.token) {
+    let reply = match state.nodes.broker(node, &caller.act) {
         Ok(mut broker) => broker.pull(request).await,
         Err(e) => {
             tracing::warn!(node = %node.id, error = %e, "no channel to node");
@@ -194,7 +194,7 @@ pub async fn ack(
                 };
                 Ok(state
                     .nodes
-                    .broker(&leader, &caller.token)?
+                    .broker(&leader, &caller.act)?
                     .ack(request)
                     .await?
                     .into_inner())
@@ -232,12 +232,7 @@ pub async fn depth(
         let request = proto::DepthRequest {
             mailbox: Some(mailbox.to_proto()),
         };
-        let reply = match state
-            .nodes
-            .broker(&node, &caller.token)?
-            .depth(request)
-            .await
-        {
+        let reply = match state.nodes.broker(&node, &caller.act)?.depth(request).await {
             Ok(reply) => reply.into_inner(),
             // A node that is down leads nothing much longer; its partitions' new leaders
             // count them once elected.
@@ -259,7 +254,7 @@ pub async fn purge(state: &AppState, caller: &Caller, mailbox: &MailboxName) {
         let request = proto::PurgeRequest {
             mailbox: Some(mailbox.to_proto()),
         };
-        let outcome = match state.nodes.broker(&node, &caller.token) {
+        let outcome = match state.nodes.broker(&node, &caller.act) {
             Ok(mut broker) => broker
                 .purge(request)
                 .await
@@ -278,7 +273,7 @@ pub async fn purge(state: &AppState, caller: &Caller, mailbox: &MailboxName) {
 /// logged; its watch brings the change a little later.
 pub async fn refresh_routes(state: &AppState, caller: &Caller) {
     let refreshes = state.nodes.live().into_iter().map(|node| async move {
-        let outcome = match state.nodes.broker(&node, &caller.token) {
+        let outcome = match state.nodes.broker(&node, &caller.act) {
             Ok(mut broker) => broker
                 .refresh_routes(proto::RefreshRoutesRequest {})
                 .await

@@ -8,14 +8,14 @@ use mom_catalog::NodeInfo;
 use mom_common::channels::ChannelPool;
 use mom_common::proto::broker_client::BrokerClient;
 use mom_common::routing::partition_of;
-use mom_common::token::AttachToken;
+use mom_common::token::AttachService;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
-pub type Broker = BrokerClient<InterceptedService<Channel, AttachToken>>;
+pub type Broker = BrokerClient<InterceptedService<Channel, AttachService>>;
 
 /// How long one call to a node may take before it counts as failed (and is retried on the
 /// partition's new leader): shorter than [`FAILOVER_WAIT`], so a stalled node cannot use up
@@ -53,7 +53,7 @@ impl Nodes {
         self.live.borrow().clone()
     }
 
-    pub fn broker(&self, node: &NodeInfo, token: &AttachToken) -> Result<Broker, ApiError> {
+    pub fn broker(&self, node: &NodeInfo, token: &AttachService) -> Result<Broker, ApiError> {
         let channel = self
             .channels
             .get(&node.grpc_addr)

@@ -9,7 +9,7 @@ use mom_catalog::NodeInfo;
 use mom_common::proto::{
     self, partitioning_server::Partitioning, partitioning_server::PartitioningServer,
 };
-use mom_common::token::{RequireToken, TokenKeys};
+use mom_common::token::{RequireService, ServiceKeys};
 use mom_config::PartitioningConfig;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -136,7 +136,8 @@ pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {
                 live,
                 states,
             },
-            RequireToken(TokenKeys::new(&config.jwt_secret)),
+            // Any MOM service may read the cluster view; users may not.
+            RequireService::new(ServiceKeys::new(&config.cluster_secret), |_| true),
         ))
         .serve_with_incoming(
             mom_common::channels::incoming(listener).map_err(anyhow::Error::from_boxed)?,

@@ -13,7 +13,7 @@ pub mod wire;
 
 use mom_common::channels::ChannelPool;
 use mom_common::proto::{self, replica_client::ReplicaClient};
-use mom_common::token::{AttachToken, TokenKeys};
+use mom_common::token::{AttachService, ServiceCredentials, ServiceIdentity};
 use std::time::Duration;
 use tonic::{service::interceptor::InterceptedService, transport::Channel, Status};
 
@@ -25,17 +25,19 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// One per node; keeps a channel per leader address.
 pub struct Fetcher {
-    node_id: String,
-    keys: TokenKeys,
+    /// This node's service credentials: leaders serve fetches to replicas only.
+    credentials: ServiceCredentials,
     channels: ChannelPool,
 }
 
 impl Fetcher {
     /// `timeout` bounds each fetch, which a leader may hold for its long-poll wait.
-    pub fn new(node_id: &str, jwt_secret: &str, timeout: Duration) -> Self {
+    pub fn new(node_id: &str, cluster_secret: &str, timeout: Duration) -> Self {
         Fetcher {
-            node_id: node_id.to_owned(),
-            keys: TokenKeys::new(jwt_secret),
+            credentials: ServiceCredentials::new(
+                cluster_secret,
+                ServiceIdentity::Node(node_id.to_owned()),
+            ),
             channels: ChannelPool::new(timeout),
         }
     }
@@ -43,18 +45,15 @@ impl Fetcher {
     fn client(
         &self,
         addr: &str,
-    ) -> Result<ReplicaClient<InterceptedService<Channel, AttachToken>>, Status> {
+    ) -> Result<ReplicaClient<InterceptedService<Channel, AttachService>>, Status> {
         let channel = self
             .channels
             .get(addr)
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        // Nodes authenticate to each other with short-lived tokens of their own.
-        let token = self
-            .keys
-            .issue(&format!("node:{}", self.node_id), Duration::from_secs(300));
-        let attach = AttachToken::new(&token).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(ReplicaClient::with_interceptor(channel, attach)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES))
+        Ok(
+            ReplicaClient::with_interceptor(channel, self.credentials.attach())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
     }
 
     pub async fn fetch(

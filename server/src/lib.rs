@@ -17,7 +17,7 @@ pub mod store;
 
 use mom_catalog::{partitions as zk_partitions, register_node, Catalog, NodeInfo};
 use mom_common::proto::{broker_server::BrokerServer, replica_server::ReplicaServer};
-use mom_common::token::{RequireToken, TokenKeys};
+use mom_common::token::{RequireService, ServiceCredentials, ServiceIdentity, ServiceKeys};
 use mom_config::NodeConfig;
 use mom_replicator::protocol::ReplicaConfig;
 use std::sync::Arc;
@@ -32,6 +32,10 @@ const MAX_FETCH_ENTRIES: u64 = 2_000;
 
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     mom_common::names::validate_name("node_id", &config.node_id)?;
+    anyhow::ensure!(
+        !config.cluster_secret.is_empty(),
+        "cluster_secret must not be empty"
+    );
     let database = config.data_dir.join("messages.db");
     // No database: whatever ZooKeeper says this node held, it holds nothing now.
     let fresh = !database.exists();
@@ -73,7 +77,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     let fetcher = mom_replicator::Fetcher::new(
         &config.node_id,
-        &config.jwt_secret,
+        &config.cluster_secret,
         Duration::from_millis(replica_config.fetch_timeout_ms),
     );
     let logs = Arc::new(partition_log::PartitionLogs::start(
@@ -98,16 +102,33 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| local.to_string());
 
-    let tokens = RequireToken(TokenKeys::new(&config.jwt_secret));
+    // Internal services: service tokens only, never a user's. The gateway (and a node
+    // passing a call on) reaches Broker; only nodes reach Replica.
+    let keys = ServiceKeys::new(&config.cluster_secret);
+    let broker_callers = RequireService::new(keys.clone(), |caller| {
+        matches!(caller, ServiceIdentity::Gateway | ServiceIdentity::Node(_))
+    });
+    let replica_callers =
+        RequireService::new(keys, |caller| matches!(caller, ServiceIdentity::Node(_)));
+    let credentials = ServiceCredentials::new(
+        &config.cluster_secret,
+        ServiceIdentity::Node(config.node_id.clone()),
+    );
+    let access = mom_catalog::access::AccessCache::start(catalog.clone()).await?;
     let broker = BrokerServer::with_interceptor(
-        service::BrokerService::new(logs.clone(), mom_catalog::RouteCache::new(catalog).await?),
-        tokens.clone(),
+        service::BrokerService::new(
+            logs.clone(),
+            mom_catalog::RouteCache::new(catalog).await?,
+            access,
+            credentials,
+        ),
+        broker_callers,
     );
     let replica = tonic::service::interceptor::InterceptedService::new(
         ReplicaServer::new(fetch_service::FetchService::new(logs))
             .max_decoding_message_size(mom_replicator::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(mom_replicator::MAX_MESSAGE_BYTES),
-        tokens,
+        replica_callers,
     );
     let server = tonic::transport::Server::builder()
         .add_service(broker)

@@ -8,12 +8,14 @@
 use crate::leases::{Leased, Receipt, Wanted};
 use crate::partition_log::{PartitionLogs, WriteError};
 use crate::records::Record;
+use mom_catalog::access::{AccessCache, Permission, ResourceKind};
 use mom_catalog::{CatalogError, ErrorKind, NodeInfo, RouteCache};
 use mom_common::channels::ChannelPool;
 use mom_common::names::{validate_name, validate_routing_key, NameError};
 use mom_common::proto::{
     self, broker_client::BrokerClient, broker_server::Broker, log_record::Kind, DestinationKind,
 };
+use mom_common::token::{AttachService, ServiceCredentials};
 use mom_common::MailboxName;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +38,11 @@ pub fn now_ms() -> u64 {
 pub struct BrokerService {
     logs: Arc<PartitionLogs>,
     routes: RouteCache,
+    /// Who may do what; the gateway checked already, this node checks again for the user a
+    /// call is made for.
+    access: AccessCache,
+    /// This node's own credentials, for passing calls on to other nodes.
+    credentials: ServiceCredentials,
     peers: ChannelPool,
 }
 
@@ -72,12 +79,49 @@ fn mailbox_of(mailbox: Option<&proto::Mailbox>) -> Result<MailboxName, Status> {
     MailboxName::from_proto(mailbox).map_err(bad_name)
 }
 
+/// The resource whose `read` permission consuming from a mailbox needs.
+fn consumed_resource(mailbox: &MailboxName) -> (ResourceKind, &str) {
+    match mailbox {
+        MailboxName::Queue(queue) => (ResourceKind::Queue, queue),
+        MailboxName::Subscription { topic, .. } => (ResourceKind::Topic, topic),
+    }
+}
+
 impl BrokerService {
-    pub fn new(logs: Arc<PartitionLogs>, routes: RouteCache) -> Self {
+    pub fn new(
+        logs: Arc<PartitionLogs>,
+        routes: RouteCache,
+        access: AccessCache,
+        credentials: ServiceCredentials,
+    ) -> Self {
         BrokerService {
             logs,
             routes,
+            access,
+            credentials,
             peers: ChannelPool::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// Checks that the user the call is made for may exercise `permission` on the resource;
+    /// returns that user.
+    async fn authorize(
+        &self,
+        metadata: &MetadataMap,
+        kind: ResourceKind,
+        name: &str,
+        permission: Permission,
+    ) -> Result<String, Status> {
+        let user = metadata
+            .get(mom_common::token::ACTING_USER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Status::permission_denied("the call names no user it is made for"))?;
+        match self.access.allows(user, kind, name, permission).await {
+            Ok(true) => Ok(user.to_owned()),
+            Ok(false) => Err(Status::permission_denied(format!(
+                "user {user:?} has no {permission} permission on {kind} {name:?}"
+            ))),
+            Err(e) => Err(catalog_status(e)),
         }
     }
 
@@ -193,29 +237,46 @@ impl BrokerService {
         })
     }
 
-    /// A client to `leader` carrying the caller's credentials, for passing a call on.
+    /// A client to `leader` with this node's credentials, acting for the same user, for
+    /// passing a call on.
     fn forward_to(
         &self,
         leader: &NodeInfo,
         metadata: &MetadataMap,
-    ) -> Result<BrokerClient<tonic::transport::Channel>, Status> {
+    ) -> Result<
+        BrokerClient<
+            tonic::service::interceptor::InterceptedService<
+                tonic::transport::Channel,
+                AttachService,
+            >,
+        >,
+        Status,
+    > {
         if metadata.contains_key(FORWARDED) {
             return Err(Status::unavailable(
                 "forwarded to a node that does not lead the partition either",
             ));
         }
-        Ok(BrokerClient::new(
+        let attach = match metadata
+            .get(mom_common::token::ACTING_USER)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(user) => self
+                .credentials
+                .acting_for(user)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            None => self.credentials.attach(),
+        };
+        Ok(BrokerClient::with_interceptor(
             self.peers
                 .get(&leader.grpc_addr)
                 .map_err(|e| Status::internal(e.to_string()))?,
+            attach,
         ))
     }
 
-    fn forwarded<T>(message: T, metadata: &MetadataMap) -> Request<T> {
+    fn forwarded<T>(message: T) -> Request<T> {
         let mut request = Request::new(message);
-        if let Some(auth) = metadata.get("authorization") {
-            request.metadata_mut().insert("authorization", auth.clone());
-        }
         request
             .metadata_mut()
             .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
@@ -357,11 +418,18 @@ impl Broker for BrokerService {
         let metadata = request.metadata().clone();
         let request = request.into_inner();
         self.check_partition(request.partition)?;
+        let resource = match DestinationKind::try_from(request.kind) {
+            Ok(DestinationKind::Exchange) => ResourceKind::Exchange,
+            Ok(DestinationKind::Topic) => ResourceKind::Topic,
+            Err(_) => return Err(Status::invalid_argument("unknown destination kind")),
+        };
+        self.authorize(&metadata, resource, &request.destination, Permission::Write)
+            .await?;
         let partition = request.partition;
         if let Some(leader) = self.leader_elsewhere(partition)? {
             return self
                 .forward_to(&leader, &metadata)?
-                .publish_batch(Self::forwarded(request, &metadata))
+                .publish_batch(Self::forwarded(request))
                 .await;
         }
         let keys: Vec<&str> = request
@@ -392,8 +460,13 @@ impl Broker for BrokerService {
         &self,
         request: Request<proto::PullRequest>,
     ) -> Result<Response<proto::PullReply>, Status> {
+        let metadata = request.metadata().clone();
         let request = request.into_inner();
-        let key = mailbox_of(request.mailbox.as_ref())?.key();
+        let mailbox = mailbox_of(request.mailbox.as_ref())?;
+        let (kind, name) = consumed_resource(&mailbox);
+        self.authorize(&metadata, kind, name, Permission::Read)
+            .await?;
+        let key = mailbox.key();
         let max = request.max.clamp(1, MAX_PULL);
         let mut deliveries = Vec::new();
         for partition in self.logs.led() {
@@ -422,6 +495,9 @@ impl Broker for BrokerService {
         let metadata = request.metadata().clone();
         let request = request.into_inner();
         let mailbox = mailbox_of(request.mailbox.as_ref())?;
+        let (kind, name) = consumed_resource(&mailbox);
+        self.authorize(&metadata, kind, name, Permission::Read)
+            .await?;
         let mut reply = proto::AckReply::default();
         let mut failures = Vec::new();
         let mut failed_receipts = 0;
@@ -447,12 +523,11 @@ impl Broker for BrokerService {
                             receipts: texts.clone(),
                         };
                         match self.forward_to(&leader, &metadata) {
-                            Ok(mut client) => client
-                                .ack(Self::forwarded(forwarded, &metadata))
-                                .await
-                                .map_err(|s| {
+                            Ok(mut client) => {
+                                client.ack(Self::forwarded(forwarded)).await.map_err(|s| {
                                     WriteError::Unavailable(partition, s.message().to_owned())
-                                }),
+                                })
+                            }
                             Err(s) => {
                                 Err(WriteError::Unavailable(partition, s.message().to_owned()))
                             }
@@ -543,7 +618,11 @@ impl Broker for BrokerService {
         &self,
         request: Request<proto::DepthRequest>,
     ) -> Result<Response<proto::DepthReply>, Status> {
-        let key = mailbox_of(request.get_ref().mailbox.as_ref())?.key();
+        let mailbox = mailbox_of(request.get_ref().mailbox.as_ref())?;
+        let (kind, name) = consumed_resource(&mailbox);
+        self.authorize(request.metadata(), kind, name, Permission::Read)
+            .await?;
+        let key = mailbox.key();
         let store = self.logs.store().clone();
         let now = now_ms();
         let mut reply = proto::DepthReply::default();

@@ -6,12 +6,20 @@ use mom_common::proto::{
     broker_client::BrokerClient, partitioning_client::PartitioningClient, NodesRequest,
     OwnerRequest, PartitionInfo, PartitionsRequest, StatusReply, StatusRequest,
 };
-use mom_common::token::{AttachToken, TokenKeys};
+use mom_common::token::{AttachService, ServiceCredentials, ServiceIdentity};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
-pub const JWT_SECRET: &str = "test-cluster-secret";
+/// Secret of user tokens (auth service and gateway).
+pub const JWT_SECRET: &str = "test-user-token-secret";
+/// Secret of the services' own tokens.
+pub const CLUSTER_SECRET: &str = "test-cluster-secret";
+/// ZooKeeper digest credentials every service uses.
+pub const ZOOKEEPER_DIGEST: &str = "mom:test-zookeeper-password";
+/// The admin the auth service creates at start.
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
 const STARTUP: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
@@ -29,6 +37,9 @@ pub struct ClusterOptions {
     pub gateway_retry_window_ms: u64,
     /// The gateway's own session timeout, when it should differ from the other services'.
     pub gateway_session_timeout_ms: Option<u64>,
+    /// Top-level settings of the auth service's config (TOML lines), replacing the testkit's
+    /// generous throttling defaults.
+    pub auth_settings: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -42,6 +53,7 @@ impl Default for ClusterOptions {
             partitioning_services: 1,
             gateway_retry_window_ms: 15_000,
             gateway_session_timeout_ms: None,
+            auth_settings: None,
         }
     }
 }
@@ -59,6 +71,12 @@ pub struct Cluster {
     gateway_url: String,
     partitioning_addrs: Vec<String>,
     dir: tempfile::TempDir,
+}
+
+/// Credentials of a gateway: what the testkit uses to ask nodes and partitioning services
+/// directly, and what tests use to act for a user at a node.
+pub fn service_credentials() -> ServiceCredentials {
+    ServiceCredentials::new(CLUSTER_SECRET, ServiceIdentity::Gateway)
 }
 
 fn write(path: &Path, text: String) -> String {
@@ -85,10 +103,20 @@ impl Cluster {
             .unwrap_or(service_timeout);
 
         let auth_port = free_port();
+        // Tests register many users from one address: throttle only where a test asks.
+        let auth_settings = options.auth_settings.clone().unwrap_or_else(|| {
+            "logins_per_user_per_minute = 100000\nlogins_per_address_per_minute = 100000\n\
+             registrations_per_address_per_minute = 100000\n"
+                .to_owned()
+        });
         let auth_config = write(
             &root.join("auth.toml"),
             format!(
-                "listen = \"127.0.0.1:{auth_port}\"\ndatabase = \"{}\"\njwt_secret = \"{JWT_SECRET}\"\n",
+                "listen = \"127.0.0.1:{auth_port}\"\ndatabase = \"{}\"\njwt_secret = \"{JWT_SECRET}\"\n\
+                 trusted_proxies = [\"127.0.0.1\"]\n{auth_settings}\n\
+                 [bootstrap_admin]\nusername = \"{ADMIN_USER}\"\npassword = \"{ADMIN_PASSWORD}\"\n\
+                 [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n\
+                 digest = \"{ZOOKEEPER_DIGEST}\"\n",
                 root.join("auth/users.db").display()
             ),
         );
@@ -109,9 +137,10 @@ impl Cluster {
                 let config = write(
                     &root.join(format!("partitioning{n}.toml")),
                     format!(
-                        "listen = \"127.0.0.1:{port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
+                        "listen = \"127.0.0.1:{port}\"\ncluster_secret = \"{CLUSTER_SECRET}\"\n\
                          partitions = {}\nreplication_factor = {}\n\
-                         [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n",
+                         [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n\
+                         digest = \"{ZOOKEEPER_DIGEST}\"\n",
                         options.partitions, options.replication_factor
                     ),
                 );
@@ -133,8 +162,10 @@ impl Cluster {
             &root.join("gateway.toml"),
             format!(
                 "listen = \"127.0.0.1:{gateway_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
+                 cluster_secret = \"{CLUSTER_SECRET}\"\n\
                  auth_url = \"http://127.0.0.1:{auth_port}\"\nretry_window_ms = {}\n\
-                 max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {gateway_timeout}\n",
+                 max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {gateway_timeout}\n\
+                 digest = \"{ZOOKEEPER_DIGEST}\"\n",
                 options.gateway_retry_window_ms
             ),
         );
@@ -183,8 +214,9 @@ impl Cluster {
             &root.join(format!("node{n}.toml")),
             format!(
                 "node_id = \"node{n}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
-                 jwt_secret = \"{JWT_SECRET}\"\nreplication_timeout_ms = 2000\n\
-                 [zookeeper]\nconnect = \"{}\"\nsession_timeout_ms = {}\n",
+                 cluster_secret = \"{CLUSTER_SECRET}\"\nreplication_timeout_ms = 2000\n\
+                 [zookeeper]\nconnect = \"{}\"\nsession_timeout_ms = {}\n\
+                 digest = \"{ZOOKEEPER_DIGEST}\"\n",
                 root.join(format!("node{n}")).display(),
                 self.zookeeper.connect_string(),
                 self.options.node_session_timeout_ms
@@ -213,6 +245,11 @@ impl Cluster {
         format!("node{count}")
     }
 
+    /// The partitioning services' gRPC addresses.
+    pub fn partitioning_addrs(&self) -> &[String] {
+        &self.partitioning_addrs
+    }
+
     pub fn gateway_url(&self) -> &str {
         &self.gateway_url
     }
@@ -235,7 +272,7 @@ impl Cluster {
 
     async fn partitioning(
         &self,
-    ) -> Option<PartitioningClient<InterceptedService<Channel, AttachToken>>> {
+    ) -> Option<PartitioningClient<InterceptedService<Channel, AttachService>>> {
         // The first partitioning service that is up.
         let mut channel = None;
         for addr in &self.partitioning_addrs {
@@ -249,10 +286,9 @@ impl Cluster {
             }
         }
         let channel = channel?;
-        let token = TokenKeys::new(JWT_SECRET).issue("testkit", Duration::from_secs(60));
         Some(PartitioningClient::with_interceptor(
             channel,
-            AttachToken::new(&token).ok()?,
+            service_credentials().attach(),
         ))
     }
 
@@ -389,7 +425,7 @@ impl Cluster {
 
     /// What every live node says its replicas do (`Broker.Status`).
     pub async fn statuses(&self) -> Option<Vec<StatusReply>> {
-        let token = TokenKeys::new(JWT_SECRET).issue("testkit", Duration::from_secs(60));
+        let credentials = service_credentials();
         let mut replies = Vec::new();
         for (_, addr) in self.node_addrs().await? {
             let channel = Channel::from_shared(format!("http://{addr}"))
@@ -397,8 +433,7 @@ impl Cluster {
                 .connect()
                 .await
                 .ok()?;
-            let mut client =
-                BrokerClient::with_interceptor(channel, AttachToken::new(&token).ok()?);
+            let mut client = BrokerClient::with_interceptor(channel, credentials.attach());
             replies.push(client.status(StatusRequest {}).await.ok()?.into_inner());
         }
         Some(replies)

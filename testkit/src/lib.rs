@@ -6,6 +6,9 @@ mod cluster;
 mod process;
 mod zookeeper;
 
-pub use cluster::{Cluster, ClusterOptions, JWT_SECRET};
+pub use cluster::{
+    service_credentials, Cluster, ClusterOptions, ADMIN_PASSWORD, ADMIN_USER, CLUSTER_SECRET,
+    JWT_SECRET, ZOOKEEPER_DIGEST,
+};
 pub use process::{binary, free_port, poll_until, wait_until, Service};
 pub use zookeeper::ZooKeeper;

@@ -1,0 +1,191 @@
+//! Permission checks of the REST API, and the `/permissions` resource where owners and
+//! admins grant other users `configure`, `write` and `read` (rules in `mom_catalog::access`).
+//!
+//! Every handler that touches an exchange, queue or topic calls [`require`] before it acts;
+//! the nodes check `write` and `read` again for the user a call is made for.
+
+use crate::{caller::Caller, error::ApiError, AppState};
+use actix_web::{web, HttpResponse};
+use mom_catalog::access::{self, Grant, Permission, ResourceKind};
+use serde::Deserialize;
+use serde_json::json;
+
+type Reply = Result<HttpResponse, ApiError>;
+
+/// Refuses with 403 unless the caller may exercise `permission` on `kind`/`name`.
+pub async fn require(
+    state: &AppState,
+    caller: &Caller,
+    kind: ResourceKind,
+    name: &str,
+    permission: Permission,
+) -> Result<(), ApiError> {
+    if state
+        .access
+        .allows(&caller.user, kind, name, permission)
+        .await?
+    {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "user {:?} has no {permission} permission on {kind} {name:?}",
+        caller.user
+    )))
+}
+
+/// Refuses with 403 unless the caller may do anything at all with the resource.
+pub async fn require_any(
+    state: &AppState,
+    caller: &Caller,
+    kind: ResourceKind,
+    name: &str,
+) -> Result<(), ApiError> {
+    if state.access.view().sees(&caller.user, kind, name) {
+        return Ok(());
+    }
+    state.access.reload().await?;
+    if state.access.view().sees(&caller.user, kind, name) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "user {:?} has no permission on {kind} {name:?}",
+        caller.user
+    )))
+}
+
+/// The names among `names` the caller may see (listings show only those).
+pub fn visible<T>(
+    state: &AppState,
+    caller: &Caller,
+    kind: ResourceKind,
+    items: Vec<T>,
+    name: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    let view = state.access.view();
+    items
+        .into_iter()
+        .filter(|item| view.sees(&caller.user, kind, name(item)))
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    user: String,
+    kind: String,
+    pattern: String,
+    permissions: Vec<Permission>,
+}
+
+fn check_pattern(pattern: &str) -> Result<(), ApiError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '*' | '?');
+    if pattern.is_empty()
+        || pattern.len() > mom_common::names::MAX_NAME_LEN
+        || !pattern.chars().all(allowed)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "pattern must be 1 to {} characters of letters, digits, '.', '_', '-' and the \
+             wildcards '*' and '?' (got {pattern:?})",
+            mom_common::names::MAX_NAME_LEN
+        )));
+    }
+    Ok(())
+}
+
+fn grant_json(id: &str, grant: &Grant) -> serde_json::Value {
+    json!({
+        "id": id,
+        "user": grant.user,
+        "kind": grant.kind,
+        "pattern": grant.pattern,
+        "permissions": grant.permissions,
+        "granted_by": grant.granted_by,
+    })
+}
+
+/// `POST /permissions`: an admin grants on any name or pattern; an owner grants on a name it
+/// owns, or on a pattern, which then reaches only the resources that owner owns.
+pub async fn grant(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<GrantBody>,
+) -> Reply {
+    let body = body.into_inner();
+    let kind: ResourceKind = body.kind.parse().map_err(ApiError::BadRequest)?;
+    check_pattern(&body.pattern)?;
+    if body.permissions.is_empty() {
+        return Err(ApiError::BadRequest(
+            "permissions must name at least one of configure, write, read".into(),
+        ));
+    }
+    if state.access.user(&body.user).await?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "user {:?} does not exist",
+            body.user
+        )));
+    }
+    let admin = state.access.view().is_admin(&caller.user);
+    let is_pattern = body.pattern.contains(['*', '?']);
+    if !admin && !is_pattern {
+        let owner = state.catalog.owner(kind, &body.pattern).await?;
+        if owner.as_deref() != Some(caller.user.as_str()) {
+            return Err(ApiError::Forbidden(format!(
+                "only the owner of {kind} {:?} or an admin may grant on it",
+                body.pattern
+            )));
+        }
+    }
+    let mut permissions = body.permissions;
+    permissions.sort();
+    permissions.dedup();
+    let grant = Grant {
+        user: body.user,
+        kind,
+        pattern: body.pattern,
+        permissions,
+        granted_by: caller.user.clone(),
+    };
+    let id = access::add_grant(&state.catalog.zookeeper(), &grant).await?;
+    tracing::info!(%id, granted_by = %grant.granted_by, user = %grant.user, %kind, pattern = %grant.pattern, "permission granted");
+    Ok(HttpResponse::Created().json(grant_json(&id, &grant)))
+}
+
+/// `GET /permissions`: every grant for an admin; the ones a user gave or got otherwise.
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> Reply {
+    let admin = state.access.view().is_admin(&caller.user);
+    let grants: Vec<_> = access::list_grants(&state.catalog.zookeeper())
+        .await?
+        .into_iter()
+        .filter(|(_, g)| admin || g.user == caller.user || g.granted_by == caller.user)
+        .map(|(id, g)| grant_json(&id, &g))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "permissions": grants })))
+}
+
+/// `DELETE /permissions/{id}`: by its granter, its grantee (giving it up) or an admin.
+pub async fn revoke(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Reply {
+    let zk = state.catalog.zookeeper();
+    let not_found = || ApiError::NotFound(format!("no permission grant {:?}", id.as_str()));
+    if !id.starts_with("g-") || id.contains('/') {
+        return Err(not_found());
+    }
+    let grant = access::read_grant(&zk, &id).await?.ok_or_else(not_found)?;
+    let admin = state.access.view().is_admin(&caller.user);
+    if !admin && grant.granted_by != caller.user && grant.user != caller.user {
+        return Err(ApiError::Forbidden(
+            "only its granter, its grantee or an admin may revoke a grant".into(),
+        ));
+    }
+    if !access::delete_grant(&zk, &id).await? {
+        return Err(not_found());
+    }
+    tracing::info!(id = %id.as_str(), by = %caller.user, "permission revoked");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/permissions", web::post().to(grant))
+        .route("/permissions", web::get().to(list))
+        .route("/permissions/{id}", web::delete().to(revoke));
+}
