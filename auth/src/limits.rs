@@ -217,7 +217,10 @@ mod tests {
             limits.client_address(&req.to_http_request())
         };
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(from("127.0.0.1:5000", Some("203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(
+            from("127.0.0.1:5000", Some("203.0.113.9")),
+            ip("203.0.113.9")
+        );
         assert_eq!(
             from("127.0.0.1:5000", Some("198.51.100.1, 203.0.113.9:443")),
             ip("203.0.113.9")

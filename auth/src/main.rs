@@ -1,3 +1,6 @@
+//! The `mom-auth` binary: reads its config file (`--config`), sets up logging and runs the
+//! service until SIGINT/SIGTERM. Exits non-zero if the service cannot start or fails.
+
 use anyhow::Context;
 
 #[actix_web::main]

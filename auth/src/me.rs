@@ -10,7 +10,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 /// → `200 {"username", "role"}`.
-pub async fn whoami(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn whoami(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let caller = tokens::authenticate(&state, &req).await?;
     Ok(HttpResponse::Ok().json(json!({
         "username": caller.username,
@@ -19,7 +22,10 @@ pub async fn whoami(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
 }
 
 /// → `200 {"token", "token_type", "expires_in", "role"}`, as a login answers.
-pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let caller = tokens::authenticate(&state, &req).await?;
     tracing::info!(username = %caller.username, "token refreshed");
     Ok(tokens::token_response(
@@ -30,7 +36,10 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
 }
 
 /// → `204`; every token of the caller issued so far is void.
-pub async fn revoke(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let caller = tokens::authenticate(&state, &req).await?;
     users::revoke_tokens(&state, &caller.username)
         .await

@@ -533,3 +533,72 @@ async fn logins_and_sign_ups_are_throttled_and_weak_passwords_refused() {
     }
     assert!(statuses.contains(&429), "{statuses:?}");
 }
+
+/// Owner, granted user, stranger and admin × configure, write and read: each action works
+/// exactly for those who hold its permission, through REST and through the Rust client alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_permission_matrix_holds_through_rest_and_the_client() {
+    let cluster = Cluster::start().await;
+    let owner = user(&cluster, "owner").await;
+    let stranger = user(&cluster, "stranger").await;
+    let admin = admin(&cluster).await;
+    owner.declare_exchange("x", ExchangeKind::Direct).await.unwrap();
+    owner.declare_queue("q").await.unwrap();
+    owner.bind("x", "q", "k").await.unwrap();
+    let mut granted = Vec::new();
+    for permission in [Permission::Configure, Permission::Write, Permission::Read] {
+        let name = format!("granted-{permission:?}").to_lowercase();
+        let conn = user(&cluster, &name).await;
+        for kind in [ResourceKind::Exchange, ResourceKind::Queue] {
+            owner.grant(&name, kind, "*", &[permission]).await.unwrap();
+        }
+        granted.push((permission, conn));
+    }
+    // Keep a message in the queue so that a permitted pull has something to take.
+    for _ in 0..8 {
+        owner.publish("x", "k", "m").await.unwrap();
+    }
+
+    let mut callers: Vec<(&str, &Connection, Vec<Permission>)> = vec![
+        ("owner", &owner, vec![Permission::Configure, Permission::Write, Permission::Read]),
+        ("admin", &admin, vec![Permission::Configure, Permission::Write, Permission::Read]),
+        ("stranger", &stranger, vec![]),
+    ];
+    for (permission, conn) in &granted {
+        callers.push(("granted", conn, vec![*permission]));
+    }
+    for (who, conn, holds) in callers {
+        for permission in [Permission::Configure, Permission::Write, Permission::Read] {
+            let expected = if holds.contains(&permission) { "ok" } else { "403" };
+            // Through REST...
+            let (method, path, body) = match permission {
+                Permission::Configure => (Method::POST, "/queues", r#"{"name":"q"}"#),
+                Permission::Write => (
+                    Method::POST,
+                    "/exchanges/x/publish",
+                    r#"{"routing_key":"k","payload":"m"}"#,
+                ),
+                Permission::Read => (Method::POST, "/queues/q/pull", r#"{"max":1}"#),
+            };
+            let (status, reply) = call(&cluster, method, path, Some(conn.token()), Some(body)).await;
+            let got = match status {
+                200 | 201 => "ok",
+                403 => "403",
+                _ => panic!("{who} {permission:?} over REST: {status} {reply}"),
+            };
+            assert_eq!(got, expected, "{who} {permission:?} over REST: {reply}");
+            // ... and through the client.
+            let outcome = match permission {
+                Permission::Configure => conn.declare_queue("q").await,
+                Permission::Write => conn.publish("x", "k", "m").await.map(drop),
+                Permission::Read => conn.pull("q", 1, None, Duration::ZERO).await.map(drop),
+            };
+            let got = match outcome {
+                Ok(()) => "ok",
+                Err(e) if e.status() == Some(403) => "403",
+                Err(e) => panic!("{who} {permission:?} through the client: {e}"),
+            };
+            assert_eq!(got, expected, "{who} {permission:?} through the client");
+        }
+    }
+}

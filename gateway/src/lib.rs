@@ -241,7 +241,10 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
             .default_service(web::to(not_found))
     })
     .bind(config.listen)?;
-    tracing::info!(listen = ?server.addrs(), "gateway serving");
+    for addr in server.addrs() {
+        let advertise = mom_common::advertise::advertised_address(addr, None);
+        tracing::info!(listen = %addr, %advertise, "gateway serving");
+    }
     server.run().await?;
     Ok(())
 }

@@ -120,9 +120,11 @@ pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;
+    let advertise = mom_common::advertise::advertised_address(local, None);
+    tracing::info!(listen = %local, %advertise, "partitioning service address");
     tokio::spawn(controller::run(
         zk,
-        local.to_string(),
+        advertise,
         settings,
         config.virtual_nodes,
         live.clone(),

@@ -97,10 +97,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;
-    let advertise = config
-        .advertise
-        .clone()
-        .unwrap_or_else(|| local.to_string());
+    // What peers and the gateway dial: `advertise`, or the listen address, or (listening on
+    // a wildcard address) this machine's first non-loopback interface address.
+    let advertise = mom_common::advertise::advertised_address(local, config.advertise.as_deref());
 
     // Internal services: service tokens only, never a user's. The gateway (and a node
     // passing a call on) reaches Broker; only nodes reach Replica.
