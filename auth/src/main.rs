@@ -7,7 +7,7 @@ use anyhow::Context;
 async fn main() -> anyhow::Result<()> {
     let config: mom_config::AuthConfig = mom_config::start_service(
         "mom-auth",
-        "The MOM auth service: user registration and login.",
+        "The MOM auth service: users, logins, tokens and user administration.",
     )?;
     mom_auth::run(config).await.context("mom-auth failed")
 }

@@ -346,8 +346,9 @@ mod tests {
 
     #[test]
     fn parses_grants() {
-        let cli = Cli::try_parse_from(["mom", "grant", "bob", "queue", "orders.*", "read", "write"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["mom", "grant", "bob", "queue", "orders.*", "read", "write"])
+                .unwrap();
         let Command::Access(AccessCommand::Grant {
             user, permissions, ..
         }) = cli.command

@@ -52,7 +52,10 @@ mod tests {
     fn advertise_wins_then_a_concrete_listen_address() {
         let listen: SocketAddr = "10.0.0.5:7301".parse().unwrap();
         assert_eq!(choose(listen, Some("mom1:7301"), &[]), "mom1:7301");
-        assert_eq!(choose(listen, None, &ips(&["192.168.1.2"])), "10.0.0.5:7301");
+        assert_eq!(
+            choose(listen, None, &ips(&["192.168.1.2"])),
+            "10.0.0.5:7301"
+        );
     }
 
     #[test]

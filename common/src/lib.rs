@@ -3,6 +3,7 @@
 pub mod advertise;
 pub mod channels;
 pub mod mailbox;
+pub mod metrics;
 pub mod names;
 pub mod receipt;
 pub mod rest;

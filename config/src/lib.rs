@@ -67,7 +67,8 @@ pub struct AuthConfig {
     pub open_registration: bool,
     /// Created as an admin at start if no user of that name exists: the first admin.
     pub bootstrap_admin: Option<BootstrapAdmin>,
-    /// Failed logins allowed per user name per minute, and per client address per minute.
+    /// Login attempts allowed per user name per minute (every attempt counts, so that
+    /// parallel guesses cannot slip past), and per client address per minute.
     #[serde(default = "default_logins_per_user_per_minute")]
     pub logins_per_user_per_minute: u32,
     #[serde(default = "default_logins_per_address_per_minute")]

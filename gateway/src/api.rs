@@ -164,6 +164,7 @@ pub async fn declare_exchange(
 pub async fn list_exchanges(state: State, caller: Caller) -> Reply {
     let exchanges = state.catalog.list_exchanges().await?;
     let exchanges: Vec<_> = visible(&state, &caller, ResourceKind::Exchange, exchanges, |e| &e.0)
+        .await?
         .into_iter()
         .map(|(name, kind)| json!({ "name": name, "kind": kind }))
         .collect();
@@ -487,7 +488,7 @@ pub async fn list_queues(state: State, caller: Caller) -> Reply {
     let queues = state.catalog.list_queues().await?;
     Ok(named_list(
         "queues",
-        visible(&state, &caller, ResourceKind::Queue, queues, |q| q),
+        visible(&state, &caller, ResourceKind::Queue, queues, |q| q).await?,
     ))
 }
 
@@ -574,7 +575,7 @@ pub async fn list_topics(state: State, caller: Caller) -> Reply {
     let topics = state.catalog.list_topics().await?;
     Ok(named_list(
         "topics",
-        visible(&state, &caller, ResourceKind::Topic, topics, |t| t),
+        visible(&state, &caller, ResourceKind::Topic, topics, |t| t).await?,
     ))
 }
 

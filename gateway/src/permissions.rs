@@ -53,19 +53,30 @@ pub async fn require_any(
     )))
 }
 
-/// The names among `names` the caller may see (listings show only those).
-pub fn visible<T>(
+/// The items among `items` the caller may see (listings show only those). A resource whose
+/// owner the cache does not know yet was probably declared a moment ago (perhaps by the
+/// caller): then the cache is brought up to date first.
+pub async fn visible<T>(
     state: &AppState,
     caller: &Caller,
     kind: ResourceKind,
     items: Vec<T>,
     name: impl Fn(&T) -> &str,
-) -> Vec<T> {
+) -> Result<Vec<T>, ApiError> {
+    let unknown_owner = {
+        let view = state.access.view();
+        items
+            .iter()
+            .any(|item| view.owner(kind, name(item)).is_none())
+    };
+    if unknown_owner {
+        state.access.reload().await?;
+    }
     let view = state.access.view();
-    items
+    Ok(items
         .into_iter()
         .filter(|item| view.sees(&caller.user, kind, name(item)))
-        .collect()
+        .collect())
 }
 
 #[derive(Deserialize)]
