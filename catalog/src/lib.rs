@@ -247,6 +247,11 @@ impl Catalog {
         }
     }
 
+    /// Whether an exchange, queue or topic exists.
+    pub async fn resource_exists(&self, kind: ResourceKind, name: &str) -> Result<bool> {
+        self.exists(&resource_path(kind, name)).await
+    }
+
     /// The owner of a resource, read from ZooKeeper (the caches have it too).
     pub async fn owner(&self, kind: ResourceKind, name: &str) -> Result<Option<String>> {
         match self

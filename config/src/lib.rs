@@ -136,6 +136,8 @@ pub struct NodeConfig {
     /// half of it (at least) is also the leader's read lease.
     #[serde(default = "default_replication_timeout_ms")]
     pub replication_timeout_ms: u64,
+    /// Where Prometheus scrapes `GET /metrics`; none: no metrics endpoint.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_min_insync_replicas() -> u32 {
@@ -161,6 +163,8 @@ pub struct PartitioningConfig {
     /// Copies of each partition (leader included); recorded in ZooKeeper on the first start.
     #[serde(default = "default_replication_factor")]
     pub replication_factor: u32,
+    /// Where Prometheus scrapes `GET /metrics`; none: no metrics endpoint.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_partitions() -> u32 {

@@ -9,6 +9,7 @@ pub mod caller;
 pub mod cluster;
 pub mod error;
 pub mod mailboxes;
+pub mod metrics;
 pub mod nodes;
 pub mod permissions;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub access: AccessCache,
     /// The gateway's own identity towards the nodes.
     pub credentials: ServiceCredentials,
+    /// Renders the process's metrics for `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub nodes: Nodes,
     pub http: reqwest::Client,
     pub auth_url: String,
@@ -202,11 +205,13 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     ));
 
     let access = AccessCache::start(catalog.clone()).await?;
+    let metrics = mom_common::metrics::install()?;
     let state = web::Data::new(AppState {
         catalog,
         tokens: TokenKeys::new(&config.jwt_secret),
         access,
         credentials: ServiceCredentials::new(&config.cluster_secret, ServiceIdentity::Gateway),
+        metrics,
         nodes: Nodes::new(
             live,
             partitions,
@@ -231,7 +236,9 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
                     .error_handler(json_error),
             )
             .app_data(web::PayloadConfig::default().limit(max_body))
+            .wrap(actix_web::middleware::from_fn(metrics::record))
             .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(metrics::render))
             .route("/version", web::get().to(version))
             .route("/cluster", web::get().to(cluster_view))
             .route("/auth", web::to(auth_proxy))

@@ -12,7 +12,8 @@ use serde_json::json;
 
 type Reply = Result<HttpResponse, ApiError>;
 
-/// Refuses with 403 unless the caller may exercise `permission` on `kind`/`name`.
+/// Refuses unless the caller may exercise `permission` on `kind`/`name`: 404 when there is
+/// no such resource (as for its owner), 403 when there is.
 pub async fn require(
     state: &AppState,
     caller: &Caller,
@@ -27,13 +28,27 @@ pub async fn require(
     {
         return Ok(());
     }
+    refusal(state, caller, kind, name, &format!("no {permission} permission")).await
+}
+
+async fn refusal(
+    state: &AppState,
+    caller: &Caller,
+    kind: ResourceKind,
+    name: &str,
+    what: &str,
+) -> Result<(), ApiError> {
+    if !state.catalog.resource_exists(kind, name).await? {
+        return Err(ApiError::NotFound(format!("{kind} {name:?} does not exist")));
+    }
     Err(ApiError::Forbidden(format!(
-        "user {:?} has no {permission} permission on {kind} {name:?}",
+        "user {:?} has {what} on {kind} {name:?}",
         caller.user
     )))
 }
 
-/// Refuses with 403 unless the caller may do anything at all with the resource.
+/// Refuses (404 or 403, as [`require`]) unless the caller may do anything at all with the
+/// resource.
 pub async fn require_any(
     state: &AppState,
     caller: &Caller,
@@ -47,10 +62,7 @@ pub async fn require_any(
     if state.access.view().sees(&caller.user, kind, name) {
         return Ok(());
     }
-    Err(ApiError::Forbidden(format!(
-        "user {:?} has no permission on {kind} {name:?}",
-        caller.user
-    )))
+    refusal(state, caller, kind, name, "no permission").await
 }
 
 /// The items among `items` the caller may see (listings show only those). A resource whose

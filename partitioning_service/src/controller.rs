@@ -150,6 +150,7 @@ pub async fn run(
         return;
     }
     tracing::info!(%id, "elected controller");
+    metrics::gauge!("mom_controller").set(1.0);
     loop {
         let nodes = live.borrow_and_update().clone();
         if let Err(e) = reconcile(&zk, settings, virtual_nodes, &nodes).await {

@@ -97,7 +97,36 @@ impl Partitioning for PartitioningService {
     }
 }
 
+/// Gauges of what this service sees, once a second (docs/metrics.md).
+fn spawn_reporter(
+    zk: zookeeper_client::Client,
+    live: watch::Receiver<Vec<NodeInfo>>,
+    states: watch::Receiver<BTreeMap<u32, Versioned>>,
+) {
+    tokio::spawn(async move {
+        let mut every_second = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every_second.tick().await;
+            let connected = matches!(zk.state(), zookeeper_client::SessionState::SyncConnected);
+            metrics::gauge!("mom_zookeeper_connected").set(if connected { 1.0 } else { 0.0 });
+            let live_ids: Vec<String> = live.borrow().iter().map(|n| n.id.clone()).collect();
+            metrics::gauge!("mom_live_nodes").set(live_ids.len() as f64);
+            let without_leader = states
+                .borrow()
+                .values()
+                .filter(|v| !live_ids.contains(&v.state.leader))
+                .count();
+            metrics::gauge!("mom_partitions_without_live_leader").set(without_leader as f64);
+        }
+    });
+}
+
 pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {
+    if let Some(listen) = config.metrics_listen {
+        mom_common::metrics::serve(listen)?;
+        metrics::gauge!("mom_controller").set(0.0);
+        tracing::info!(%listen, "metrics at GET /metrics");
+    }
     let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
     mom_catalog::exit_on_session_loss(&zk, "partitioning");
     mom_catalog::Catalog::new(zk.clone())
@@ -117,6 +146,7 @@ pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {
     }
     let live = mom_catalog::watch_nodes(zk.clone()).await?;
     let states = partitions::watch_partitions(zk.clone()).await?;
+    spawn_reporter(zk.clone(), live.clone(), states.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;

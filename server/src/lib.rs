@@ -10,6 +10,7 @@
 
 pub mod fetch_service;
 pub mod leases;
+pub mod metrics;
 pub mod partition_log;
 pub mod records;
 pub mod service;
@@ -43,6 +44,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     // Grows with every start, so peers never count what an earlier life of this node fetched.
     let incarnation = service::now_ms();
 
+    if let Some(listen) = config.metrics_listen {
+        mom_common::metrics::serve(listen)?;
+        tracing::info!(%listen, "metrics at GET /metrics");
+    }
     let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
     mom_catalog::exit_on_session_loss(&zk, "server");
     let catalog = Catalog::new(zk.clone());
@@ -94,6 +99,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         views,
         watch_connection(&zk),
     )?);
+    metrics::spawn_reporter(logs.clone(), watch_connection(&zk));
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;

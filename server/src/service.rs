@@ -448,10 +448,15 @@ impl Broker for BrokerService {
             published.push(reply);
         }
         if !records.is_empty() {
+            let started = std::time::Instant::now();
+            let count = records.len() as u64;
             self.logs
                 .publish(partition, records)
                 .await
                 .map_err(write_status)?;
+            // Appended, replicated to the in-sync replicas and committed.
+            metrics::histogram!("mom_publish_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::counter!("mom_published_messages_total").increment(count);
         }
         Ok(Response::new(proto::PublishBatchReply { published }))
     }
@@ -485,6 +490,7 @@ impl Broker for BrokerService {
                 published_at_ms: l.message.published_at_ms,
             }));
         }
+        metrics::counter!("mom_delivered_messages_total").increment(deliveries.len() as u64);
         Ok(Response::new(proto::PullReply { deliveries }))
     }
 
@@ -554,6 +560,7 @@ impl Broker for BrokerService {
             }
             match self.ack_in_partition(&mailbox, partition, receipts).await {
                 Ok((acked, stale)) => {
+                    metrics::counter!("mom_acked_messages_total").increment(u64::from(acked));
                     reply.acked += acked;
                     reply.stale.extend(stale);
                 }

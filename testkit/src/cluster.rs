@@ -62,6 +62,9 @@ pub struct Cluster {
     // Field order is drop order: services go before ZooKeeper, the directory last.
     pub nodes: Vec<Service>,
     node_ports: Vec<u16>,
+    /// Where each node and partitioning service serves `GET /metrics`.
+    node_metrics_ports: Vec<u16>,
+    partitioning_metrics_ports: Vec<u16>,
     pub gateway: Service,
     /// The first one is usually the elected controller.
     pub partitioning: Vec<Service>,
@@ -130,14 +133,18 @@ impl Cluster {
         let partitioning_ports: Vec<u16> = (0..options.partitioning_services.max(1))
             .map(|_| free_port())
             .collect();
+        let partitioning_metrics_ports: Vec<u16> =
+            partitioning_ports.iter().map(|_| free_port()).collect();
         let partitioning: Vec<Service> = partitioning_ports
             .iter()
             .enumerate()
             .map(|(n, port)| {
+                let metrics_port = partitioning_metrics_ports[n];
                 let config = write(
                     &root.join(format!("partitioning{n}.toml")),
                     format!(
                         "listen = \"127.0.0.1:{port}\"\ncluster_secret = \"{CLUSTER_SECRET}\"\n\
+                         metrics_listen = \"127.0.0.1:{metrics_port}\"\n\
                          partitions = {}\nreplication_factor = {}\n\
                          [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n\
                          digest = \"{ZOOKEEPER_DIGEST}\"\n",
@@ -179,6 +186,8 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes: Vec::new(),
             node_ports: Vec::new(),
+            node_metrics_ports: Vec::new(),
+            partitioning_metrics_ports,
             gateway,
             partitioning,
             auth,
@@ -209,12 +218,14 @@ impl Cluster {
     fn spawn_node(&mut self) {
         let n = self.nodes.len() + 1;
         let port = free_port();
+        let metrics_port = free_port();
         let root = self.dir.path();
         let config = write(
             &root.join(format!("node{n}.toml")),
             format!(
                 "node_id = \"node{n}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
                  cluster_secret = \"{CLUSTER_SECRET}\"\nreplication_timeout_ms = 2000\n\
+                 metrics_listen = \"127.0.0.1:{metrics_port}\"\n\
                  [zookeeper]\nconnect = \"{}\"\nsession_timeout_ms = {}\n\
                  digest = \"{ZOOKEEPER_DIGEST}\"\n",
                 root.join(format!("node{n}")).display(),
@@ -230,6 +241,7 @@ impl Cluster {
         );
         self.nodes.push(node);
         self.node_ports.push(port);
+        self.node_metrics_ports.push(metrics_port);
     }
 
     /// Starts one more broker node (`node<N+1>`) and waits until it is live.
@@ -243,6 +255,18 @@ impl Cluster {
         );
         self.wait_for_live_nodes(count).await;
         format!("node{count}")
+    }
+
+    /// `GET /metrics` of node `index` (0-based) and of partitioning service `index`.
+    pub fn node_metrics_url(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.node_metrics_ports[index])
+    }
+
+    pub fn partitioning_metrics_url(&self, index: usize) -> String {
+        format!(
+            "http://127.0.0.1:{}/metrics",
+            self.partitioning_metrics_ports[index]
+        )
     }
 
     /// The partitioning services' gRPC addresses.

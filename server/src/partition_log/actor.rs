@@ -86,6 +86,12 @@ pub struct PartitionStatus {
     pub serving: bool,
     pub epoch: Epoch,
     pub hw: Offset,
+    /// The local log's end.
+    pub log_end: Offset,
+    /// Size of the in-sync set, as this replica's last view has it.
+    pub isr_size: usize,
+    /// Leader only: entries the furthest-behind in-sync follower still has to fetch.
+    pub follower_lag: u64,
 }
 
 /// The partition's state as ZooKeeper holds it, retried for a while.
@@ -580,11 +586,24 @@ impl Actor {
     }
 
     fn publish_status(&self) {
+        let log_end = self.replica.log().end;
+        let view = self.replica.view();
+        let follower_lag = self
+            .replica
+            .follower_offsets()
+            .into_iter()
+            .filter(|(id, _)| view.is_some_and(|v| v.isr.contains(id)))
+            .map(|(_, offset)| log_end.saturating_sub(offset))
+            .max()
+            .unwrap_or(0);
         let status = PartitionStatus {
             role: Some(self.replica.role()),
             serving: self.replica.serving(),
             epoch: self.replica.leader_epoch().unwrap_or(0),
             hw: self.replica.hw(),
+            log_end,
+            isr_size: view.map_or(0, |v| v.isr.len()),
+            follower_lag,
         };
         self.status.send_if_modified(|current| {
             let changed = *current != status;

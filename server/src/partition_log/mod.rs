@@ -12,7 +12,8 @@ mod actor;
 use crate::leases::Leases;
 use crate::records::Record;
 use crate::store::Store;
-use actor::{Event, PartitionStatus};
+use actor::Event;
+pub use actor::PartitionStatus;
 use mom_catalog::partitions::Versioned;
 use mom_catalog::NodeInfo;
 use mom_common::proto;
@@ -137,6 +138,14 @@ impl PartitionLogs {
         self.partitions
             .get(partition as usize)
             .is_some_and(|p| p.status.borrow().role == Some(mom_replicator::protocol::Role::Leader))
+    }
+
+    /// Every partition's own status, for metrics.
+    pub fn partition_statuses(&self) -> Vec<PartitionStatus> {
+        self.partitions
+            .iter()
+            .map(|p| p.status.borrow().clone())
+            .collect()
     }
 
     /// Every partition's replica status, for operators and tests.

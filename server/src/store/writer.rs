@@ -88,6 +88,7 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<(Write, oneshot::Sender<()
             }
         }
         let sync = batch.iter().any(|(write, _)| must_sync(write));
+        let started = std::time::Instant::now();
         let outcome = (|| -> rusqlite::Result<()> {
             if sync != syncing {
                 // FULL: the commit is fsync'd before it returns; NORMAL: written, not fsync'd.
@@ -104,6 +105,10 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<(Write, oneshot::Sender<()
             tracing::error!(error = %e, "storage write failed; stopping the node");
             std::process::exit(70);
         }
+        let durability = if sync { "fsync" } else { "written" };
+        metrics::histogram!("mom_store_commit_seconds", "durability" => durability)
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("mom_store_writes_total").increment(batch.len() as u64);
         for (_, done) in batch {
             let _ = done.send(());
         }
