@@ -1,5 +1,6 @@
-"""pytest fixtures: one real MOM cluster for the whole session, a logged-in connection, and
-unique names so that tests sharing the cluster never see each other's messages."""
+"""pytest fixtures: one real MOM cluster for the whole session, logged-in connections (the
+test user's, the admin's, fresh users'), and unique names so that tests sharing the cluster
+never see each other's messages or resources."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from typing import Callable
 
 import pytest
-from helpers import PASSWORD, USER
+from helpers import PASSWORD, USER, USER_PASSWORD
 from mom_cluster import Cluster, retry_until
 
 from mom_client import Connection, ServerError, TransportError
@@ -74,6 +75,36 @@ def conn(cluster: Cluster) -> Iterator[Connection]:
     """The test user's connection."""
     with Connection(cluster.gateway_url, USER, PASSWORD) as connection:
         yield connection
+
+
+@pytest.fixture(scope="session")
+def admin_credentials(cluster: Cluster) -> tuple[str, str]:
+    """``(user, password)`` of the admin the auth service creates at start."""
+    return cluster.admin_user, cluster.admin_password
+
+
+@pytest.fixture(scope="session")
+def admin(cluster: Cluster, admin_credentials: tuple[str, str]) -> Iterator[Connection]:
+    """The admin's connection (role ``admin``: may do everything, manages users)."""
+    user, password = admin_credentials
+    with Connection(cluster.gateway_url, user, password) as connection:
+        yield connection
+
+
+@pytest.fixture
+def new_user(cluster: Cluster, unique: Callable[[str], str]) -> Iterator[Callable[[str], Connection]]:
+    """``new_user("bob")`` registers a fresh user (a unique name starting with ``bob``) and
+    gives its logged-in connection; its password is ``USER_PASSWORD``. Closed at the end."""
+    made: list[Connection] = []
+
+    def make(prefix: str = "user") -> Connection:
+        connection = Connection(cluster.gateway_url, unique(prefix), USER_PASSWORD, register=True)
+        made.append(connection)
+        return connection
+
+    yield make
+    for connection in made:
+        connection.close()
 
 
 @pytest.fixture

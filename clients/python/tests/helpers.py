@@ -1,11 +1,16 @@
-"""Helpers the test modules share: the test user's credentials and draining a queue."""
+"""Helpers the test modules share: the test users' credentials, draining a queue, and waiting
+for a token to be refused."""
 
 from __future__ import annotations
 
-from mom_client import Connection, Delivery
+import time
+
+from mom_client import Connection, Delivery, Unauthorized
 
 USER = "alice"
 PASSWORD = "correct-horse-battery"
+USER_PASSWORD = "long-enough-pw"
+"""Password of the users the ``new_user`` fixture makes."""
 
 
 def drain(conn: Connection, queue: str, count: int = 100, quiet_ms: int = 300) -> list[Delivery]:
@@ -23,3 +28,18 @@ def drain(conn: Connection, queue: str, count: int = 100, quiet_ms: int = 300) -
 
 def payloads(deliveries: list[Delivery]) -> list[str]:
     return [d.payload for d in deliveries]
+
+
+def refused_within(url: str, token: str, seconds: float = 5.0) -> bool:
+    """Whether the gateway starts refusing ``token`` (401) within ``seconds``: it learns of
+    deletions and revocations through a ZooKeeper watch, so not necessarily at once."""
+    deadline = time.monotonic() + seconds
+    with Connection.from_token(url, token) as conn:
+        while True:
+            try:
+                conn.list_queues()
+            except Unauthorized:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)

@@ -1,7 +1,10 @@
 """A whole MOM cluster on loopback for the tests: real ZooKeeper, mom-auth, mom-partitioning,
 mom-gateway and three mom-server nodes, each a process with a TOML config in a temp dir.
 
-Mirrors testkit/src/cluster.rs (same config shapes, ports picked at runtime, short sessions).
+Mirrors testkit/src/cluster.rs (same config shapes, ports picked at runtime, short sessions):
+user tokens signed with ``JWT_SECRET``, service tokens with ``CLUSTER_SECRET``, ZooKeeper
+digest credentials on every service, an admin user made at start (``ADMIN_USER``), and
+throttling of logins and registrations set so high that tests never hit it.
 The binaries come from ``$MOM_BIN_DIR`` (default ``<repo>/target/debug``).
 """
 
@@ -25,7 +28,20 @@ import requests
 
 REPO = Path(__file__).resolve().parents[3]
 ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
-JWT_SECRET = "test-cluster-secret"
+JWT_SECRET = "test-user-token-secret"
+"""Signs user tokens (auth service and gateway)."""
+CLUSTER_SECRET = "test-cluster-secret"
+"""Signs the services' own tokens (gateway, nodes, partitioning); must differ from JWT_SECRET."""
+ZOOKEEPER_DIGEST = "mom:test-zookeeper-password"
+"""ZooKeeper digest credentials every service uses (its znodes get the creator_all ACL)."""
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "test-admin-password"
+"""The admin the auth service creates at start (``[bootstrap_admin]``)."""
+# Tests register many users from one address: never throttle them.
+AUTH_LIMITS = (
+    "logins_per_user_per_minute = 100000\nlogins_per_address_per_minute = 100000\n"
+    "registrations_per_address_per_minute = 100000\n"
+)
 STARTUP_S = 60.0
 POLL_S = 0.025
 
@@ -118,25 +134,29 @@ class Cluster:
         self.dir = Path(tempfile.mkdtemp(prefix="mom-pyclient-"))
         self.services: list[Service] = []
         self.gateway_url = ""
+        self.admin_user = ADMIN_USER
+        self.admin_password = ADMIN_PASSWORD
 
     # ---- start and stop ----
 
     def start(self) -> None:
+        # In every config the top-level keys come first, then the tables (TOML).
         zk = self._start_zookeeper()
-        timeout_ms = self.service_session_timeout_ms
-        service_session = f'[zookeeper]\nconnect = "{zk}"\nsession_timeout_ms = {timeout_ms}\n'
-
+        service_session = _zookeeper_table(zk, self.service_session_timeout_ms)
         auth_port, partitioning_port, gateway_port = free_port(), free_port(), free_port()
         self._spawn(
             "auth",
             "mom-auth",
             f'listen = "127.0.0.1:{auth_port}"\ndatabase = "{self.dir / "auth" / "users.db"}"\n'
-            f'jwt_secret = "{JWT_SECRET}"\n',
+            f'jwt_secret = "{JWT_SECRET}"\ntrusted_proxies = ["127.0.0.1"]\n'
+            + AUTH_LIMITS
+            + f'[bootstrap_admin]\nusername = "{ADMIN_USER}"\npassword = "{ADMIN_PASSWORD}"\n'
+            + service_session,
         )
         self._spawn(
             "partitioning",
             "mom-partitioning",
-            f'listen = "127.0.0.1:{partitioning_port}"\njwt_secret = "{JWT_SECRET}"\n'
+            f'listen = "127.0.0.1:{partitioning_port}"\ncluster_secret = "{CLUSTER_SECRET}"\n'
             f"partitions = {self.partitions}\nreplication_factor = {self.replication_factor}\n"
             + service_session,
         )
@@ -144,7 +164,7 @@ class Cluster:
             "gateway",
             "mom-gateway",
             f'listen = "127.0.0.1:{gateway_port}"\njwt_secret = "{JWT_SECRET}"\n'
-            f'auth_url = "http://127.0.0.1:{auth_port}"\npartitioning = "127.0.0.1:{partitioning_port}"\n'
+            f'cluster_secret = "{CLUSTER_SECRET}"\nauth_url = "http://127.0.0.1:{auth_port}"\n'
             "max_body_bytes = 65536\n" + service_session,
         )
         self.gateway_url = f"http://127.0.0.1:{gateway_port}"
@@ -153,9 +173,9 @@ class Cluster:
                 f"node{n}",
                 "mom-server",
                 f'node_id = "node{n}"\nlisten = "127.0.0.1:{free_port()}"\n'
-                f'data_dir = "{self.dir / f"node{n}"}"\njwt_secret = "{JWT_SECRET}"\n'
+                f'data_dir = "{self.dir / f"node{n}"}"\ncluster_secret = "{CLUSTER_SECRET}"\n'
                 "min_insync_replicas = 2\nreplication_timeout_ms = 2000\n"
-                f'[zookeeper]\nconnect = "{zk}"\nsession_timeout_ms = {self.node_session_timeout_ms}\n',
+                + _zookeeper_table(zk, self.node_session_timeout_ms),
             )
         for port in (auth_port, partitioning_port, gateway_port):
             self.wait_until(f"a service listening on {port}", functools.partial(_listens, port))
@@ -220,6 +240,14 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"---- {s.name} ({s.log}) ----\n{s.log_tail()}" for s in self.services)
+
+
+def _zookeeper_table(connect: str, session_timeout_ms: int) -> str:
+    """The ``[zookeeper]`` table of a service's config, with the digest credentials."""
+    return (
+        f'[zookeeper]\nconnect = "{connect}"\nsession_timeout_ms = {session_timeout_ms}\n'
+        f'digest = "{ZOOKEEPER_DIGEST}"\n'
+    )
 
 
 def _listens(port: int) -> bool:

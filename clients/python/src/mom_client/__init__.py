@@ -12,6 +12,7 @@ Usage::
         consumer = conn.consume("eu")
         delivery = consumer.next()
         consumer.ack(delivery)
+        conn.grant("bob", "queue", "eu", ["read"])   # bob may pull from alice's queue now
 """
 
 from .connection import DEFAULT_TIMEOUT, Connection
@@ -25,6 +26,7 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     ServerError,
+    TooManyRequests,
     TransportError,
     Unauthorized,
     Unavailable,
@@ -36,9 +38,14 @@ from .types import (
     Exchange,
     ExchangeInfo,
     ExchangeKind,
+    Grant,
     Health,
+    Permission,
     Published,
     QueueDepth,
+    ResourceKind,
+    Role,
+    UserInfo,
 )
 
 __all__ = [
@@ -55,15 +62,21 @@ __all__ = [
     "ExchangeInfo",
     "ExchangeKind",
     "Forbidden",
+    "Grant",
     "Health",
     "MAX_WAIT_MS",
     "MomError",
     "NotFound",
     "PayloadTooLarge",
+    "Permission",
     "Published",
     "QueueDepth",
+    "ResourceKind",
+    "Role",
     "ServerError",
+    "TooManyRequests",
     "TransportError",
     "Unauthorized",
     "Unavailable",
+    "UserInfo",
 ]

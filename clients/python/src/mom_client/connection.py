@@ -18,13 +18,19 @@ from .types import (
     Exchange,
     ExchangeInfo,
     ExchangeKind,
+    Grant,
     Health,
+    Permission,
     Published,
     QueueDepth,
+    ResourceKind,
+    Role,
+    UserInfo,
 )
 
 Payload = Union[str, bytes]
 Receipts = Union[str, Delivery, Iterable[Union[str, Delivery]]]
+Permissions = Union[Permission, str, Iterable[Union[Permission, str]]]
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds to wait for an answer. Above the 15 s the gateway spends retrying a publish or ack
@@ -58,6 +64,11 @@ class Connection:
     ``Connection(url, user, password)`` logs in (``POST /auth/login``) and sends the token
     with every call; ``register=True`` creates the user first. Every failure raises a
     :class:`~mom_client.MomError` subclass chosen by the HTTP status.
+
+    Whoever declares an exchange, queue or topic owns it; other users get
+    :class:`~mom_client.Forbidden` until the owner (or an admin) grants them permissions with
+    :meth:`grant`. Admins can do everything and manage users (:meth:`users`,
+    :meth:`create_user`...).
 
     Tokens expire (``expires_in`` seconds after login, an hour by default). A connection that
     knows the password logs in again once when a call answers 401, so long-running consumers
@@ -105,7 +116,9 @@ class Connection:
     def register(url: str, user: str, password: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Creates the user ``user`` (password of 8 characters or more).
 
-        Raises :class:`~mom_client.Conflict` if the name is taken.
+        Raises :class:`~mom_client.Conflict` if the name is taken,
+        :class:`~mom_client.Forbidden` if registration is closed (an admin creates users then,
+        see :meth:`create_user`) and :class:`~mom_client.TooManyRequests` when throttled.
         """
         conn = Connection.from_token(url, "", timeout=timeout)
         try:
@@ -124,11 +137,18 @@ class Connection:
         self._call("POST", "/auth/register", {"username": user, "password": password}, auth=False)
 
     def login(self) -> None:
-        """Logs in again with the user and password given at construction, renewing the token."""
+        """Logs in again with the user and password given at construction, renewing the token.
+
+        Raises :class:`~mom_client.TooManyRequests` (with ``retry_after``) when the auth
+        service throttles logins.
+        """
         if self._credentials is None:
             raise MomError("this connection was made from a token and has no password")
         user, password = self._credentials
         _, answer = self._call("POST", "/auth/login", {"username": user, "password": password}, auth=False)
+        self._take_token(answer)
+
+    def _take_token(self, answer: dict[str, Any]) -> None:
         self._token = answer["token"]
         self.expires_in = answer.get("expires_in")
 
@@ -136,6 +156,11 @@ class Connection:
     def url(self) -> str:
         """The gateway's base URL, without a trailing slash."""
         return self._url
+
+    @property
+    def user(self) -> str | None:
+        """The user name given at construction (``None`` for :meth:`from_token`; see :meth:`whoami`)."""
+        return None if self._credentials is None else self._credentials[0]
 
     @property
     def token(self) -> str:
@@ -173,7 +198,7 @@ class Connection:
             self.login()
             response = self._send(method, path, body, auth, timeout)
         if not response.ok:
-            raise error_for(response.status_code, response.text)
+            raise error_for(response.status_code, response.text, response.headers.get("Retry-After"))
         if response.status_code == 204 or not response.content:
             return response.status_code, None
         try:
@@ -440,6 +465,98 @@ class Connection:
     @staticmethod
     def _subscription_path(topic: str, subscriber: str) -> str:
         return f"/topics/{_segment(topic)}/subscriptions/{_segment(subscriber)}"
+
+    # ---- permissions ----
+
+    def grant(
+        self,
+        user: str,
+        kind: ResourceKind | str,
+        pattern: str,
+        permissions: Permissions,
+    ) -> Grant:
+        """Gives ``user`` ``permissions`` (``"configure"``, ``"write"``, ``"read"``) on the
+        exchanges, queues or topics (``kind``) named ``pattern``.
+
+        ``pattern`` is a name or a pattern with ``*`` and ``?``. An owner may grant on a name
+        it owns, or on a pattern, which then reaches only the resources that owner owns; an
+        admin may grant on anything. Raises :class:`~mom_client.Forbidden` for a name the
+        caller does not own, :class:`~mom_client.NotFound` if ``user`` does not exist.
+        """
+        if isinstance(permissions, (Permission, str)):
+            permissions = [permissions]
+        body = {
+            "user": user,
+            "kind": ResourceKind(kind).value,
+            "pattern": pattern,
+            "permissions": [Permission(p).value for p in permissions],
+        }
+        _, answer = self._call("POST", "/permissions", body)
+        return Grant.from_json(answer)
+
+    def permissions(self) -> list[Grant]:
+        """The grants this user gave or got (every grant, for an admin)."""
+        _, answer = self._call("GET", "/permissions")
+        return [Grant.from_json(g) for g in answer["permissions"]]
+
+    def revoke(self, grant: Grant | str) -> None:
+        """Withdraws a grant (a :class:`Grant` or its id): for its granter, its grantee or an
+        admin. Takes effect for every request that starts after this returns."""
+        grant_id = grant.id if isinstance(grant, Grant) else grant
+        self._call("DELETE", f"/permissions/{_segment(grant_id)}")
+
+    # ---- own tokens ----
+
+    def whoami(self) -> UserInfo:
+        """Who this connection's token stands for, and its role."""
+        _, answer = self._call("GET", "/auth/whoami")
+        return UserInfo.from_json(answer)
+
+    def refresh_token(self) -> None:
+        """Swaps this connection's token for a fresh one (updating :attr:`token` and
+        :attr:`expires_in`); works while the current one is still valid, also for a
+        connection made with :meth:`from_token`."""
+        _, answer = self._call("POST", "/auth/refresh")
+        self._take_token(answer)
+
+    def revoke_tokens(self) -> None:
+        """Voids every token of this user issued so far, this connection's included (e.g.
+        after a token leaked).
+
+        A connection that knows the password logs in again on its next call; one made with
+        :meth:`from_token` gets :class:`~mom_client.Unauthorized` from then on.
+        """
+        self._call("POST", "/auth/revoke")
+
+    # ---- users (admin only: others get Forbidden) ----
+
+    def users(self) -> list[UserInfo]:
+        """Every user, by name."""
+        _, answer = self._call("GET", "/auth/users")
+        return [UserInfo.from_json(u) for u in answer["users"]]
+
+    def create_user(self, name: str, password: str, role: Role | str = Role.USER) -> UserInfo:
+        """Creates a user (also while registration is closed); Conflict if the name is taken."""
+        body = {"username": name, "password": password, "role": Role(role).value}
+        _, answer = self._call("POST", "/auth/users", body)
+        return UserInfo.from_json(answer)
+
+    def delete_user(self, name: str) -> None:
+        """Deletes a user with the grants it gave or got; its tokens stop working at once.
+
+        Its exchanges, queues and topics stay (for admins to manage). NotFound if there is no
+        such user; an admin cannot delete themself (BadRequest).
+        """
+        self._call("DELETE", f"/auth/users/{_segment(name)}")
+
+    def set_role(self, name: str, role: Role | str) -> UserInfo:
+        """Makes a user an ``"admin"`` or a plain ``"user"``; an admin cannot demote themself."""
+        _, answer = self._call("PUT", f"/auth/users/{_segment(name)}/role", {"role": Role(role).value})
+        return UserInfo.from_json(answer)
+
+    def reset_password(self, name: str, password: str) -> None:
+        """Sets a user's password; every token it had stops working."""
+        self._call("PUT", f"/auth/users/{_segment(name)}/password", {"password": password})
 
     # ---- mailboxes: queues and subscriptions alike ----
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import time
+from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 
 
@@ -43,7 +46,12 @@ class Unauthorized(MomError):
 
 
 class Forbidden(MomError):
-    """403: the token is valid but does not allow this."""
+    """403: the token is valid but its user may not do this.
+
+    Someone else's exchange, queue or topic without a grant (see
+    :meth:`Connection.grant <mom_client.Connection.grant>`), an admin-only call made by a
+    plain user, or a registration while the auth service has registration closed.
+    """
 
 
 class NotFound(MomError):
@@ -56,6 +64,24 @@ class Conflict(MomError):
 
 class PayloadTooLarge(MomError):
     """413: the request body is over the gateway's ``max_body_bytes``."""
+
+
+class TooManyRequests(MomError):
+    """429: too many logins or registrations; the auth service throttles them.
+
+    ``retry_after`` is how many seconds to wait before trying again, from the answer's
+    ``Retry-After`` header (``None`` if it had none or an unreadable one).
+    """
+
+    def __init__(self, message: str, status: int | None = 429, retry_after: float | None = None) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, message={self.message!r}, "
+            f"retry_after={self.retry_after!r})"
+        )
 
 
 class ServerError(MomError):
@@ -80,6 +106,7 @@ _BY_STATUS: dict[int, type[MomError]] = {
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,
+    429: TooManyRequests,
     502: BadGateway,
     503: Unavailable,
 }
@@ -106,9 +133,37 @@ def error_message(status: int, body: str) -> str:
         return "no body"
 
 
-def error_for(status: int, body: str) -> MomError:
-    """The typed error for a non-2xx answer with this status and body text."""
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header: delay-seconds or an HTTP date.
+
+    ``None`` when the header is missing or unreadable; never negative.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def error_for(status: int, body: str, retry_after: str | None = None) -> MomError:
+    """The typed error for a non-2xx answer with this status and body text.
+
+    ``retry_after`` is the answer's ``Retry-After`` header, kept by :class:`TooManyRequests`.
+    """
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else MomError
+    if cls is TooManyRequests:
+        return TooManyRequests(error_message(status, body), status, retry_after_seconds(retry_after))
     return cls(error_message(status, body), status)

@@ -125,3 +125,73 @@ class ExchangeInfo:
     name: str
     kind: ExchangeKind
     bindings: list[Binding] = field(default_factory=list)
+
+
+class ResourceKind(str, Enum):
+    """What a permission grant is on. A plain string (``"queue"``...) is accepted wherever this is."""
+
+    EXCHANGE = "exchange"
+    QUEUE = "queue"
+    TOPIC = "topic"
+
+
+class Permission(str, Enum):
+    """The three permissions (after RabbitMQ's); a plain string is accepted wherever this is.
+
+    Owners and admins hold all three on everything they own (admins: on everything).
+    """
+
+    CONFIGURE = "configure"
+    """Re-declare or delete it; bind a queue (``configure`` on the queue)."""
+    WRITE = "write"
+    """Publish to the exchange or topic."""
+    READ = "read"
+    """Pull, ack and read the depth of a queue; subscribe to a topic and use its
+    subscriptions; bind a queue to the exchange (``read`` on the exchange)."""
+
+
+class Role(str, Enum):
+    """A user's role. A plain string (``"admin"``...) is accepted wherever this is."""
+
+    USER = "user"
+    ADMIN = "admin"
+    """May do everything, manage users and grant on anything."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A permission grant, as ``POST /permissions`` and ``GET /permissions`` show it."""
+
+    id: str
+    """Its id, for :meth:`Connection.revoke <mom_client.Connection.revoke>`."""
+    user: str
+    """Who got the permissions."""
+    kind: ResourceKind
+    pattern: str
+    """A name, or a pattern with ``*`` (any characters) and ``?`` (one character)."""
+    permissions: list[Permission]
+    granted_by: str
+    """Who gave it; a non-admin's grant reaches only the resources that user owns."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Grant:
+        return cls(
+            id=data["id"],
+            user=data["user"],
+            kind=ResourceKind(data["kind"]),
+            pattern=data["pattern"],
+            permissions=[Permission(p) for p in data["permissions"]],
+            granted_by=data["granted_by"],
+        )
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A user and its role, as ``GET /auth/whoami`` and ``GET /auth/users`` show it."""
+
+    username: str
+    role: Role
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UserInfo:
+        return cls(username=data["username"], role=Role(data["role"]))
