@@ -18,6 +18,8 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== Python client tests (pytest against a real cluster of the binaries just built)"
 bash clients/python/run-tests.sh 2>&1 | tee -a "$log"
+echo "== example application (examples/news against a real cluster)"
+bash examples/news/run-tests.sh 2>&1 | tee -a "$log"
 # One closing line for the whole run (the last per-crate line is often an empty doc-test run).
 awk '/^test result:/ { passed += $4; failed += $6 }
      /^=+ .*[0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) passed += $i; if ($(i+1) ~ /^failed/) failed += $i } }
