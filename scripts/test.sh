@@ -20,6 +20,14 @@ echo "== Python client tests (pytest against a real cluster of the binaries just
 bash clients/python/run-tests.sh 2>&1 | tee -a "$log"
 echo "== example application (examples/news against a real cluster)"
 bash examples/news/run-tests.sh 2>&1 | tee -a "$log"
+echo "== dashboard in headless Chromium (e2e/ui against a real cluster)"
+bash e2e/ui/run-tests.sh 2>&1 | tee -a "$log"
+echo "== local-cluster.sh (one cluster at a time, restarts of crashed services)"
+if [ -e .local-cluster/lock ] && ! flock -n .local-cluster/lock true; then
+  echo "skipped: a local cluster is running from this checkout (it uses the same ports)"
+else
+  MOM_SKIP_BUILD=1 bash scripts/test-local-cluster.sh
+fi
 # One closing line for the whole run (the last per-crate line is often an empty doc-test run).
 awk '/^test result:/ { passed += $4; failed += $6 }
      /^=+ .*[0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) passed += $i; if ($(i+1) ~ /^failed/) failed += $i } }

@@ -47,6 +47,7 @@ pub(crate) fn layout() -> Vec<String> {
     paths
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -82,6 +83,7 @@ impl UserRecord {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceKind {
@@ -124,6 +126,7 @@ impl std::str::FromStr for ResourceKind {
 
 /// RabbitMQ's three: `configure` declares, deletes and binds; `write` publishes; `read`
 /// consumes (pull, ack, subscribe, depth) and lets a queue be bound to an exchange.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {

@@ -40,7 +40,7 @@ pub enum Permission {
 }
 
 /// A grant as the gateway lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantInfo {
     pub id: String,
     pub user: String,
@@ -52,7 +52,7 @@ pub struct GrantInfo {
 }
 
 /// A user as the admin API lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo {
     pub username: String,
     /// `user` or `admin`.

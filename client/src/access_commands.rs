@@ -44,8 +44,9 @@ pub enum AccessCommand {
     Whoami,
     /// Give a user permissions on your exchanges, queues or topics matching a pattern.
     Grant {
-        /// The user who gets the permissions.
-        user: String,
+        /// The user who gets the permissions. (Not `user`: that is the global --user.)
+        #[arg(value_name = "USER")]
+        grantee: String,
         #[arg(value_enum)]
         kind: Kind,
         /// A name, or a pattern with `*` and `?`.
@@ -54,16 +55,14 @@ pub enum AccessCommand {
         #[arg(value_enum, required = true)]
         permissions: Vec<Access>,
     },
-    /// Withdraw a grant by its id (see `mom permissions`).
+    /// Withdraw a grant by its id (see `mom list permissions`).
     Revoke { id: String },
-    /// List the grants you gave or got (all of them, for an admin).
-    Permissions,
-    /// Admin: list users.
-    Users,
     /// Admin: create a user (also while registration is closed).
     CreateUser {
         name: String,
-        password: String,
+        /// The new user's password (not `password`: that is the global --password).
+        #[arg(value_name = "PASSWORD")]
+        new_password: String,
         #[arg(long)]
         admin: bool,
     },
@@ -76,7 +75,11 @@ pub enum AccessCommand {
         role: String,
     },
     /// Admin: set a user's password; its old tokens stop working.
-    ResetPassword { name: String, password: String },
+    ResetPassword {
+        name: String,
+        #[arg(value_name = "PASSWORD")]
+        new_password: String,
+    },
 }
 
 pub async fn run(conn: Connection, command: &AccessCommand) -> anyhow::Result<()> {
@@ -86,14 +89,14 @@ pub async fn run(conn: Connection, command: &AccessCommand) -> anyhow::Result<()
             println!("{} ({})", me.username, me.role);
         }
         AccessCommand::Grant {
-            user,
+            grantee,
             kind,
             pattern,
             permissions,
         } => {
             let permissions: Vec<Permission> = permissions.iter().map(|&p| p.into()).collect();
             let grant = conn
-                .grant(user, (*kind).into(), pattern, &permissions)
+                .grant(grantee, (*kind).into(), pattern, &permissions)
                 .await?;
             println!("granted as {}", grant.id);
         }
@@ -101,36 +104,13 @@ pub async fn run(conn: Connection, command: &AccessCommand) -> anyhow::Result<()
             conn.revoke(id).await?;
             println!("revoked {id}");
         }
-        AccessCommand::Permissions => {
-            for grant in conn.permissions().await? {
-                let permissions: Vec<String> = grant
-                    .permissions
-                    .iter()
-                    .map(|p| format!("{p:?}").to_lowercase())
-                    .collect();
-                println!(
-                    "{}\t{}\t{} {}\t{}\t(by {})",
-                    grant.id,
-                    grant.user,
-                    grant.kind,
-                    grant.pattern,
-                    permissions.join(","),
-                    grant.granted_by
-                );
-            }
-        }
-        AccessCommand::Users => {
-            for user in conn.users().await? {
-                println!("{}\t{}", user.username, user.role);
-            }
-        }
         AccessCommand::CreateUser {
             name,
-            password,
+            new_password,
             admin,
         } => {
             let role = if *admin { "admin" } else { "user" };
-            conn.create_user(name, password, role).await?;
+            conn.create_user(name, new_password, role).await?;
             println!("user {name} ({role}) created");
         }
         AccessCommand::DeleteUser { name } => {
@@ -141,8 +121,8 @@ pub async fn run(conn: Connection, command: &AccessCommand) -> anyhow::Result<()
             conn.set_role(name, role).await?;
             println!("{name} is now {role}");
         }
-        AccessCommand::ResetPassword { name, password } => {
-            conn.reset_password(name, password).await?;
+        AccessCommand::ResetPassword { name, new_password } => {
+            conn.reset_password(name, new_password).await?;
             println!("password of {name} reset; their old tokens no longer work");
         }
     }

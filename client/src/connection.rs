@@ -245,6 +245,11 @@ impl Connection {
         Ok(self.send(request).await?.json().await?)
     }
 
+    /// `GET /cluster`: nodes, partitions with their leaders and in-sync sets, controller.
+    pub async fn cluster(&self) -> Result<crate::ClusterInfo, ClientError> {
+        self.call(self.request(Method::GET, "/cluster")).await
+    }
+
     /// `GET /health`: is the gateway up, and how many broker nodes does it see.
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.call(self.request(Method::GET, "/health")).await

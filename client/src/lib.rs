@@ -26,6 +26,6 @@ pub use error::ClientError;
 pub use mom_common::{ExchangeKind, MailboxName};
 pub use puller::{Consumer, Puller, Subscription, DEFAULT_BATCH, MAX_WAIT};
 pub use types::{
-    AckOutcome, Binding, Delivery, ExchangeInfo, ExchangeSummary, Health, PublishOptions,
-    Published, QueueDepth,
+    AckOutcome, Binding, ClusterInfo, Delivery, ExchangeInfo, ExchangeSummary, Health, NodeState,
+    PartitionState, PublishOptions, Published, QueueDepth,
 };

@@ -1,11 +1,14 @@
 //! `mom`: command-line tool for the MOM REST gateway.
 
 mod access_commands;
+mod list_commands;
+mod publish_file;
 
 use access_commands::AccessCommand;
 use anyhow::{bail, Context};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use list_commands::ListCommand;
 use mom_client::{Connection, ExchangeKind, PublishOptions, Puller};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,6 +45,9 @@ struct Global {
     /// Bearer token (from `mom login`) to use instead of logging in with user and password.
     #[arg(long, env = "MOM_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// Print results as JSON (messages as one JSON object per line) for scripts.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -77,14 +83,20 @@ enum Command {
         queue: String,
         routing_key: String,
     },
-    /// Publish a message to an exchange.
+    /// Publish a message to an exchange, or (with --file) one message per line of a file.
     Publish {
         exchange: String,
         routing_key: String,
-        payload: String,
+        /// The message; not given with --file.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        payload: Option<String>,
         /// Drop the message if it is not consumed within this many milliseconds.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "file")]
         ttl_ms: Option<u64>,
+        /// Publish every line of this file (`-` for standard input) as a message, in
+        /// batches, with a progress line.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
     },
     /// Print (and ack) messages of a queue.
     Consume {
@@ -115,15 +127,27 @@ enum Command {
     },
     /// Delete a subscription.
     Unsubscribe { topic: String, subscriber: String },
+    /// List exchanges, queues, topics, bindings, subscriptions, nodes, partitions,
+    /// permissions or users.
+    #[command(subcommand)]
+    List(ListCommand),
     #[command(flatten)]
     Access(AccessCommand),
+    /// Print a shell completion script (e.g. `mom completions bash > /etc/bash_completion.d/mom`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]
 struct ConsumeOpts {
     /// How many messages to print.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "follow")]
     count: u32,
+    /// Keep printing messages as they arrive, until Ctrl-C.
+    #[arg(long, short)]
+    follow: bool,
     /// Leave the messages unacked (they are delivered again once their lease runs out).
     #[arg(long)]
     no_ack: bool,
@@ -159,11 +183,32 @@ fn ttl(ttl_ms: Option<u64>) -> Option<Duration> {
     ttl_ms.map(Duration::from_millis)
 }
 
-/// Prints `opts.count` payloads from `puller`, acking each unless told not to.
-async fn print_messages(mut puller: Puller, opts: &ConsumeOpts) -> anyhow::Result<()> {
+/// Prints one delivery: its payload, or (`--json`) the whole delivery as one JSON line.
+fn print_delivery(delivery: &mom_client::Delivery, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(delivery)?);
+    } else {
+        println!("{}", delivery.payload);
+    }
+    Ok(())
+}
+
+/// Prints `opts.count` messages from `puller` (or, with `--follow`, every message until
+/// Ctrl-C), acking each unless told not to.
+async fn print_messages(mut puller: Puller, opts: &ConsumeOpts, json: bool) -> anyhow::Result<()> {
     let wait = Duration::from_secs(opts.wait_secs);
-    for got in 0..opts.count {
-        let Some(delivery) = puller.next_timeout(wait).await? else {
+    // Listening from here on: a Ctrl-C while a message is being printed or acked is not lost.
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut got = 0;
+    while opts.follow || got < opts.count {
+        let next = tokio::select! {
+            next = puller.next_timeout(wait) => next?,
+            _ = interrupts.recv() => return Ok(()),
+        };
+        let Some(delivery) = next else {
+            if opts.follow {
+                continue;
+            }
             bail!(
                 "no message arrived in {} within {} s (got {got} of {})",
                 puller.mailbox(),
@@ -171,7 +216,8 @@ async fn print_messages(mut puller: Puller, opts: &ConsumeOpts) -> anyhow::Resul
                 opts.count
             );
         };
-        println!("{}", delivery.payload);
+        print_delivery(&delivery, json)?;
+        got += 1;
         if !opts.no_ack && !puller.ack(&delivery).await? {
             eprintln!("warning: ack of message {} was stale", delivery.message_id);
         }
@@ -181,6 +227,9 @@ async fn print_messages(mut puller: Puller, opts: &ConsumeOpts) -> anyhow::Resul
 
 /// A puller that leases no more messages than it will print.
 fn sized(puller: Puller, opts: &ConsumeOpts) -> Puller {
+    if opts.follow {
+        return puller;
+    }
     puller.with_batch_size(opts.count.clamp(1, 100))
 }
 
@@ -240,20 +289,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             routing_key,
             payload,
             ttl_ms,
+            file,
         } => {
-            let options = PublishOptions { ttl: ttl(*ttl_ms) };
             let conn = g.connect().await?;
+            if let Some(file) = file {
+                return publish_file::run(&conn, exchange, routing_key, file).await;
+            }
+            let options = PublishOptions { ttl: ttl(*ttl_ms) };
+            let payload = payload.as_deref().unwrap_or_default();
             let published = conn
-                .publish_with(exchange, routing_key, payload.as_str(), options)
+                .publish_with(exchange, routing_key, payload, options)
                 .await?;
-            println!(
-                "published {} to {} queue(s)",
-                published.message_id, published.routed
-            );
+            if g.json {
+                println!("{}", serde_json::to_string(&published)?);
+            } else {
+                println!(
+                    "published {} to {} queue(s)",
+                    published.message_id, published.routed
+                );
+            }
         }
         Command::Consume { queue, opts } => {
             let conn = g.connect().await?;
-            print_messages(sized(conn.consume(queue), opts), opts).await?;
+            print_messages(sized(conn.consume(queue), opts), opts, g.json).await?;
         }
         Command::Depth { queue } => {
             let depth = g.connect().await?.queue_depth(queue).await?;
@@ -288,13 +346,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let conn = g.connect().await?;
             let subscription = conn.subscribe(topic, subscriber).await?;
-            print_messages(sized(subscription, opts), opts).await?;
+            print_messages(sized(subscription, opts), opts, g.json).await?;
         }
         Command::Unsubscribe { topic, subscriber } => {
             g.connect().await?.unsubscribe(topic, subscriber).await?;
             println!("unsubscribed {subscriber} from {topic}");
         }
+        Command::List(command) => list_commands::run(g.connect().await?, command, g.json).await?,
         Command::Access(command) => access_commands::run(g.connect().await?, command).await?,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "mom", &mut std::io::stdout());
+        }
     }
     Ok(())
 }
@@ -350,12 +413,24 @@ mod tests {
             Cli::try_parse_from(["mom", "grant", "bob", "queue", "orders.*", "read", "write"])
                 .unwrap();
         let Command::Access(AccessCommand::Grant {
-            user, permissions, ..
+            grantee,
+            permissions,
+            ..
         }) = cli.command
         else {
             panic!("not grant")
         };
-        assert_eq!((user.as_str(), permissions.len()), ("bob", 2));
+        assert_eq!((grantee.as_str(), permissions.len()), ("bob", 2));
+        // The grantee does not take the place of the global --user.
+        let cli = Cli::try_parse_from([
+            "mom", "--user", "alice", "grant", "bob", "queue", "q", "read",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.user.as_deref(), Some("alice"));
+        let cli =
+            Cli::try_parse_from(["mom", "--password", "mine", "create-user", "bob", "theirs"])
+                .unwrap();
+        assert_eq!(cli.global.password.as_deref(), Some("mine"));
         assert!(Cli::try_parse_from(["mom", "grant", "bob", "queue", "q"]).is_err());
         assert!(Cli::try_parse_from(["mom", "grant", "bob", "cake", "q", "read"]).is_err());
     }

@@ -1,13 +1,13 @@
 //! Values the gateway sends back, and options for requests.
 
 use mom_common::ExchangeKind;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use mom_common::rest::{AckOutcome, Delivery, QueueDepth};
 use std::time::Duration;
 
 /// Answer to a publish.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     /// Id of the new message.
     pub message_id: String,
@@ -23,7 +23,7 @@ pub struct PublishOptions {
 }
 
 /// Answer of `GET /health`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     /// `"ok"`, `"degraded"` (some partition has fewer in-sync replicas than replicas) or
     /// `"unavailable"` (some partition cannot take writes; answered with status 503).
@@ -36,7 +36,7 @@ pub struct Health {
 }
 
 /// An exchange, as listed by `GET /exchanges`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExchangeSummary {
     /// Its name.
     pub name: String,
@@ -45,7 +45,7 @@ pub struct ExchangeSummary {
 }
 
 /// One binding of an exchange to a queue.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     /// The bound queue.
     pub queue: String,
@@ -54,7 +54,7 @@ pub struct Binding {
 }
 
 /// An exchange with its bindings, as shown by `GET /exchanges/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExchangeInfo {
     /// Its name.
     pub name: String,
@@ -63,6 +63,36 @@ pub struct ExchangeInfo {
     /// Queues bound to it.
     #[serde(default)]
     pub bindings: Vec<Binding>,
+}
+
+/// A broker node, as `GET /cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub id: String,
+    /// The address other services dial.
+    pub address: String,
+    pub live: bool,
+}
+
+/// A partition, as `GET /cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub partition: u32,
+    pub leader: String,
+    pub leader_live: bool,
+    pub epoch: u64,
+    pub replicas: Vec<String>,
+    /// The in-sync replicas.
+    pub isr: Vec<String>,
+}
+
+/// Answer of `GET /cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The partitioning service elected controller, if any.
+    pub controller: Option<String>,
+    pub nodes: Vec<NodeState>,
+    pub partitions: Vec<PartitionState>,
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ pub fn validate_routing_key(value: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExchangeKind {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One message handed out by a pull; ack it with its `receipt` before the lease runs out.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     /// Id given to the message when it was published.
@@ -23,6 +24,7 @@ pub struct Delivery {
 }
 
 /// Messages in a queue.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueDepth {
     /// Waiting to be pulled.
@@ -32,6 +34,7 @@ pub struct QueueDepth {
 }
 
 /// Answer to an ack.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AckOutcome {
     /// How many receipts deleted their message.

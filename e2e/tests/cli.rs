@@ -48,3 +48,108 @@ async fn cli_publishes_and_consumes() {
     let (ok, _, stderr) = mom(&cluster, &["consume", "no-such-queue", "--wait-secs", "1"]);
     assert!(!ok && stderr.contains("does not exist"), "{stderr}");
 }
+
+#[tokio::test]
+async fn cli_lists_follows_publishes_files_grants_and_completes() {
+    let cluster = Cluster::start().await;
+    for args in [
+        vec!["register"],
+        vec!["declare-exchange", "jobs", "--kind", "direct"],
+        vec!["declare-queue", "work"],
+        vec!["bind", "jobs", "work", "run"],
+    ] {
+        let (ok, stdout, stderr) = mom(&cluster, &args);
+        assert!(ok, "mom {args:?} failed: {stdout}{stderr}");
+    }
+    // A file of messages, one per line, in batches.
+    let file = cluster.dir().join("messages.txt");
+    let lines: Vec<String> = (0..250).map(|n| format!("job {n}")).collect();
+    std::fs::write(&file, lines.join("\n") + "\n\n").unwrap();
+    let (ok, stdout, stderr) = mom(
+        &cluster,
+        &["publish", "jobs", "run", "--file", file.to_str().unwrap()],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("published 250 message(s)"), "{stdout}");
+
+    // Lists, as text and as JSON.
+    let (ok, stdout, _) = mom(&cluster, &["list", "queues"]);
+    assert!(ok && stdout.trim() == "work", "{stdout}");
+    let (ok, stdout, _) = mom(&cluster, &["list", "bindings", "jobs", "--json"]);
+    let bindings: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(ok && bindings[0]["queue"] == "work", "{stdout}");
+    let (ok, stdout, _) = mom(&cluster, &["list", "nodes"]);
+    assert!(
+        ok && stdout.lines().filter(|l| l.ends_with("live")).count() == 3,
+        "{stdout}"
+    );
+    let (ok, stdout, _) = mom(&cluster, &["list", "partitions", "--json"]);
+    let partitions: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        ok && partitions.as_array().is_some_and(|p| !p.is_empty()),
+        "{stdout}"
+    );
+
+    // Consume as JSON lines.
+    let (ok, stdout, stderr) = mom(&cluster, &["consume", "work", "--count", "250", "--json"]);
+    assert!(ok, "{stderr}");
+    let payloads: std::collections::HashSet<String> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(payloads.len(), 250);
+
+    // --follow keeps printing until interrupted.
+    let mut follower = Command::new(binary("mom"))
+        .args([
+            "--url",
+            cluster.gateway_url(),
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+        ])
+        .args(["consume", "work", "--follow", "--wait-secs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for n in 0..3 {
+        let (ok, _, stderr) = mom(&cluster, &["publish", "jobs", "run", &format!("late {n}")]);
+        assert!(ok, "{stderr}");
+    }
+    let stdout = follower.stdout.take().unwrap();
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        got.push(line.trim().to_owned());
+    }
+    got.sort();
+    assert_eq!(got, vec!["late 0", "late 1", "late 2"]);
+    // Ctrl-C ends it cleanly.
+    Command::new("kill")
+        .args(["-INT", &follower.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(follower.wait().unwrap().success());
+
+    // Grants and the admin-only listing.
+    mom_client::Connection::register(cluster.gateway_url(), "bob", PASSWORD)
+        .await
+        .unwrap();
+    let (ok, stdout, stderr) = mom(&cluster, &["grant", "bob", "queue", "work", "read"]);
+    assert!(ok && stdout.contains("granted as g-"), "{stdout}{stderr}");
+    let (ok, stdout, _) = mom(&cluster, &["list", "permissions"]);
+    assert!(ok && stdout.contains("bob\tqueue work\tread"), "{stdout}");
+    let (ok, _, stderr) = mom(&cluster, &["list", "users"]);
+    assert!(!ok && stderr.contains("403"), "{stderr}");
+
+    let (ok, stdout, _) = mom(&cluster, &["completions", "bash"]);
+    assert!(ok && stdout.contains("complete") && stdout.contains("mom"));
+}

@@ -43,10 +43,19 @@ async fn every_service_exposes_prometheus_metrics() {
         ) >= 20.0,
         "{gateway}"
     );
-    assert!(sum(&gateway, "mom_http_request_duration_seconds_count", &[r#"route="/queues/{name}/pull""#]) >= 1.0);
+    assert!(
+        sum(
+            &gateway,
+            "mom_http_request_duration_seconds_count",
+            &[r#"route="/queues/{name}/pull""#]
+        ) >= 1.0
+    );
     assert_eq!(sum(&gateway, "mom_live_nodes", &[]), 3.0);
     assert_eq!(sum(&gateway, "mom_zookeeper_connected", &[]), 1.0);
-    assert_eq!(sum(&gateway, "mom_partitions_without_live_leader", &[]), 0.0);
+    assert_eq!(
+        sum(&gateway, "mom_partitions_without_live_leader", &[]),
+        0.0
+    );
 
     // Gauges are refreshed once a second: wait for the nodes to report the traffic.
     let partitions = f64::from(cluster_partitions(&cluster).await);
@@ -69,7 +78,10 @@ async fn every_service_exposes_prometheus_metrics() {
     for index in 0..3 {
         texts.push_str(&scrape(&cluster.node_metrics_url(index)).await);
     }
-    assert!(nodes_report, "nodes' metrics do not show the traffic:\n{texts}");
+    assert!(
+        nodes_report,
+        "nodes' metrics do not show the traffic:\n{texts}"
+    );
 
     let partitioning = scrape(&cluster.partitioning_metrics_url(0)).await;
     let reported = poll_until(Duration::from_secs(5), || async {

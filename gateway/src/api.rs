@@ -3,9 +3,10 @@
 
 use crate::mailboxes::{self, AckBody, PullBody};
 use crate::nodes::retry_while_unavailable;
+use crate::openapi::{self, Routes};
 use crate::permissions::{require, require_any, visible};
 use crate::{caller::Caller, error::ApiError, AppState};
-use actix_web::{web, HttpResponse};
+use actix_web::{http::Method, web, HttpResponse};
 use mom_catalog::access::{Permission, ResourceKind};
 use mom_catalog::{Binding, Declared};
 use mom_common::names::{validate_name, validate_routing_key};
@@ -56,20 +57,21 @@ fn name(what: &'static str, value: &str) -> Result<(), ApiError> {
     Ok(validate_name(what, value)?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NameBody {
     name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeBody {
     name: String,
+    #[schema(value_type = ExchangeKind)]
     kind: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindingBody {
     queue: String,
@@ -77,25 +79,29 @@ pub struct BindingBody {
     routing_key: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishBody {
     #[serde(default)]
     routing_key: String,
+    /// The message, as text.
     payload: String,
+    /// Milliseconds after which the message is never delivered; none: no expiry.
+    #[schema(minimum = 1, maximum = 315_360_000_000_u64)]
     ttl_ms: Option<u64>,
 }
 
 /// Up to [`MAX_BATCH`] messages in one publish request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
+    #[schema(min_items = 1, max_items = 1000)]
     messages: Vec<PublishBody>,
 }
 
 pub const MAX_BATCH: usize = 1_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeBody {
     subscriber: String,
@@ -142,6 +148,19 @@ async fn ack_reply(
 
 // ---- exchanges ----
 
+/// Declares an exchange; the caller owns a new one.
+#[utoipa::path(
+    post,
+    path = "/exchanges",
+    tag = "exchanges",
+    request_body = ExchangeBody,
+    responses(
+        (status = 201, description = "Declared", body = openapi::Exchange),
+        (status = 200, description = "It exists already with this kind", body = openapi::Exchange),
+        (status = 403, description = "It exists and the caller has no configure permission on it"),
+        (status = 409, description = "It exists with another kind"),
+    ),
+)]
 pub async fn declare_exchange(
     state: State,
     caller: Caller,
@@ -161,6 +180,12 @@ pub async fn declare_exchange(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/exchanges",
+    tag = "exchanges",
+    responses((status = 200, description = "The exchanges the caller has some permission on", body = openapi::ExchangeList)),
+)]
 pub async fn list_exchanges(state: State, caller: Caller) -> Reply {
     let exchanges = state.catalog.list_exchanges().await?;
     let exchanges: Vec<_> = visible(&state, &caller, ResourceKind::Exchange, exchanges, |e| &e.0)
@@ -171,6 +196,17 @@ pub async fn list_exchanges(state: State, caller: Caller) -> Reply {
     Ok(HttpResponse::Ok().json(json!({ "exchanges": exchanges })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/exchanges/{name}",
+    tag = "exchanges",
+    params(("name" = String, Path, description = "Exchange name")),
+    responses(
+        (status = 200, description = "The exchange and its bindings", body = openapi::ExchangeDetail),
+        (status = 403, description = "The caller has no permission on it"),
+        (status = 404, description = "No such exchange"),
+    ),
+)]
 pub async fn get_exchange(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("exchange", &path)?;
     require_any(&state, &caller, ResourceKind::Exchange, &path).await?;
@@ -185,6 +221,18 @@ pub async fn get_exchange(state: State, caller: Caller, path: web::Path<String>)
     Ok(HttpResponse::Ok().json(json!({ "name": *path, "kind": kind, "bindings": bindings })))
 }
 
+/// Deletes an exchange and its bindings (needs configure).
+#[utoipa::path(
+    delete,
+    path = "/exchanges/{name}",
+    tag = "exchanges",
+    params(("name" = String, Path, description = "Exchange name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "No configure permission"),
+        (status = 404, description = "No such exchange"),
+    ),
+)]
 pub async fn delete_exchange(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("exchange", &path)?;
     require(
@@ -233,6 +281,20 @@ async fn binding(
     })
 }
 
+/// Binds a queue to an exchange (needs configure on the queue and read on the exchange).
+#[utoipa::path(
+    post,
+    path = "/exchanges/{name}/bindings",
+    tag = "exchanges",
+    params(("name" = String, Path, description = "Exchange name")),
+    request_body = BindingBody,
+    responses(
+        (status = 201, description = "Bound", body = openapi::BindingReply),
+        (status = 200, description = "The binding exists already", body = openapi::BindingReply),
+        (status = 403, description = "No configure permission on the queue, or no read permission on the exchange"),
+        (status = 404, description = "No such exchange or queue"),
+    ),
+)]
 pub async fn bind(
     state: State,
     caller: Caller,
@@ -248,6 +310,19 @@ pub async fn bind(
     ))
 }
 
+/// Removes a binding (the same permissions as binding).
+#[utoipa::path(
+    delete,
+    path = "/exchanges/{name}/bindings",
+    tag = "exchanges",
+    params(("name" = String, Path, description = "Exchange name")),
+    request_body = BindingBody,
+    responses(
+        (status = 204, description = "Unbound"),
+        (status = 403, description = "No configure permission on the queue, or no read permission on the exchange"),
+        (status = 404, description = "No such exchange, queue or binding"),
+    ),
+)]
 pub async fn unbind(
     state: State,
     caller: Caller,
@@ -350,6 +425,7 @@ async fn publish_partition(
             .into_inner())
     })
     .await
+    .inspect(|r| state.stats.published(kind, destination, r.published.len()))
 }
 
 async fn publish(
@@ -440,6 +516,21 @@ async fn publish_many(
     Ok(HttpResponse::build(status).json(json!({ "published": results })))
 }
 
+/// Publishes one message, or a batch of 1 to 1000, to an exchange (needs write).
+#[utoipa::path(
+    post,
+    path = "/exchanges/{name}/publish",
+    tag = "exchanges",
+    params(("name" = String, Path, description = "Exchange name")),
+    request_body = openapi::PublishRequest,
+    responses(
+        (status = 201, description = "Stored on the in-sync replicas: one message's id and how many queues got a copy, or every message's outcome of a batch", body = openapi::PublishReply),
+        (status = 207, description = "A batch of which only some messages were stored", body = openapi::BatchReply),
+        (status = 403, description = "No write permission"),
+        (status = 404, description = "No such exchange"),
+        (status = 503, description = "Not stored (a batch: none of its messages) as the partition's leader did not answer within the retry window; may have been stored, may be retried", body = openapi::PublishUnavailable),
+    ),
+)]
 pub async fn publish_to_exchange(
     state: State,
     caller: Caller,
@@ -457,6 +548,21 @@ pub async fn publish_to_exchange(
     .await
 }
 
+/// Publishes one message, or a batch of 1 to 1000, to a topic's subscribers (needs write).
+#[utoipa::path(
+    post,
+    path = "/topics/{name}/publish",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    request_body = openapi::PublishRequest,
+    responses(
+        (status = 201, description = "Stored on the in-sync replicas: one message's id and how many subscribers got a copy, or every message's outcome of a batch", body = openapi::PublishReply),
+        (status = 207, description = "A batch of which only some messages were stored", body = openapi::BatchReply),
+        (status = 403, description = "No write permission"),
+        (status = 404, description = "No such topic"),
+        (status = 503, description = "Not stored (a batch: none of its messages) as the partition's leader did not answer within the retry window; may have been stored, may be retried", body = openapi::PublishUnavailable),
+    ),
+)]
 pub async fn publish_to_topic(
     state: State,
     caller: Caller,
@@ -476,6 +582,18 @@ pub async fn publish_to_topic(
 
 // ---- queues ----
 
+/// Declares a queue; the caller owns a new one.
+#[utoipa::path(
+    post,
+    path = "/queues",
+    tag = "queues",
+    request_body = NameBody,
+    responses(
+        (status = 201, description = "Declared", body = openapi::Named),
+        (status = 200, description = "It exists already", body = openapi::Named),
+        (status = 403, description = "It exists and the caller has no configure permission on it"),
+    ),
+)]
 pub async fn declare_queue(state: State, caller: Caller, body: web::Json<NameBody>) -> Reply {
     name("queue", &body.name)?;
     let outcome = state.catalog.declare_queue(&body.name, &caller.user).await;
@@ -484,6 +602,12 @@ pub async fn declare_queue(state: State, caller: Caller, body: web::Json<NameBod
     Ok(declared(outcome, json!({ "name": body.name })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/queues",
+    tag = "queues",
+    responses((status = 200, description = "The queues the caller has some permission on", body = openapi::QueueList)),
+)]
 pub async fn list_queues(state: State, caller: Caller) -> Reply {
     let queues = state.catalog.list_queues().await?;
     Ok(named_list(
@@ -508,6 +632,18 @@ async fn existing_queue(
     Ok(MailboxName::Queue(queue.to_owned()))
 }
 
+/// A queue's messages: ready to pull, and leased (needs read).
+#[utoipa::path(
+    get,
+    path = "/queues/{name}",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 200, description = "The queue's depth", body = openapi::QueueDetail),
+        (status = 403, description = "No read permission"),
+        (status = 404, description = "No such queue"),
+    ),
+)]
 pub async fn get_queue(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     let mailbox = existing_queue(&state, &caller, &path).await?;
     let depth = mailboxes::depth(&state, &caller, &mailbox).await?;
@@ -515,6 +651,18 @@ pub async fn get_queue(state: State, caller: Caller, path: web::Path<String>) ->
         .json(json!({ "name": *path, "ready": depth.ready, "leased": depth.leased })))
 }
 
+/// Deletes a queue, its messages and its bindings (needs configure).
+#[utoipa::path(
+    delete,
+    path = "/queues/{name}",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "No configure permission"),
+        (status = 404, description = "No such queue"),
+    ),
+)]
 pub async fn delete_queue(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("queue", &path)?;
     require(
@@ -531,6 +679,19 @@ pub async fn delete_queue(state: State, caller: Caller, path: web::Path<String>)
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Pulls up to `max` messages, waiting up to `wait_ms` for one (needs read).
+#[utoipa::path(
+    post,
+    path = "/queues/{name}/pull",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body(content = ref("#/components/schemas/PullBody"), description = "Optional: no body means all defaults"),
+    responses(
+        (status = 200, description = "Messages leased to the caller for the visibility timeout (perhaps none); ack them by receipt before it ends", body = openapi::Messages),
+        (status = 403, description = "No read permission"),
+        (status = 404, description = "No such queue"),
+    ),
+)]
 pub async fn pull_queue(
     state: State,
     caller: Caller,
@@ -546,6 +707,20 @@ pub async fn pull_queue(
     .await
 }
 
+/// Acknowledges pulled messages by their receipts, which deletes them (needs read).
+#[utoipa::path(
+    post,
+    path = "/queues/{name}/ack",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body = AckBody,
+    responses(
+        (status = 200, description = "How many messages the receipts deleted, and the receipts refused as not the message's current delivery", body = mom_common::rest::AckOutcome),
+        (status = 400, description = "A malformed receipt (named), or not 1 to 1000 receipts"),
+        (status = 403, description = "No read permission"),
+        (status = 404, description = "No such queue"),
+    ),
+)]
 pub async fn ack_queue(
     state: State,
     caller: Caller,
@@ -563,6 +738,18 @@ pub async fn ack_queue(
 
 // ---- topics and subscriptions ----
 
+/// Declares a topic; the caller owns a new one.
+#[utoipa::path(
+    post,
+    path = "/topics",
+    tag = "topics",
+    request_body = NameBody,
+    responses(
+        (status = 201, description = "Declared", body = openapi::Named),
+        (status = 200, description = "It exists already", body = openapi::Named),
+        (status = 403, description = "It exists and the caller has no configure permission on it"),
+    ),
+)]
 pub async fn declare_topic(state: State, caller: Caller, body: web::Json<NameBody>) -> Reply {
     name("topic", &body.name)?;
     let outcome = state.catalog.declare_topic(&body.name, &caller.user).await;
@@ -571,6 +758,12 @@ pub async fn declare_topic(state: State, caller: Caller, body: web::Json<NameBod
     Ok(declared(outcome, json!({ "name": body.name })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/topics",
+    tag = "topics",
+    responses((status = 200, description = "The topics the caller has some permission on", body = openapi::TopicList)),
+)]
 pub async fn list_topics(state: State, caller: Caller) -> Reply {
     let topics = state.catalog.list_topics().await?;
     Ok(named_list(
@@ -579,6 +772,18 @@ pub async fn list_topics(state: State, caller: Caller) -> Reply {
     ))
 }
 
+/// Deletes a topic and its subscriptions with their messages (needs configure).
+#[utoipa::path(
+    delete,
+    path = "/topics/{name}",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "No configure permission"),
+        (status = 404, description = "No such topic"),
+    ),
+)]
 pub async fn delete_topic(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("topic", &path)?;
     require(
@@ -606,6 +811,21 @@ pub async fn delete_topic(state: State, caller: Caller, path: web::Path<String>)
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Adds a subscriber: a mailbox that gets a copy of every message published to the topic
+/// from now on (needs read).
+#[utoipa::path(
+    post,
+    path = "/topics/{name}/subscriptions",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    request_body = SubscribeBody,
+    responses(
+        (status = 201, description = "Subscribed", body = openapi::Subscription),
+        (status = 200, description = "The subscription exists already", body = openapi::Subscription),
+        (status = 403, description = "No read permission"),
+        (status = 404, description = "No such topic"),
+    ),
+)]
 pub async fn subscribe(
     state: State,
     caller: Caller,
@@ -630,6 +850,17 @@ pub async fn subscribe(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/topics/{name}",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    responses(
+        (status = 200, description = "The topic and its subscribers", body = openapi::TopicDetail),
+        (status = 403, description = "The caller has no permission on it"),
+        (status = 404, description = "No such topic"),
+    ),
+)]
 pub async fn get_topic(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("topic", &path)?;
     require_any(&state, &caller, ResourceKind::Topic, &path).await?;
@@ -637,6 +868,17 @@ pub async fn get_topic(state: State, caller: Caller, path: web::Path<String>) ->
     Ok(HttpResponse::Ok().json(json!({ "name": *path, "subscribers": subscribers })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/topics/{name}/subscriptions",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name")),
+    responses(
+        (status = 200, description = "The topic's subscribers", body = openapi::Subscribers),
+        (status = 403, description = "The caller has no permission on it"),
+        (status = 404, description = "No such topic"),
+    ),
+)]
 pub async fn list_subscribers(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("topic", &path)?;
     require_any(&state, &caller, ResourceKind::Topic, &path).await?;
@@ -665,6 +907,18 @@ async fn existing_subscription(
     })
 }
 
+/// Removes a subscription and its messages (needs read).
+#[utoipa::path(
+    delete,
+    path = "/topics/{name}/subscriptions/{subscriber}",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name"), ("subscriber" = String, Path, description = "Subscriber name")),
+    responses(
+        (status = 204, description = "Unsubscribed"),
+        (status = 403, description = "No read permission"),
+        (status = 404, description = "No such topic or subscription"),
+    ),
+)]
 pub async fn unsubscribe(state: State, caller: Caller, path: web::Path<(String, String)>) -> Reply {
     let (topic, subscriber) = path.into_inner();
     name("topic", &topic)?;
@@ -688,6 +942,19 @@ pub async fn unsubscribe(state: State, caller: Caller, path: web::Path<(String, 
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Pulls from a subscription, as from a queue (needs read on the topic).
+#[utoipa::path(
+    post,
+    path = "/topics/{name}/subscriptions/{subscriber}/pull",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name"), ("subscriber" = String, Path, description = "Subscriber name")),
+    request_body(content = ref("#/components/schemas/PullBody"), description = "Optional: no body means all defaults"),
+    responses(
+        (status = 200, description = "Messages leased to the caller for the visibility timeout (perhaps none); ack them by receipt before it ends", body = openapi::Messages),
+        (status = 403, description = "No read permission"),
+        (status = 404, description = "No such topic or subscription"),
+    ),
+)]
 pub async fn pull_subscription(
     state: State,
     caller: Caller,
@@ -703,6 +970,20 @@ pub async fn pull_subscription(
     .await
 }
 
+/// Acknowledges messages pulled from a subscription (needs read on the topic).
+#[utoipa::path(
+    post,
+    path = "/topics/{name}/subscriptions/{subscriber}/ack",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name"), ("subscriber" = String, Path, description = "Subscriber name")),
+    request_body = AckBody,
+    responses(
+        (status = 200, description = "How many messages the receipts deleted, and the receipts refused as not the message's current delivery", body = mom_common::rest::AckOutcome),
+        (status = 400, description = "A malformed receipt (named), or not 1 to 1000 receipts"),
+        (status = 403, description = "No read permission"),
+        (status = 404, description = "No such topic or subscription"),
+    ),
+)]
 pub async fn ack_subscription(
     state: State,
     caller: Caller,
@@ -718,44 +999,49 @@ pub async fn ack_subscription(
     .await
 }
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/exchanges", web::post().to(declare_exchange))
-        .route("/exchanges", web::get().to(list_exchanges))
-        .route("/exchanges/{name}", web::get().to(get_exchange))
-        .route("/exchanges/{name}", web::delete().to(delete_exchange))
-        .route("/exchanges/{name}/bindings", web::post().to(bind))
-        .route("/exchanges/{name}/bindings", web::delete().to(unbind))
-        .route(
+/// The resource routes; [`crate::routes`] registers them with the others.
+pub fn routes<R: Routes>(r: &mut R) {
+    r.add(Method::POST, "/exchanges", declare_exchange)
+        .add(Method::GET, "/exchanges", list_exchanges)
+        .add(Method::GET, "/exchanges/{name}", get_exchange)
+        .add(Method::DELETE, "/exchanges/{name}", delete_exchange)
+        .add(Method::POST, "/exchanges/{name}/bindings", bind)
+        .add(Method::DELETE, "/exchanges/{name}/bindings", unbind)
+        .add(
+            Method::POST,
             "/exchanges/{name}/publish",
-            web::post().to(publish_to_exchange),
+            publish_to_exchange,
         )
-        .route("/queues", web::post().to(declare_queue))
-        .route("/queues", web::get().to(list_queues))
-        .route("/queues/{name}", web::get().to(get_queue))
-        .route("/queues/{name}", web::delete().to(delete_queue))
-        .route("/queues/{name}/pull", web::post().to(pull_queue))
-        .route("/queues/{name}/ack", web::post().to(ack_queue))
-        .route("/topics", web::post().to(declare_topic))
-        .route("/topics", web::get().to(list_topics))
-        .route("/topics/{name}", web::get().to(get_topic))
-        .route("/topics/{name}", web::delete().to(delete_topic))
-        .route("/topics/{name}/publish", web::post().to(publish_to_topic))
-        .route("/topics/{name}/subscriptions", web::post().to(subscribe))
-        .route(
+        .add(Method::POST, "/queues", declare_queue)
+        .add(Method::GET, "/queues", list_queues)
+        .add(Method::GET, "/queues/{name}", get_queue)
+        .add(Method::DELETE, "/queues/{name}", delete_queue)
+        .add(Method::POST, "/queues/{name}/pull", pull_queue)
+        .add(Method::POST, "/queues/{name}/ack", ack_queue)
+        .add(Method::POST, "/topics", declare_topic)
+        .add(Method::GET, "/topics", list_topics)
+        .add(Method::GET, "/topics/{name}", get_topic)
+        .add(Method::DELETE, "/topics/{name}", delete_topic)
+        .add(Method::POST, "/topics/{name}/publish", publish_to_topic)
+        .add(Method::POST, "/topics/{name}/subscriptions", subscribe)
+        .add(
+            Method::GET,
             "/topics/{name}/subscriptions",
-            web::get().to(list_subscribers),
+            list_subscribers,
         )
-        .route(
+        .add(
+            Method::DELETE,
             "/topics/{name}/subscriptions/{subscriber}",
-            web::delete().to(unsubscribe),
+            unsubscribe,
         )
-        .route(
+        .add(
+            Method::POST,
             "/topics/{name}/subscriptions/{subscriber}/pull",
-            web::post().to(pull_subscription),
+            pull_subscription,
         )
-        .route(
+        .add(
+            Method::POST,
             "/topics/{name}/subscriptions/{subscriber}/ack",
-            web::post().to(ack_subscription),
+            ack_subscription,
         );
 }

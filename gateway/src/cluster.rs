@@ -3,17 +3,23 @@
 //! how many copies).
 
 use crate::nodes::Nodes;
+use mom_common::proto;
+use mom_common::token::ServiceCredentials;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-#[derive(Debug, Serialize)]
+/// How long `/cluster` waits for a node's replica status before it shows its lag as unknown.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub id: String,
     pub address: String,
     pub live: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PartitionView {
     pub partition: u32,
     pub leader: String,
@@ -21,17 +27,26 @@ pub struct PartitionView {
     pub epoch: u64,
     pub replicas: Vec<String>,
     pub isr: Vec<String>,
+    /// Per replica, how many committed records it has yet to learn of: the leader's high
+    /// watermark minus the replica's, as the nodes report them (`null` when the replica or
+    /// the leader did not answer: dead, or slower than [`STATUS_TIMEOUT`]). Filled only in
+    /// `/cluster`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub lag: BTreeMap<String, Option<u64>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClusterView {
     pub controller: Option<String>,
     pub nodes: Vec<NodeView>,
     pub partitions: Vec<PartitionView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
+    /// `ok`, `degraded` (some partition has fewer in-sync replicas than replicas) or
+    /// `unavailable` (some partition cannot take writes).
+    #[schema(value_type = crate::openapi::HealthStatus)]
     pub status: &'static str,
     pub nodes: usize,
     pub reasons: Vec<String>,
@@ -49,6 +64,7 @@ fn partitions(nodes: &Nodes) -> Vec<PartitionView> {
             epoch: v.state.epoch,
             replicas: v.state.replicas,
             isr: v.state.isr,
+            lag: BTreeMap::new(),
         })
         .collect()
 }
@@ -78,6 +94,52 @@ pub fn view(nodes: &Nodes, controller: Option<String>) -> ClusterView {
         nodes,
         partitions,
     }
+}
+
+/// [`view`] with every replica's lag, from the `Status` of every live node (asked at once).
+pub async fn view_with_lag(
+    nodes: &Nodes,
+    credentials: &ServiceCredentials,
+    controller: Option<String>,
+) -> ClusterView {
+    let mut view = view(nodes, controller);
+    let token = credentials.attach();
+    let asks = nodes.live().into_iter().map(|node| {
+        let token = token.clone();
+        async move {
+            let mut broker = nodes.broker(&node, &token).ok()?;
+            let reply =
+                tokio::time::timeout(STATUS_TIMEOUT, broker.status(proto::StatusRequest {}))
+                    .await
+                    .ok()?
+                    .ok()?;
+            Some((node.id, reply.into_inner().partitions))
+        }
+    });
+    // (node, partition) -> that replica's high watermark.
+    let watermarks: BTreeMap<(String, u32), u64> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .flat_map(|(node, partitions)| {
+            partitions
+                .into_iter()
+                .map(move |p| ((node.clone(), p.partition), p.high_watermark))
+        })
+        .collect();
+    for p in &mut view.partitions {
+        let leader = watermarks.get(&(p.leader.clone(), p.partition)).copied();
+        p.lag = p
+            .replicas
+            .iter()
+            .map(|replica| {
+                let own = watermarks.get(&(replica.clone(), p.partition)).copied();
+                let lag = leader.zip(own).map(|(l, o)| l.saturating_sub(o));
+                (replica.clone(), lag)
+            })
+            .collect();
+    }
+    view
 }
 
 pub fn health(nodes: &Nodes, min_insync: u32) -> Health {

@@ -5,15 +5,21 @@
 //! watches), and forwards message traffic to broker nodes over gRPC.
 
 pub mod api;
+pub mod auth_routes;
 pub mod caller;
 pub mod cluster;
 pub mod error;
 pub mod mailboxes;
 pub mod metrics;
 pub mod nodes;
+pub mod openapi;
 pub mod permissions;
+pub mod stats;
+pub mod ui;
 
-use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{
+    error::JsonPayloadError, http::Method, web, App, HttpRequest, HttpResponse, HttpServer,
+};
 use error::ApiError;
 use mom_catalog::access::AccessCache;
 use mom_catalog::Catalog;
@@ -42,6 +48,8 @@ pub struct AppState {
     pub pull_rotation: AtomicUsize,
     /// What the nodes require to acknowledge a write, for `/health`.
     pub min_insync_replicas: u32,
+    /// Traffic counters of this gateway, for `/stats` and the dashboard.
+    pub stats: stats::Stats,
 }
 
 fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -57,6 +65,16 @@ fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
 /// `ok`, `degraded` (some partition has fewer in-sync replicas than replicas) or
 /// `unavailable` (some partition cannot take writes: no live leader, or fewer in-sync replicas
 /// than `min_insync_replicas`), with the reasons; 503 when unavailable, for load balancers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "Every partition can take writes (`ok` or `degraded`)", body = cluster::Health),
+        (status = 503, description = "Some partition cannot take writes (`unavailable`)", body = cluster::Health),
+    ),
+)]
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let report = cluster::health(&state.nodes, state.min_insync_replicas);
     let status = if report.status == "unavailable" {
@@ -67,6 +85,13 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::build(status).json(report)
 }
 
+#[utoipa::path(
+    get,
+    path = "/version",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "The gateway's name and version", body = openapi::Version)),
+)]
 async fn version() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({
         "name": "mom",
@@ -74,17 +99,26 @@ async fn version() -> HttpResponse {
     }))
 }
 
+/// The broker nodes, the partitions with their leaders, replicas and lag, and the controller.
+#[utoipa::path(
+    get,
+    path = "/cluster",
+    tag = "operations",
+    responses((status = 200, description = "The cluster as this gateway sees it", body = cluster::ClusterView)),
+)]
 async fn cluster_view(
     state: web::Data<AppState>,
     _: caller::Caller,
 ) -> Result<HttpResponse, ApiError> {
     let controller = mom_catalog::partitions::controller(&state.catalog.zookeeper()).await?;
-    Ok(HttpResponse::Ok().json(cluster::view(&state.nodes, controller)))
+    let view = cluster::view_with_lag(&state.nodes, &state.credentials, controller).await;
+    Ok(HttpResponse::Ok().json(view))
 }
 
-/// Passes `/auth/*` to the auth service so clients need only the gateway's address: the
-/// method, path, query, body and `Authorization` go on; `X-Forwarded-For` tells the auth
-/// service the client's address (it throttles logins per address); `Retry-After` comes back.
+/// Passes `/auth/*` (the routes in [`auth_routes`]) to the auth service so clients need only
+/// the gateway's address: the method, path, query, body and `Authorization` go on;
+/// `X-Forwarded-For` tells the auth service the client's address (it throttles logins per
+/// address); `Retry-After` comes back.
 async fn auth_proxy(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -136,6 +170,23 @@ async fn auth_proxy(
         return Ok(response.finish());
     }
     Ok(response.content_type("application/json").body(bytes))
+}
+
+/// Every route the gateway serves. `run` registers them on the app; the tests in
+/// [`openapi`] check that each one is in the OpenAPI document, so a route added here (or in
+/// the modules' `routes`) needs a `#[utoipa::path]` on its handler, listed in
+/// [`openapi::ApiDoc`].
+pub fn routes<R: openapi::Routes>(r: &mut R) {
+    r.add(Method::GET, "/health", health)
+        .add(Method::GET, "/metrics", metrics::render)
+        .add(Method::GET, "/version", version)
+        .add(Method::GET, "/cluster", cluster_view)
+        .add(Method::GET, "/openapi.json", openapi::serve);
+    auth_routes::routes(r);
+    api::routes(r);
+    permissions::routes(r);
+    stats::routes(r);
+    ui::routes(r);
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -225,7 +276,9 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         default_visibility_timeout_ms: config.default_visibility_timeout_ms,
         pull_rotation: AtomicUsize::new(0),
         min_insync_replicas: config.min_insync_replicas,
+        stats: stats::Stats::default(),
     });
+    tokio::spawn(stats::forget_deleted(state.clone().into_inner()));
     let max_body = config.max_body_bytes;
     let server = HttpServer::new(move || {
         App::new()
@@ -237,14 +290,7 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
             )
             .app_data(web::PayloadConfig::default().limit(max_body))
             .wrap(actix_web::middleware::from_fn(metrics::record))
-            .route("/health", web::get().to(health))
-            .route("/metrics", web::get().to(metrics::render))
-            .route("/version", web::get().to(version))
-            .route("/cluster", web::get().to(cluster_view))
-            .route("/auth", web::to(auth_proxy))
-            .route("/auth/{rest:.*}", web::to(auth_proxy))
-            .configure(api::routes)
-            .configure(permissions::routes)
+            .configure(routes)
             .default_service(web::to(not_found))
     })
     .bind(config.listen)?;

@@ -16,17 +16,26 @@ pub const MAX_WAIT_MS: u64 = 20_000;
 /// One hour: longer leases would hide a crashed consumer's messages for too long.
 pub const MAX_VISIBILITY_TIMEOUT_MS: u64 = 3_600_000;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PullBody {
+    /// How many messages at most (1 unless given).
+    #[schema(minimum = 1, maximum = 100)]
     pub max: Option<u32>,
+    /// How long the pulled messages stay leased to the caller (the gateway's
+    /// `default_visibility_timeout_ms` unless given).
+    #[schema(minimum = 1, maximum = 3_600_000)]
     pub visibility_timeout_ms: Option<u64>,
+    /// How long to wait for a message when there is none (0 unless given).
+    #[schema(minimum = 0, maximum = 20_000)]
     pub wait_ms: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
+    /// Receipts of pulled messages.
+    #[schema(min_items = 1, max_items = 1000)]
     pub receipts: Vec<String>,
 }
 
@@ -61,6 +70,7 @@ pub async fn pull(
     loop {
         let messages = pull_once(state, caller, mailbox, max, visibility).await?;
         if !messages.is_empty() || Instant::now() >= deadline {
+            state.stats.pulled(mailbox, &caller.user, messages.len());
             return Ok(messages);
         }
         tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
@@ -216,6 +226,7 @@ pub async fn ack(
             }
         }
     }
+    state.stats.acked(mailbox, result.acked);
     Ok(result)
 }
 

@@ -33,6 +33,14 @@ pub async fn record(
 }
 
 /// `GET /metrics`: Prometheus' text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "The gateway's metrics in Prometheus' text format (docs/metrics.md)", body = String, content_type = "text/plain; version=0.0.4")),
+)]
 pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     let live = state.nodes.live();
     metrics::gauge!("mom_live_nodes").set(live.len() as f64);

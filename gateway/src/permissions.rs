@@ -4,8 +4,9 @@
 //! Every handler that touches an exchange, queue or topic calls [`require`] before it acts;
 //! the nodes check `write` and `read` again for the user a call is made for.
 
+use crate::openapi::{self, Routes};
 use crate::{caller::Caller, error::ApiError, AppState};
-use actix_web::{web, HttpResponse};
+use actix_web::{http::Method, web, HttpResponse};
 use mom_catalog::access::{self, Grant, Permission, ResourceKind};
 use serde::Deserialize;
 use serde_json::json;
@@ -28,7 +29,14 @@ pub async fn require(
     {
         return Ok(());
     }
-    refusal(state, caller, kind, name, &format!("no {permission} permission")).await
+    refusal(
+        state,
+        caller,
+        kind,
+        name,
+        &format!("no {permission} permission"),
+    )
+    .await
 }
 
 async fn refusal(
@@ -39,7 +47,9 @@ async fn refusal(
     what: &str,
 ) -> Result<(), ApiError> {
     if !state.catalog.resource_exists(kind, name).await? {
-        return Err(ApiError::NotFound(format!("{kind} {name:?} does not exist")));
+        return Err(ApiError::NotFound(format!(
+            "{kind} {name:?} does not exist"
+        )));
     }
     Err(ApiError::Forbidden(format!(
         "user {:?} has {what} on {kind} {name:?}",
@@ -91,12 +101,16 @@ pub async fn visible<T>(
         .collect())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
+    /// The user who gets the permissions.
     user: String,
+    #[schema(value_type = ResourceKind)]
     kind: String,
+    /// A name, or a pattern with the wildcards `*` and `?`.
     pattern: String,
+    #[schema(min_items = 1)]
     permissions: Vec<Permission>,
 }
 
@@ -128,6 +142,17 @@ fn grant_json(id: &str, grant: &Grant) -> serde_json::Value {
 
 /// `POST /permissions`: an admin grants on any name or pattern; an owner grants on a name it
 /// owns, or on a pattern, which then reaches only the resources that owner owns.
+#[utoipa::path(
+    post,
+    path = "/permissions",
+    tag = "permissions",
+    request_body = GrantBody,
+    responses(
+        (status = 201, description = "Granted", body = openapi::GrantReply),
+        (status = 403, description = "A name the caller does not own (admins may grant anything)"),
+        (status = 404, description = "No such user"),
+    ),
+)]
 pub async fn grant(
     state: web::Data<AppState>,
     caller: Caller,
@@ -174,6 +199,13 @@ pub async fn grant(
 }
 
 /// `GET /permissions`: every grant for an admin; the ones a user gave or got otherwise.
+#[utoipa::path(
+    get,
+    path = "/permissions",
+    operation_id = "list_grants",
+    tag = "permissions",
+    responses((status = 200, description = "The grants the caller gave or got (all, for an admin)", body = openapi::GrantList)),
+)]
 pub async fn list(state: web::Data<AppState>, caller: Caller) -> Reply {
     let admin = state.access.view().is_admin(&caller.user);
     let grants: Vec<_> = access::list_grants(&state.catalog.zookeeper())
@@ -186,6 +218,18 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> Reply {
 }
 
 /// `DELETE /permissions/{id}`: by its granter, its grantee (giving it up) or an admin.
+#[utoipa::path(
+    delete,
+    path = "/permissions/{id}",
+    operation_id = "revoke_grant",
+    tag = "permissions",
+    params(("id" = String, Path, description = "The grant's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "The caller is neither its granter, its grantee nor an admin"),
+        (status = 404, description = "No such grant"),
+    ),
+)]
 pub async fn revoke(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Reply {
     let zk = state.catalog.zookeeper();
     let not_found = || ApiError::NotFound(format!("no permission grant {:?}", id.as_str()));
@@ -206,9 +250,8 @@ pub async fn revoke(state: web::Data<AppState>, caller: Caller, id: web::Path<St
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/permissions", web::post().to(grant))
-        .route("/permissions", web::get().to(list))
-        .route("/permissions/{id}", web::delete().to(revoke));
+pub fn routes<R: Routes>(r: &mut R) {
+    r.add(Method::POST, "/permissions", grant)
+        .add(Method::GET, "/permissions", list)
+        .add(Method::DELETE, "/permissions/{id}", revoke);
 }

@@ -35,7 +35,10 @@ fn report(logs: &PartitionLogs, connected: bool) {
         metrics::gauge!("mom_partition_isr_size", "partition" => partition.clone())
             .set(status.isr_size as f64);
         // Only a leader knows its followers' lag; elsewhere it is 0.
-        metrics::gauge!("mom_partition_replication_lag", "partition" => partition)
-            .set(if leader { status.follower_lag as f64 } else { 0.0 });
+        metrics::gauge!("mom_partition_replication_lag", "partition" => partition).set(if leader {
+            status.follower_lag as f64
+        } else {
+            0.0
+        });
     }
 }

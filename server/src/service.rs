@@ -455,7 +455,8 @@ impl Broker for BrokerService {
                 .await
                 .map_err(write_status)?;
             // Appended, replicated to the in-sync replicas and committed.
-            metrics::histogram!("mom_publish_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("mom_publish_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
             metrics::counter!("mom_published_messages_total").increment(count);
         }
         Ok(Response::new(proto::PublishBatchReply { published }))

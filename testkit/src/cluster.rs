@@ -259,7 +259,10 @@ impl Cluster {
 
     /// `GET /metrics` of node `index` (0-based) and of partitioning service `index`.
     pub fn node_metrics_url(&self, index: usize) -> String {
-        format!("http://127.0.0.1:{}/metrics", self.node_metrics_ports[index])
+        format!(
+            "http://127.0.0.1:{}/metrics",
+            self.node_metrics_ports[index]
+        )
     }
 
     pub fn partitioning_metrics_url(&self, index: usize) -> String {
