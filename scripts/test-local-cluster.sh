@@ -79,7 +79,8 @@ wait_for() { # seconds description command...: polls the command until it succee
 gone() { ! kill -0 "$1" 2>/dev/null; }
 health() { curl -fs --max-time 2 "$gateway/health" 2>/dev/null || true; }
 three_nodes() { [[ $(health) == *'"nodes":3'* ]]; }
-log_sizes() { for f in "$state"/logs/*.log; do [ -e "$f" ] && echo "$f $(stat -c %s "$f")"; done; }
+# (No logs yet, as in a fresh checkout, is an empty list, not a failure.)
+log_sizes() { for f in "$state"/logs/*.log; do if [ -e "$f" ]; then echo "$f $(stat -c %s "$f")"; fi; done; }
 up() {
   grep -q "MOM is up" "$out" && return 0
   kill -0 "$cluster" 2>/dev/null || fail "local-cluster.sh exited before the cluster was up"

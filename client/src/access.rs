@@ -4,40 +4,9 @@
 //! docs/security.md.
 
 use crate::{ClientError, Connection};
+pub use mom_common::access::{Permission, ResourceKind};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use std::fmt;
-
-/// What a grant is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResourceKind {
-    Exchange,
-    Queue,
-    Topic,
-}
-
-impl fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ResourceKind::Exchange => "exchange",
-            ResourceKind::Queue => "queue",
-            ResourceKind::Topic => "topic",
-        })
-    }
-}
-
-/// RabbitMQ's three permissions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Permission {
-    /// Declare, delete, bind.
-    Configure,
-    /// Publish.
-    Write,
-    /// Pull, ack, subscribe; bind a queue to the exchange.
-    Read,
-}
 
 /// A grant as the gateway lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -69,6 +69,10 @@ struct PublishBody<'a> {
     payload: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     ttl_ms: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    mandatory: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -246,7 +250,7 @@ impl Connection {
     }
 
     /// `GET /cluster`: nodes, partitions with their leaders and in-sync sets, controller.
-    pub async fn cluster(&self) -> Result<crate::ClusterInfo, ClientError> {
+    pub async fn cluster(&self) -> Result<crate::ClusterView, ClientError> {
         self.call(self.request(Method::GET, "/cluster")).await
     }
 
@@ -341,6 +345,8 @@ impl Connection {
                     routing_key: key.as_ref(),
                     payload: payload.clone(),
                     ttl_ms: None,
+                    mandatory: false,
+                    message_id: None,
                 })
                 .collect(),
         };
@@ -367,8 +373,20 @@ impl Connection {
         options: PublishOptions,
     ) -> Result<Published, ClientError> {
         let path = format!("/exchanges/{exchange}/publish");
-        self.publish_to(&path, routing_key, payload.into(), options.ttl)
+        self.publish_to(&path, routing_key, payload.into(), options)
             .await
+    }
+
+    /// Publishes `payload` straight to a queue through the default exchange (no exchange or
+    /// binding needed, as with RabbitMQ's `""` exchange).
+    pub async fn publish_to_queue(
+        &self,
+        queue: &str,
+        payload: impl Into<String>,
+        options: PublishOptions,
+    ) -> Result<Published, ClientError> {
+        let path = format!("/queues/{queue}/publish");
+        self.publish_to(&path, "", payload.into(), options).await
     }
 
     async fn publish_to(
@@ -376,12 +394,14 @@ impl Connection {
         path: &str,
         routing_key: &str,
         payload: String,
-        ttl: Option<Duration>,
+        options: PublishOptions,
     ) -> Result<Published, ClientError> {
         let body = PublishBody {
             routing_key,
             payload,
-            ttl_ms: ttl.map(millis_ceil),
+            ttl_ms: options.ttl.map(millis_ceil),
+            mandatory: options.mandatory,
+            message_id: options.message_id,
         };
         self.call(self.request(Method::POST, path).json(&body))
             .await
@@ -480,7 +500,11 @@ impl Connection {
         ttl: Option<Duration>,
     ) -> Result<Published, ClientError> {
         let path = format!("/topics/{topic}/publish");
-        self.publish_to(&path, "", payload.into(), ttl).await
+        let options = PublishOptions {
+            ttl,
+            ..Default::default()
+        };
+        self.publish_to(&path, "", payload.into(), options).await
     }
 
     /// Creates (or reuses) the subscription `subscriber` of `topic` and returns a puller over it.
@@ -598,6 +622,8 @@ mod tests {
             routing_key: "",
             payload: "x".into(),
             ttl_ms: None,
+            mandatory: false,
+            message_id: None,
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
@@ -607,10 +633,12 @@ mod tests {
             routing_key: "k",
             payload: "x".into(),
             ttl_ms: Some(5),
+            mandatory: true,
+            message_id: Some("m-1".into()),
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
-            r#"{"routing_key":"k","payload":"x","ttl_ms":5}"#
+            r#"{"routing_key":"k","payload":"x","ttl_ms":5,"mandatory":true,"message_id":"m-1"}"#
         );
     }
 

@@ -26,6 +26,6 @@ pub use error::ClientError;
 pub use mom_common::{ExchangeKind, MailboxName};
 pub use puller::{Consumer, Puller, Subscription, DEFAULT_BATCH, MAX_WAIT};
 pub use types::{
-    AckOutcome, Binding, ClusterInfo, Delivery, ExchangeInfo, ExchangeSummary, Health, NodeState,
-    PartitionState, PublishOptions, Published, QueueDepth,
+    AckOutcome, Binding, ClusterView, Delivery, ExchangeInfo, ExchangeSummary, Health, NodeView,
+    PartitionView, PublishOptions, Published, QueueDepth,
 };

@@ -295,7 +295,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(file) = file {
                 return publish_file::run(&conn, exchange, routing_key, file).await;
             }
-            let options = PublishOptions { ttl: ttl(*ttl_ms) };
+            let options = PublishOptions {
+                ttl: ttl(*ttl_ms),
+                ..Default::default()
+            };
             let payload = payload.as_deref().unwrap_or_default();
             let published = conn
                 .publish_with(exchange, routing_key, payload, options)

@@ -3,7 +3,9 @@
 use mom_common::ExchangeKind;
 use serde::{Deserialize, Serialize};
 
-pub use mom_common::rest::{AckOutcome, Delivery, QueueDepth};
+pub use mom_common::rest::{
+    AckOutcome, ClusterView, Delivery, NodeView, PartitionView, QueueDepth,
+};
 use std::time::Duration;
 
 /// Answer to a publish.
@@ -16,10 +18,16 @@ pub struct Published {
 }
 
 /// Options of [`Connection::publish_with`](crate::Connection::publish_with).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishOptions {
     /// Time after which the message is dropped undelivered; `None` keeps it until consumed.
     pub ttl: Option<Duration>,
+    /// Refuse (an error with status 422) rather than answer `routed: 0` when no queue or
+    /// subscriber would get the message.
+    pub mandatory: bool,
+    /// The publisher's own message id: publishing again with the same id (a retry after a
+    /// timeout, say) stores the message once. `None`: the gateway mints one.
+    pub message_id: Option<String>,
 }
 
 /// Answer of `GET /health`.
@@ -63,36 +71,6 @@ pub struct ExchangeInfo {
     /// Queues bound to it.
     #[serde(default)]
     pub bindings: Vec<Binding>,
-}
-
-/// A broker node, as `GET /cluster` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeState {
-    pub id: String,
-    /// The address other services dial.
-    pub address: String,
-    pub live: bool,
-}
-
-/// A partition, as `GET /cluster` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionState {
-    pub partition: u32,
-    pub leader: String,
-    pub leader_live: bool,
-    pub epoch: u64,
-    pub replicas: Vec<String>,
-    /// The in-sync replicas.
-    pub isr: Vec<String>,
-}
-
-/// Answer of `GET /cluster`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterInfo {
-    /// The partitioning service elected controller, if any.
-    pub controller: Option<String>,
-    pub nodes: Vec<NodeState>,
-    pub partitions: Vec<PartitionState>,
 }
 
 #[cfg(test)]

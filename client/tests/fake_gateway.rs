@@ -149,6 +149,7 @@ async fn publish_bodies() {
     assert_eq!((published.message_id.as_str(), published.routed), ("m1", 2));
     let ttl = PublishOptions {
         ttl: Some(Duration::from_secs(2)),
+        ..Default::default()
     };
     conn.publish_with("ex", "a.b", "hi", ttl).await.unwrap();
     conn.publish_topic("news", "hello", None).await.unwrap();

@@ -1,5 +1,6 @@
 //! Shared vocabulary of MOM: the gRPC protocol, resource names, routing rules and access tokens.
 
+pub mod access;
 pub mod advertise;
 pub mod channels;
 pub mod mailbox;

@@ -2,6 +2,7 @@
 //! them) use; see docs/rest-api.md.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One message handed out by a pull; ack it with its `receipt` before the lease runs out.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -42,4 +43,42 @@ pub struct AckOutcome {
     /// Receipts refused because they are not the message's current delivery (or it is gone).
     #[serde(default)]
     pub stale: Vec<String>,
+}
+
+/// A broker node, as `GET /cluster` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: String,
+    /// The address other services dial.
+    pub address: String,
+    pub live: bool,
+}
+
+/// A partition, as `GET /cluster` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionView {
+    pub partition: u32,
+    pub leader: String,
+    pub leader_live: bool,
+    pub epoch: u64,
+    pub replicas: Vec<String>,
+    /// The in-sync replicas.
+    pub isr: Vec<String>,
+    /// Per replica, how many committed records it has yet to learn of: the leader's high
+    /// watermark minus the replica's, as the nodes report them (`null` when the replica or
+    /// the leader did not answer in time). Filled only in `/cluster`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lag: BTreeMap<String, Option<u64>>,
+}
+
+/// Answer of `GET /cluster`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The partitioning service elected controller, if any.
+    pub controller: Option<String>,
+    pub nodes: Vec<NodeView>,
+    pub partitions: Vec<PartitionView>,
 }

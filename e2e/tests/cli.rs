@@ -4,19 +4,22 @@ use mom_e2e::{PASSWORD, USER};
 use mom_testkit::{binary, Cluster};
 use std::process::Command;
 
+/// `mom` with the cluster's URL and the test user's credentials.
+fn mom_command(cluster: &Cluster) -> Command {
+    let mut command = Command::new(binary("mom"));
+    command.args([
+        "--url",
+        cluster.gateway_url(),
+        "--user",
+        USER,
+        "--password",
+        PASSWORD,
+    ]);
+    command
+}
+
 fn mom(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(binary("mom"))
-        .args([
-            "--url",
-            cluster.gateway_url(),
-            "--user",
-            USER,
-            "--password",
-            PASSWORD,
-        ])
-        .args(args)
-        .output()
-        .expect("mom runs");
+    let output = mom_command(cluster).args(args).output().expect("mom runs");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -105,15 +108,7 @@ async fn cli_lists_follows_publishes_files_grants_and_completes() {
     assert_eq!(payloads.len(), 250);
 
     // --follow keeps printing until interrupted.
-    let mut follower = Command::new(binary("mom"))
-        .args([
-            "--url",
-            cluster.gateway_url(),
-            "--user",
-            USER,
-            "--password",
-            PASSWORD,
-        ])
+    let mut follower = mom_command(&cluster)
         .args(["consume", "work", "--follow", "--wait-secs", "1"])
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -31,6 +31,17 @@ async fn every_service_exposes_prometheus_metrics() {
     let conn = connect(&cluster).await;
     declare_ledger(&conn).await;
     let published = publish_batch(&conn, 0, 20).await;
+    // The queue's depth, summed over the nodes (each reports the partitions it serves).
+    let depth_reported = poll_until(Duration::from_secs(15), || async {
+        let mut ready = 0.0;
+        for index in 0..3 {
+            let text = scrape(&cluster.node_metrics_url(index)).await;
+            ready += sum(&text, "mom_mailbox_ready", &[r#"mailbox="q/entries""#]);
+        }
+        ready == 20.0
+    })
+    .await;
+    assert!(depth_reported, "queue depth not in the nodes' metrics");
     let delivered = drain(&conn, "entries", published.len(), Duration::from_secs(3)).await;
     assert_eq!(delivered.len(), 20);
 

@@ -159,12 +159,14 @@ async fn expired_messages_are_not_delivered() {
     conn.bind("quotes", "screen", "").await.unwrap();
     let short = mom_client::PublishOptions {
         ttl: Some(Duration::from_millis(200)),
+        ..Default::default()
     };
     conn.publish_with("quotes", "", "stale-quote", short)
         .await
         .unwrap();
     let long = mom_client::PublishOptions {
         ttl: Some(Duration::from_secs(600)),
+        ..Default::default()
     };
     conn.publish_with("quotes", "", "fresh-quote", long)
         .await
@@ -214,4 +216,75 @@ async fn a_batch_publish_stores_every_message_in_per_key_order() {
             assert!(previous < n, "{key}: {n} after {previous}");
         }
     }
+}
+
+/// RabbitMQ's default exchange, `mandatory` publishes and the publisher's own message ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_exchange_mandatory_and_publisher_message_ids() {
+    let cluster = Cluster::start().await;
+    let conn = connect(&cluster).await;
+    conn.declare_queue("inbox").await.unwrap();
+
+    // Straight to a queue, with no exchange or binding.
+    let published = conn
+        .publish_to_queue("inbox", "direct to the queue", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(published.routed, 1);
+    let pulled = drain(&conn, "inbox", 1, Duration::from_secs(5)).await;
+    assert_eq!(pulled[0].payload, "direct to the queue");
+    let (status, body) = mom_e2e::call(
+        &cluster,
+        reqwest::Method::POST,
+        "/queues/nowhere/publish",
+        Some(conn.token()),
+        Some(r#"{"payload":"x"}"#),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    // Mandatory: refused instead of routed to nobody.
+    conn.declare_exchange("unbound", ExchangeKind::Direct)
+        .await
+        .unwrap();
+    let mandatory = mom_client::PublishOptions {
+        mandatory: true,
+        ..Default::default()
+    };
+    let refused = conn
+        .publish_with("unbound", "k", "lost?", mandatory.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(422), "{refused}");
+    let routed = conn.publish("unbound", "k", "lost").await.unwrap().routed;
+    assert_eq!(routed, 0);
+    conn.publish_to_queue("inbox", "wanted", mandatory)
+        .await
+        .unwrap();
+
+    // The publisher's own id: a retry is stored once.
+    let with_id = mom_client::PublishOptions {
+        message_id: Some("order-17".into()),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let published = conn
+            .publish_to_queue("inbox", "order 17", with_id.clone())
+            .await
+            .unwrap();
+        assert_eq!(published.message_id, "order-17");
+    }
+    let got = drain(&conn, "inbox", 10, Duration::from_secs(2)).await;
+    let payloads: Vec<&str> = got.iter().map(|d| d.payload.as_str()).collect();
+    assert_eq!(payloads.len(), 2, "{payloads:?}");
+    assert!(payloads.contains(&"wanted") && payloads.contains(&"order 17"));
+    let bad_id = mom_client::PublishOptions {
+        message_id: Some("no spaces allowed".into()),
+        ..Default::default()
+    };
+    let refused = conn
+        .publish_to_queue("inbox", "x", bad_id)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(400));
 }

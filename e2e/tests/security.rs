@@ -59,6 +59,29 @@ fn bearer(token: &str) -> impl tonic::service::Interceptor + Clone {
     }
 }
 
+/// The refusal a fetch of partition 0 for `follower`, sent with `credentials`, gets.
+async fn fetch_as(
+    addr: &str,
+    credentials: impl tonic::service::Interceptor,
+    follower: &str,
+) -> Code {
+    let mut replica = ReplicaClient::with_interceptor(channel(addr).await, credentials);
+    let request = FetchRequest {
+        partition: 0,
+        follower: follower.to_owned(),
+        ..Default::default()
+    };
+    replica.fetch(request).await.expect_err("a refusal").code()
+}
+
+fn pull_request(mailbox: &Option<Mailbox>) -> PullRequest {
+    PullRequest {
+        mailbox: mailbox.clone(),
+        max: 10,
+        visibility_timeout_ms: 1_000,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_services_refuse_users_and_impostors_and_messages_stay() {
     let cluster = Cluster::start().await;
@@ -81,63 +104,30 @@ async fn internal_services_refuse_users_and_impostors_and_messages_stay() {
             })
             .await;
         assert_eq!(purge.unwrap_err().code(), Code::Unauthenticated, "{node}");
-        let pull = broker
-            .pull(PullRequest {
-                mailbox: mailbox.clone(),
-                max: 10,
-                visibility_timeout_ms: 1_000,
-            })
-            .await;
+        let pull = broker.pull(pull_request(&mailbox)).await;
         assert_eq!(pull.unwrap_err().code(), Code::Unauthenticated, "{node}");
-        let mut replica = ReplicaClient::with_interceptor(channel(addr).await, bearer(&token));
-        let fetch = replica
-            .fetch(FetchRequest {
-                partition: 0,
-                follower: (*node).clone(),
-                ..Default::default()
-            })
-            .await;
-        assert_eq!(fetch.unwrap_err().code(), Code::Unauthenticated, "{node}");
+        let fetch = fetch_as(addr, bearer(&token), node).await;
+        assert_eq!(fetch, Code::Unauthenticated, "{node}");
 
         // A user token signed with the right secret but for the REST API is no service
         // token either; and a service token of the gateway may not fetch a log.
         let gateway =
             ServiceCredentials::new(mom_testkit::CLUSTER_SECRET, ServiceIdentity::Gateway);
-        let mut replica = ReplicaClient::with_interceptor(channel(addr).await, gateway.attach());
-        let fetch = replica
-            .fetch(FetchRequest {
-                partition: 0,
-                follower: (*node).clone(),
-                ..Default::default()
-            })
-            .await;
-        assert_eq!(fetch.unwrap_err().code(), Code::PermissionDenied, "{node}");
+        let fetch = fetch_as(addr, gateway.attach(), node).await;
+        assert_eq!(fetch, Code::PermissionDenied, "{node}");
         // One node may not fetch in another's name.
         let impostor = ServiceCredentials::new(
             mom_testkit::CLUSTER_SECRET,
             ServiceIdentity::Node("node-x".into()),
         );
-        let mut replica = ReplicaClient::with_interceptor(channel(addr).await, impostor.attach());
-        let fetch = replica
-            .fetch(FetchRequest {
-                partition: 0,
-                follower: (*node).clone(),
-                ..Default::default()
-            })
-            .await;
-        assert_eq!(fetch.unwrap_err().code(), Code::PermissionDenied, "{node}");
+        let fetch = fetch_as(addr, impostor.attach(), node).await;
+        assert_eq!(fetch, Code::PermissionDenied, "{node}");
         // The gateway's own credentials, acting for a user without read permission.
         let mut broker = BrokerClient::with_interceptor(
             channel(addr).await,
             gateway.acting_for("mallory").unwrap(),
         );
-        let pull = broker
-            .pull(PullRequest {
-                mailbox: mailbox.clone(),
-                max: 10,
-                visibility_timeout_ms: 1_000,
-            })
-            .await;
+        let pull = broker.pull(pull_request(&mailbox)).await;
         assert_eq!(pull.unwrap_err().code(), Code::PermissionDenied, "{node}");
     }
     let partitioning = &cluster.partitioning_addrs()[0];

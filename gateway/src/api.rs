@@ -89,6 +89,14 @@ pub struct PublishBody {
     /// Milliseconds after which the message is never delivered; none: no expiry.
     #[schema(minimum = 1, maximum = 315_360_000_000_u64)]
     ttl_ms: Option<u64>,
+    /// Refuse (422) instead of answering `routed: 0` when no queue or subscriber would get
+    /// the message (it is not stored then either way).
+    #[serde(default)]
+    mandatory: bool,
+    /// The publisher's own id for the message (1-128 of `[A-Za-z0-9._-]`): a retry with the
+    /// same id, to the same destination and routing key, is stored once. None: the gateway
+    /// mints one.
+    message_id: Option<String>,
 }
 
 /// Up to [`MAX_BATCH`] messages in one publish request.
@@ -339,6 +347,9 @@ pub async fn unbind(
 
 fn check_message(body: &PublishBody) -> Result<(), ApiError> {
     validate_routing_key(&body.routing_key)?;
+    if let Some(id) = &body.message_id {
+        validate_name("message_id", id)?;
+    }
     if body.ttl_ms.is_some_and(|ttl| ttl > MAX_TTL_MS) {
         return Err(ApiError::BadRequest(format!(
             "ttl_ms must be at most {MAX_TTL_MS} (ten years); omit it for no expiry"
@@ -356,6 +367,7 @@ fn partition_key(kind: DestinationKind, destination: &str, routing_key: &str) ->
     let prefix = match kind {
         DestinationKind::Exchange => "e",
         DestinationKind::Topic => "t",
+        DestinationKind::Queue => "q",
     };
     format!("{prefix}/{destination}/{routing_key}")
 }
@@ -371,6 +383,7 @@ async fn publish_any(
     let resource = match kind {
         DestinationKind::Exchange => ResourceKind::Exchange,
         DestinationKind::Topic => ResourceKind::Topic,
+        DestinationKind::Queue => ResourceKind::Queue,
     };
     require(state, caller, resource, destination, Permission::Write).await?;
     let invalid = |e: serde_json::Error| ApiError::BadRequest(format!("invalid JSON body: {e}"));
@@ -395,7 +408,9 @@ fn to_message(body: PublishBody) -> proto::BatchMessage {
         routing_key: body.routing_key,
         payload: body.payload.into_bytes(),
         ttl_ms: body.ttl_ms.unwrap_or(0),
-        message_id: uuid::Uuid::now_v7().to_string(),
+        message_id: body
+            .message_id
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
     }
 }
 
@@ -439,6 +454,7 @@ async fn publish(
     let partition = state
         .nodes
         .partition_of(&partition_key(kind, destination, &body.routing_key));
+    let mandatory = body.mandatory;
     let message = to_message(body);
     let mut reply =
         publish_partition(state, caller, kind, destination, partition, &[message]).await?;
@@ -446,13 +462,29 @@ async fn publish(
         .published
         .pop()
         .ok_or_else(|| ApiError::Internal("a batch of one answered nothing".into()))?;
+    if mandatory && published.routed == 0 {
+        return Err(unroutable(kind, destination));
+    }
     Ok(HttpResponse::Created()
         .json(json!({ "message_id": published.message_id, "routed": published.routed })))
 }
 
+/// The refusal of a `mandatory` message no queue or subscriber would receive.
+fn unroutable(kind: DestinationKind, destination: &str) -> ApiError {
+    let what = match kind {
+        DestinationKind::Exchange => {
+            format!("no queue is bound to exchange {destination:?} for this routing key")
+        }
+        DestinationKind::Topic => format!("topic {destination:?} has no subscribers"),
+        DestinationKind::Queue => format!("queue {destination:?} takes no messages"),
+    };
+    ApiError::Unprocessable(format!("{what}; the mandatory message was not stored"))
+}
+
 /// A batch: one `PublishBatch` call per partition, all at once, each retried like a single
 /// publish. The answer lists every message's outcome in order: 201 when all were stored, 207
-/// when some were, 503 when none.
+/// when some were, 503 when none (422 when none because every one was `mandatory` and
+/// unroutable).
 async fn publish_many(
     state: &AppState,
     caller: &Caller,
@@ -466,6 +498,8 @@ async fn publish_many(
         )));
     }
     let mut by_partition: BTreeMap<u32, Vec<(usize, proto::BatchMessage)>> = BTreeMap::new();
+    let mandatory: Vec<bool> = messages.iter().map(|m| m.mandatory).collect();
+    let mut unroutable_count = 0;
     for (index, body) in messages.into_iter().enumerate() {
         check_message(&body).map_err(|e| ApiError::BadRequest(format!("message {index}: {e}")))?;
         let partition =
@@ -492,6 +526,12 @@ async fn publish_many(
         match outcome {
             Ok(reply) => {
                 for ((index, _), published) in messages.iter().zip(reply.published) {
+                    if mandatory[*index] && published.routed == 0 {
+                        results[*index] =
+                            json!({ "error": unroutable(kind, destination).to_string() });
+                        unroutable_count += 1;
+                        continue;
+                    }
                     results[*index] =
                         json!({ "message_id": published.message_id, "routed": published.routed });
                     stored += 1;
@@ -509,6 +549,7 @@ async fn publish_many(
         }
     }
     let status = match stored {
+        0 if unroutable_count == count => actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
         0 => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
         n if n == count => actix_web::http::StatusCode::CREATED,
         _ => actix_web::http::StatusCode::MULTI_STATUS,
@@ -528,6 +569,7 @@ async fn publish_many(
         (status = 207, description = "A batch of which only some messages were stored", body = openapi::BatchReply),
         (status = 403, description = "No write permission"),
         (status = 404, description = "No such exchange"),
+        (status = 422, description = "A `mandatory` message no queue or subscriber would receive (a batch: every message): not stored"),
         (status = 503, description = "Not stored (a batch: none of its messages) as the partition's leader did not answer within the retry window; may have been stored, may be retried", body = openapi::PublishUnavailable),
     ),
 )]
@@ -548,6 +590,40 @@ pub async fn publish_to_exchange(
     .await
 }
 
+/// Publishes one message, or a batch of 1 to 1000, straight to a queue through the default
+/// exchange, as RabbitMQ's `""` exchange does (needs write on the queue).
+#[utoipa::path(
+    post,
+    path = "/queues/{name}/publish",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name")),
+    request_body = openapi::PublishRequest,
+    responses(
+        (status = 201, description = "Stored on the in-sync replicas (`routed` is 1), or every message's outcome of a batch", body = openapi::PublishReply),
+        (status = 207, description = "A batch of which only some messages were stored", body = openapi::BatchReply),
+        (status = 403, description = "No write permission on the queue"),
+        (status = 404, description = "No such queue"),
+        (status = 422, description = "A `mandatory` message no queue or subscriber would receive (a batch: every message): not stored"),
+        (status = 503, description = "Not stored (a batch: none of its messages) as the partition's leader did not answer within the retry window; may have been stored, may be retried", body = openapi::PublishUnavailable),
+    ),
+)]
+pub async fn publish_to_queue(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Reply {
+    name("queue", &path)?;
+    publish_any(
+        &state,
+        &caller,
+        DestinationKind::Queue,
+        &path,
+        body.into_inner(),
+    )
+    .await
+}
+
 /// Publishes one message, or a batch of 1 to 1000, to a topic's subscribers (needs write).
 #[utoipa::path(
     post,
@@ -560,6 +636,7 @@ pub async fn publish_to_exchange(
         (status = 207, description = "A batch of which only some messages were stored", body = openapi::BatchReply),
         (status = 403, description = "No write permission"),
         (status = 404, description = "No such topic"),
+        (status = 422, description = "A `mandatory` message no queue or subscriber would receive (a batch: every message): not stored"),
         (status = 503, description = "Not stored (a batch: none of its messages) as the partition's leader did not answer within the retry window; may have been stored, may be retried", body = openapi::PublishUnavailable),
     ),
 )]
@@ -1016,6 +1093,7 @@ pub fn routes<R: Routes>(r: &mut R) {
         .add(Method::GET, "/queues", list_queues)
         .add(Method::GET, "/queues/{name}", get_queue)
         .add(Method::DELETE, "/queues/{name}", delete_queue)
+        .add(Method::POST, "/queues/{name}/publish", publish_to_queue)
         .add(Method::POST, "/queues/{name}/pull", pull_queue)
         .add(Method::POST, "/queues/{name}/ack", ack_queue)
         .add(Method::POST, "/topics", declare_topic)

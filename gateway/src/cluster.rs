@@ -4,43 +4,15 @@
 
 use crate::nodes::Nodes;
 use mom_common::proto;
+pub use mom_common::rest::{ClusterView, NodeView, PartitionView};
 use mom_common::token::ServiceCredentials;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// How long `/cluster` waits for a node's replica status before it shows its lag as unknown.
+/// How long `/cluster` waits for a node's replica status before it shows its lag as unknown
+/// (`PartitionView::lag`).
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct NodeView {
-    pub id: String,
-    pub address: String,
-    pub live: bool,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PartitionView {
-    pub partition: u32,
-    pub leader: String,
-    pub leader_live: bool,
-    pub epoch: u64,
-    pub replicas: Vec<String>,
-    pub isr: Vec<String>,
-    /// Per replica, how many committed records it has yet to learn of: the leader's high
-    /// watermark minus the replica's, as the nodes report them (`null` when the replica or
-    /// the leader did not answer: dead, or slower than [`STATUS_TIMEOUT`]). Filled only in
-    /// `/cluster`.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub lag: BTreeMap<String, Option<u64>>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ClusterView {
-    pub controller: Option<String>,
-    pub nodes: Vec<NodeView>,
-    pub partitions: Vec<PartitionView>,
-}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {

@@ -140,6 +140,7 @@ impl Routes for RouteList {
         api::get_topic,
         api::delete_topic,
         api::publish_to_topic,
+        api::publish_to_queue,
         api::subscribe,
         api::list_subscribers,
         api::unsubscribe,

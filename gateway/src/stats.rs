@@ -88,6 +88,9 @@ impl Stats {
         let counts = match kind {
             DestinationKind::Exchange => &mut counters.exchanges,
             DestinationKind::Topic => &mut counters.topics,
+            // The default exchange is no exchange of the catalog: its publishes show as the
+            // queue's deliveries only.
+            DestinationKind::Queue => return,
         };
         match counts.get_mut(destination) {
             Some(count) => *count += messages as u64,

@@ -157,6 +157,12 @@ impl BrokerService {
                     })
                     .collect())
             }
+            // The default exchange: every message goes to the queue of that name.
+            DestinationKind::Queue => {
+                validate_name("queue", destination).map_err(bad_name)?;
+                let mailbox = MailboxName::Queue(destination.to_owned()).key();
+                Ok(vec![vec![mailbox]; routing_keys.len()])
+            }
             DestinationKind::Topic => {
                 validate_name("topic", destination).map_err(bad_name)?;
                 let subscribers = self
@@ -421,6 +427,7 @@ impl Broker for BrokerService {
         let resource = match DestinationKind::try_from(request.kind) {
             Ok(DestinationKind::Exchange) => ResourceKind::Exchange,
             Ok(DestinationKind::Topic) => ResourceKind::Topic,
+            Ok(DestinationKind::Queue) => ResourceKind::Queue,
             Err(_) => return Err(Status::invalid_argument("unknown destination kind")),
         };
         self.authorize(&metadata, resource, &request.destination, Permission::Write)

@@ -58,3 +58,12 @@ def test_a_connection_with_a_password_logs_in_again_when_its_token_is_refused(cl
         conn._token = "x.y.z"  # as if it had expired
         assert isinstance(conn.list_exchanges(), list)
         assert conn.token != "x.y.z"
+
+
+def test_the_cluster_view_names_every_node_and_partition(cluster, unique) -> None:
+    user = unique("user")
+    with Connection(cluster.gateway_url, user, "long-enough-pw", register=True) as conn:
+        view = conn.cluster()
+        assert len(view.nodes) == cluster.node_count and all(n.live for n in view.nodes)
+        assert view.partitions and all(p.leader_live and p.leader in p.isr for p in view.partitions)
+        assert view.controller

@@ -27,14 +27,16 @@ from mom_client import (
 from mom_client.errors import error_for, retry_after_seconds
 
 
-def test_a_missing_queue_is_not_found(admin: Connection, unique) -> None:
-    # As the admin, who may see everything: a plain user is refused (403) before the gateway
-    # looks whether a name it does not own exists.
+def test_a_missing_queue_is_not_found(admin: Connection, conn: Connection, unique) -> None:
+    # For a plain user as for the admin: what does not exist is 404, not 403.
     missing = unique("missing")
     for call in (
         lambda: admin.get_queue(missing),
         lambda: admin.pull(missing),
         lambda: admin.pull_subscription(missing, "sub"),
+        lambda: conn.get_queue(missing),
+        lambda: conn.pull(missing),
+        lambda: conn.pull_subscription(missing, "sub"),
     ):
         with pytest.raises(NotFound) as error:
             call()

@@ -272,6 +272,19 @@ impl Store {
         Ok(count as u64)
     }
 
+    /// How many unexpired messages wait in each mailbox of a partition (for metrics).
+    pub fn pending_by_mailbox(&self, partition: u32, now_ms: u64) -> Result<Vec<(String, u64)>> {
+        let conn = self.reader();
+        let mut query = conn.prepare_cached(
+            "SELECT mailbox, COUNT(*) FROM pending WHERE partition = ?1
+               AND (expires_at_ms IS NULL OR expires_at_ms > ?2) GROUP BY mailbox",
+        )?;
+        let rows = query.query_map(params![partition, now_ms as i64], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Where the partition's log may be compacted up to: below the applied HW and below the
     /// oldest entry a waiting message still needs, read from one snapshot. (The protocol's HW
     /// may be ahead of what is applied; entries between them may still become messages.)

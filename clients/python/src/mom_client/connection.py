@@ -12,6 +12,9 @@ import requests
 from .consumer import MAX_WAIT_MS, Consumer
 from .errors import Conflict, MomError, TransportError, error_for
 from .types import (
+    ClusterView,
+    NodeView,
+    PartitionView,
     AckOutcome,
     Binding,
     Delivery,
@@ -230,6 +233,26 @@ class Connection:
         """``GET /health``: is the gateway up, and how many broker nodes does it see."""
         _, answer = self._call("GET", "/health", auth=False)
         return Health(status=answer["status"], nodes=int(answer["nodes"]))
+
+    def cluster(self) -> ClusterView:
+        """``GET /cluster``: nodes (live or not), partitions with leader, epoch, replicas and
+        in-sync set, and the controller."""
+        _, answer = self._call("GET", "/cluster")
+        return ClusterView(
+            controller=answer.get("controller"),
+            nodes=[NodeView(id=n["id"], address=n["address"], live=bool(n["live"])) for n in answer["nodes"]],
+            partitions=[
+                PartitionView(
+                    partition=int(p["partition"]),
+                    leader=p["leader"],
+                    leader_live=bool(p["leader_live"]),
+                    epoch=int(p["epoch"]),
+                    replicas=list(p["replicas"]),
+                    isr=list(p["isr"]),
+                )
+                for p in answer["partitions"]
+            ],
+        )
 
     # ---- exchanges ----
 

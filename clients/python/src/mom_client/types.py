@@ -102,6 +102,38 @@ class Health:
 
 
 @dataclass(frozen=True)
+class NodeView:
+    """A broker node as ``GET /cluster`` shows it."""
+
+    id: str
+    address: str
+    """The address other services dial."""
+    live: bool
+
+
+@dataclass(frozen=True)
+class PartitionView:
+    """A partition as ``GET /cluster`` shows it."""
+
+    partition: int
+    leader: str
+    leader_live: bool
+    epoch: int
+    replicas: list[str]
+    isr: list[str]
+    """The in-sync replicas."""
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Answer of ``GET /cluster``: nodes, partitions and the elected controller."""
+
+    controller: str | None
+    nodes: list[NodeView]
+    partitions: list[PartitionView]
+
+
+@dataclass(frozen=True)
 class Exchange:
     """An exchange as listed by ``GET /exchanges``."""
 
