@@ -163,3 +163,19 @@ def test_a_consumer_ack_after_the_lease_ran_out_is_refused(conn: Connection, uni
 def test_streaming_is_not_there_yet(conn: Connection) -> None:
     with pytest.raises(NotImplementedError):
         conn.stream("any")
+
+
+def test_the_default_exchange_mandatory_and_own_message_ids(conn, unique) -> None:
+    from mom_client import Unprocessable
+
+    queue = unique("inbox")
+    conn.declare_queue(queue)
+    assert conn.publish_to_queue(queue, "straight in").routed == 1
+    exchange = unique("unbound")
+    conn.declare_exchange(exchange, "direct")
+    with pytest.raises(Unprocessable):
+        conn.publish(exchange, "k", "nobody wants this", mandatory=True)
+    assert conn.publish(exchange, "k", "lost").routed == 0
+    for _ in range(3):
+        assert conn.publish_to_queue(queue, "once", message_id=f"{queue}-m1").message_id == f"{queue}-m1"
+    assert sorted(payloads(drain(conn, queue, 10, quiet_ms=1000))) == ["once", "straight in"]

@@ -30,6 +30,7 @@ from .errors import (
     TransportError,
     Unauthorized,
     Unavailable,
+    Unprocessable,
 )
 from .types import (
     AckOutcome,
@@ -84,5 +85,6 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "Unavailable",
+    "Unprocessable",
     "UserInfo",
 ]

@@ -300,8 +300,14 @@ class Connection:
         payload: Payload,
         *,
         ttl_ms: int | None = None,
+        mandatory: bool = False,
+        message_id: str | None = None,
     ) -> Published:
         """Publishes ``payload`` to an exchange; ``ttl_ms`` drops it undelivered after that long.
+
+        ``mandatory=True`` refuses the message (:class:`~mom_client.Unprocessable`, 422) when
+        no queue would get it, instead of answering ``routed == 0``. ``message_id`` is your own
+        id for it: publishing again with the same id (a retry after a timeout) stores it once.
 
         The gateway accepts only JSON text payloads for now, so ``bytes`` are sent as the text
         they encode in UTF-8 and must be valid UTF-8 (else ``UnicodeDecodeError``); consumers
@@ -313,7 +319,22 @@ class Connection:
         A :class:`~mom_client.Unavailable` (503) or :class:`~mom_client.TransportError` means
         the message may or may not have been stored.
         """
-        return self._publish(f"/exchanges/{_segment(exchange)}/publish", routing_key, payload, ttl_ms)
+        return self._publish(
+            f"/exchanges/{_segment(exchange)}/publish", routing_key, payload, ttl_ms, mandatory, message_id
+        )
+
+    def publish_to_queue(
+        self,
+        queue: str,
+        payload: Payload,
+        *,
+        ttl_ms: int | None = None,
+        mandatory: bool = False,
+        message_id: str | None = None,
+    ) -> Published:
+        """Publishes ``payload`` straight to a queue through the default exchange: no exchange
+        or binding needed (options as :meth:`publish`)."""
+        return self._publish(f"/queues/{_segment(queue)}/publish", "", payload, ttl_ms, mandatory, message_id)
 
     def publish_topic(
         self,
@@ -322,9 +343,11 @@ class Connection:
         *,
         routing_key: str = "",
         ttl_ms: int | None = None,
+        mandatory: bool = False,
+        message_id: str | None = None,
     ) -> Published:
-        """Publishes ``payload`` to every subscriber of ``topic`` (payload rules as :meth:`publish`)."""
-        return self._publish(f"/topics/{_segment(topic)}/publish", routing_key, payload, ttl_ms)
+        """Publishes ``payload`` to every subscriber of ``topic`` (rules and options as :meth:`publish`)."""
+        return self._publish(f"/topics/{_segment(topic)}/publish", routing_key, payload, ttl_ms, mandatory, message_id)
 
     def publish_batch(
         self,
@@ -348,10 +371,22 @@ class Connection:
             for entry in answer["published"]
         ]
 
-    def _publish(self, path: str, routing_key: str, payload: Payload, ttl_ms: int | None) -> Published:
+    def _publish(
+        self,
+        path: str,
+        routing_key: str,
+        payload: Payload,
+        ttl_ms: int | None,
+        mandatory: bool = False,
+        message_id: str | None = None,
+    ) -> Published:
         body: dict[str, Any] = {"routing_key": routing_key, "payload": _payload_text(payload)}
         if ttl_ms is not None:
             body["ttl_ms"] = ttl_ms
+        if mandatory:
+            body["mandatory"] = True
+        if message_id is not None:
+            body["message_id"] = message_id
         _, answer = self._call("POST", path, body)
         return Published(answer["message_id"], int(answer["routed"]))
 

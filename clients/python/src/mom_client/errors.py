@@ -66,6 +66,10 @@ class PayloadTooLarge(MomError):
     """413: the request body is over the gateway's ``max_body_bytes``."""
 
 
+class Unprocessable(MomError):
+    """422: understood but refused, e.g. a ``mandatory`` publish that no queue would get."""
+
+
 class TooManyRequests(MomError):
     """429: too many logins or registrations; the auth service throttles them.
 
@@ -106,6 +110,7 @@ _BY_STATUS: dict[int, type[MomError]] = {
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,
+    422: Unprocessable,
     429: TooManyRequests,
     502: BadGateway,
     503: Unavailable,
