@@ -209,6 +209,7 @@ async fn a_node_that_does_not_lead_forwards_to_the_leader() {
         payload: b"via a follower".to_vec(),
         ttl_ms: 0,
         message_id: String::new(),
+        ..Default::default()
     };
     let published = follower
         .publish(request)
@@ -379,12 +380,14 @@ async fn routing_and_the_controller_survive_a_partitioning_service_crash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_outlives_its_zookeeper_session_and_publishes_go_on_meanwhile() {
-    // The gateway's session expires during the outage; the others' outlive it.
+async fn the_gateway_and_the_controller_outlive_their_zookeeper_sessions_and_publishes_go_on() {
+    // The gateway's and the partitioning service's sessions expire during the outage; the
+    // nodes' outlive it.
     let options = ClusterOptions {
         node_session_timeout_ms: 30_000,
         service_session_timeout_ms: 30_000,
         gateway_session_timeout_ms: Some(1_500),
+        partitioning_session_timeout_ms: Some(1_500),
         ..Default::default()
     };
     let mut cluster = Cluster::start_with(options).await;
@@ -426,6 +429,18 @@ async fn the_gateway_outlives_its_zookeeper_session_and_publishes_go_on_meanwhil
         "the gateway's session never lapsed:\n{}",
         cluster.logs()
     );
+    // The partitioning service lived on too, renewed its session and is controller again.
+    let renewed = mom_testkit::poll_until(Duration::from_secs(10), || async {
+        cluster.partitioning[0]
+            .log()
+            .contains("zookeeper session renewed")
+    })
+    .await;
+    assert!(
+        renewed && cluster.partitioning[0].is_running(),
+        "the partitioning service did not outlive its session:\n{}",
+        cluster.logs()
+    );
     // Leaders stop serving pulls while cut off from ZooKeeper; wait until they all serve again.
     cluster.wait_until_in_sync().await;
     for key in 0..KEYS {
@@ -440,4 +455,16 @@ async fn the_gateway_outlives_its_zookeeper_session_and_publishes_go_on_meanwhil
         acknowledged.insert(published.message_id, format!("k{key}:{}", n + key));
     }
     assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
+    // Its controller znode went with the old session; the new session was elected again.
+    let elected = mom_testkit::poll_until(Duration::from_secs(10), || async {
+        conn.cluster()
+            .await
+            .is_ok_and(|view| view.controller.is_some())
+    })
+    .await;
+    assert!(
+        elected,
+        "no controller after the outage:\n{}",
+        cluster.logs()
+    );
 }

@@ -99,7 +99,7 @@ impl Partitioning for PartitioningService {
 
 /// Gauges of what this service sees, once a second (docs/metrics.md).
 fn spawn_reporter(
-    zk: zookeeper_client::Client,
+    catalog: mom_catalog::Catalog,
     live: watch::Receiver<Vec<NodeInfo>>,
     states: watch::Receiver<BTreeMap<u32, Versioned>>,
 ) {
@@ -107,7 +107,10 @@ fn spawn_reporter(
         let mut every_second = tokio::time::interval(Duration::from_secs(1));
         loop {
             every_second.tick().await;
-            let connected = matches!(zk.state(), zookeeper_client::SessionState::SyncConnected);
+            let connected = matches!(
+                catalog.zookeeper().state(),
+                zookeeper_client::SessionState::SyncConnected
+            );
             metrics::gauge!("mom_zookeeper_connected").set(if connected { 1.0 } else { 0.0 });
             let live_ids: Vec<String> = live.borrow().iter().map(|n| n.id.clone()).collect();
             metrics::gauge!("mom_live_nodes").set(live_ids.len() as f64);
@@ -121,17 +124,70 @@ fn spawn_reporter(
     });
 }
 
+/// What a session of this service does: take part in the controller election (and, once
+/// elected, keep partitions assigned) until the session ends.
+struct SessionDuties {
+    advertise: String,
+    settings: ClusterSettings,
+    virtual_nodes: u32,
+    live: watch::Receiver<Vec<NodeInfo>>,
+}
+
+impl SessionDuties {
+    /// Serves one session to its end. A controller whose session ended cannot write any
+    /// more (ZooKeeper refuses an expired session), and its controller znode is gone, so
+    /// another service (or this one, in its next session) is elected.
+    async fn serve(&self, zk: zookeeper_client::Client) {
+        let controller = tokio::spawn(controller::run(
+            zk.clone(),
+            self.advertise.clone(),
+            self.settings,
+            self.virtual_nodes,
+            self.live.clone(),
+        ));
+        mom_catalog::session_ended(&zk).await;
+        controller.abort();
+        metrics::gauge!("mom_controller").set(0.0);
+    }
+}
+
+/// A new session once ZooKeeper answers again, following nodes and partitions into the same
+/// views the gRPC service reads (they keep their last values meanwhile).
+async fn renew_session(
+    config: &mom_config::ZooKeeperConfig,
+    live: &watch::Sender<Vec<NodeInfo>>,
+    states: &watch::Sender<BTreeMap<u32, Versioned>>,
+) -> zookeeper_client::Client {
+    loop {
+        let Ok(zk) = mom_catalog::connect(config, Duration::from_secs(3_600)).await else {
+            continue;
+        };
+        let followed = async {
+            partitions::follow_partitions(zk.clone(), states.clone()).await?;
+            mom_catalog::follow_nodes(zk.clone(), live.clone()).await
+        };
+        match followed.await {
+            Ok(()) => return zk,
+            Err(e) => {
+                tracing::warn!(error = %e, "new zookeeper session cannot watch yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Runs the service. It outlives its ZooKeeper sessions: when one expires it keeps answering
+/// from its last views, opens a new session as soon as ZooKeeper is back, follows nodes and
+/// partitions again and stands for controller again.
 pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {
     if let Some(listen) = config.metrics_listen {
         mom_common::metrics::serve(listen)?;
         metrics::gauge!("mom_controller").set(0.0);
         tracing::info!(%listen, "metrics at GET /metrics");
     }
-    let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
-    mom_catalog::exit_on_session_loss(&zk, "partitioning");
-    mom_catalog::Catalog::new(zk.clone())
-        .ensure_layout()
-        .await?;
+    let mut zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
+    let catalog = mom_catalog::Catalog::new(zk.clone());
+    catalog.ensure_layout().await?;
     let wanted = ClusterSettings {
         partitions: config.partitions,
         replication_factor: config.replication_factor,
@@ -144,28 +200,21 @@ pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {
             "the cluster was created with other settings; keeping those"
         );
     }
-    let live = mom_catalog::watch_nodes(zk.clone()).await?;
-    let states = partitions::watch_partitions(zk.clone()).await?;
-    spawn_reporter(zk.clone(), live.clone(), states.clone());
+    let (live_sender, live) = watch::channel(Vec::new());
+    mom_catalog::follow_nodes(zk.clone(), live_sender.clone()).await?;
+    let (states_sender, states) = watch::channel(BTreeMap::new());
+    partitions::follow_partitions(zk.clone(), states_sender.clone()).await?;
+    spawn_reporter(catalog.clone(), live.clone(), states.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;
     let advertise = mom_common::advertise::advertised_address(local, None);
-    tracing::info!(listen = %local, %advertise, "partitioning service address");
-    tokio::spawn(controller::run(
-        zk,
-        advertise,
-        settings,
-        config.virtual_nodes,
-        live.clone(),
-    ));
-
-    tracing::info!(listen = %local, ?settings, "partitioning service serving");
-    tonic::transport::Server::builder()
+    tracing::info!(listen = %local, %advertise, ?settings, "partitioning service serving");
+    let server = tonic::transport::Server::builder()
         .add_service(PartitioningServer::with_interceptor(
             PartitioningService {
                 settings,
-                live,
+                live: live.clone(),
                 states,
             },
             // Any MOM service may read the cluster view; users may not.
@@ -173,7 +222,26 @@ pub async fn run(config: PartitioningConfig) -> anyhow::Result<()> {
         ))
         .serve_with_incoming(
             mom_common::channels::incoming(listener).map_err(anyhow::Error::from_boxed)?,
-        )
-        .await?;
-    Ok(())
+        );
+    let mut serving = tokio::spawn(server);
+
+    let duties = SessionDuties {
+        advertise,
+        settings,
+        virtual_nodes: config.virtual_nodes,
+        live,
+    };
+    loop {
+        tokio::select! {
+            served = &mut serving => return Ok(served??),
+            () = duties.serve(zk.clone()) => {}
+        }
+        tracing::warn!("zookeeper session ended; answering from the last views while reconnecting");
+        zk = tokio::select! {
+            served = &mut serving => return Ok(served??),
+            renewed = renew_session(&config.zookeeper, &live_sender, &states_sender) => renewed,
+        };
+        catalog.use_session(zk.clone());
+        tracing::info!("zookeeper session renewed");
+    }
 }

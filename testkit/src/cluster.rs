@@ -37,6 +37,8 @@ pub struct ClusterOptions {
     pub gateway_retry_window_ms: u64,
     /// The gateway's own session timeout, when it should differ from the other services'.
     pub gateway_session_timeout_ms: Option<u64>,
+    /// The partitioning services' own session timeout, likewise.
+    pub partitioning_session_timeout_ms: Option<u64>,
     /// Top-level settings of the auth service's config (TOML lines), replacing the testkit's
     /// generous throttling defaults.
     pub auth_settings: Option<String>,
@@ -53,6 +55,7 @@ impl Default for ClusterOptions {
             partitioning_services: 1,
             gateway_retry_window_ms: 15_000,
             gateway_session_timeout_ms: None,
+            partitioning_session_timeout_ms: None,
             auth_settings: None,
         }
     }
@@ -104,6 +107,9 @@ impl Cluster {
         let gateway_timeout = options
             .gateway_session_timeout_ms
             .unwrap_or(service_timeout);
+        let partitioning_timeout = options
+            .partitioning_session_timeout_ms
+            .unwrap_or(service_timeout);
 
         let auth_port = free_port();
         // Tests register many users from one address: throttle only where a test asks.
@@ -146,7 +152,7 @@ impl Cluster {
                         "listen = \"127.0.0.1:{port}\"\ncluster_secret = \"{CLUSTER_SECRET}\"\n\
                          metrics_listen = \"127.0.0.1:{metrics_port}\"\n\
                          partitions = {}\nreplication_factor = {}\n\
-                         [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {service_timeout}\n\
+                         [zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {partitioning_timeout}\n\
                          digest = \"{ZOOKEEPER_DIGEST}\"\n",
                         options.partitions, options.replication_factor
                     ),
