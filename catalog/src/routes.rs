@@ -26,6 +26,21 @@ struct Cached {
     generation: u64,
 }
 
+/// The watches of the current session; none once it ended, until [`RouteCache::renew`].
+struct Watching {
+    watchers: Vec<PersistentWatcher>,
+    /// The session ended: its watchers report nothing more (and must not be polled again).
+    ended: bool,
+}
+
+async fn watch_routes(zk: &zookeeper_client::Client) -> Result<Vec<PersistentWatcher>> {
+    Ok(vec![
+        zk.watch(EXCHANGES, AddWatchMode::PersistentRecursive)
+            .await?,
+        zk.watch(TOPICS, AddWatchMode::PersistentRecursive).await?,
+    ])
+}
+
 #[derive(Default)]
 struct SyncRounds {
     started: u64,
@@ -66,7 +81,7 @@ struct Inner {
     cached: Mutex<Cached>,
     /// Watch events not applied yet. Only the runner of a sync round drains them, after its
     /// sync returned (never locked across the sync itself).
-    watchers: tokio::sync::Mutex<Vec<PersistentWatcher>>,
+    watchers: tokio::sync::Mutex<Watching>,
     /// Which sync rounds started and finished; guards nothing else.
     rounds: Mutex<SyncRounds>,
     finished: Notify,
@@ -74,21 +89,35 @@ struct Inner {
 
 impl RouteCache {
     pub async fn new(catalog: Catalog) -> Result<RouteCache> {
-        let zk = catalog.zookeeper();
-        let watchers = vec![
-            zk.watch(EXCHANGES, AddWatchMode::PersistentRecursive)
-                .await?,
-            zk.watch(TOPICS, AddWatchMode::PersistentRecursive).await?,
-        ];
+        let watchers = watch_routes(&catalog.zookeeper()).await?;
         Ok(RouteCache {
             inner: Arc::new(Inner {
                 catalog,
                 cached: Mutex::default(),
-                watchers: tokio::sync::Mutex::new(watchers),
+                watchers: tokio::sync::Mutex::new(Watching {
+                    watchers,
+                    ended: false,
+                }),
                 rounds: Mutex::default(),
                 finished: Notify::new(),
             }),
         })
+    }
+
+    /// Goes on with the catalog's new session (the previous one expired): watches through it
+    /// and forgets every cached route, since changes may have been missed meanwhile.
+    pub async fn renew(&self) -> Result<()> {
+        let watchers = watch_routes(&self.inner.catalog.zookeeper()).await?;
+        let mut watching = self.inner.watchers.lock().await;
+        *watching = Watching {
+            watchers,
+            ended: false,
+        };
+        let mut cached = self.cached();
+        cached.generation += 1;
+        cached.exchanges.clear();
+        cached.topics.clear();
+        Ok(())
     }
 
     fn cached(&self) -> std::sync::MutexGuard<'_, Cached> {
@@ -156,11 +185,22 @@ impl RouteCache {
         }
     }
 
-    fn apply_events(&self, watchers: &mut [PersistentWatcher]) {
-        for watcher in watchers.iter_mut() {
+    fn apply_events(&self, watching: &mut Watching) {
+        if watching.ended {
+            return;
+        }
+        for watcher in watching.watchers.iter_mut() {
             while let Some(event) = watcher.changed().now_or_never() {
                 let mut cached = self.cached();
                 cached.generation += 1;
+                if event.session_state.is_terminated() {
+                    // No more events through this session: read routes afresh from now on
+                    // (they fail until the session is renewed) rather than trust the cache.
+                    cached.exchanges.clear();
+                    cached.topics.clear();
+                    watching.ended = true;
+                    return;
+                }
                 if event.event_type == EventType::Session {
                     // While disconnected, publishes go on with the routes they had (ZooKeeper
                     // could not have acknowledged a change meanwhile through this session);

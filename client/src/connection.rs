@@ -6,10 +6,12 @@ use crate::types::{
     AckOutcome, Delivery, ExchangeInfo, ExchangeSummary, Health, PublishOptions, Published,
     QueueDepth,
 };
+use base64::Engine as _;
 use mom_common::{ExchangeKind, MailboxName};
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -63,16 +65,51 @@ struct BindingBody<'a> {
     routing_key: &'a str,
 }
 
+/// A message's body as a publish sends it: text, or bytes (sent as base64).
+enum Payload<'a> {
+    Text(String),
+    Bytes(&'a [u8]),
+}
+
 #[derive(Serialize)]
 struct PublishBody<'a> {
     routing_key: &'a str,
-    payload: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    headers: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ttl_ms: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     mandatory: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_id: Option<String>,
+}
+
+impl<'a> PublishBody<'a> {
+    fn new(routing_key: &'a str, payload: Payload<'_>, options: PublishOptions) -> Self {
+        let (payload, payload_base64) = match payload {
+            Payload::Text(text) => (Some(text), None),
+            Payload::Bytes(bytes) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            ),
+        };
+        PublishBody {
+            routing_key,
+            payload,
+            payload_base64,
+            headers: options.headers,
+            content_type: options.content_type,
+            ttl_ms: options.ttl.map(millis_ceil),
+            mandatory: options.mandatory,
+            message_id: options.message_id,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -341,12 +378,12 @@ impl Connection {
         let body = BatchBody {
             messages: messages
                 .iter()
-                .map(|(key, payload)| PublishBody {
-                    routing_key: key.as_ref(),
-                    payload: payload.clone(),
-                    ttl_ms: None,
-                    mandatory: false,
-                    message_id: None,
+                .map(|(key, payload)| {
+                    PublishBody::new(
+                        key.as_ref(),
+                        Payload::Text(payload.clone()),
+                        PublishOptions::default(),
+                    )
                 })
                 .collect(),
         };
@@ -364,7 +401,8 @@ impl Connection {
             .collect())
     }
 
-    /// Publishes `payload` to an exchange, with options such as a TTL.
+    /// Publishes `payload` to an exchange, with options such as a TTL, headers or a content
+    /// type.
     pub async fn publish_with(
         &self,
         exchange: &str,
@@ -373,7 +411,21 @@ impl Connection {
         options: PublishOptions,
     ) -> Result<Published, ClientError> {
         let path = format!("/exchanges/{exchange}/publish");
-        self.publish_to(&path, routing_key, payload.into(), options)
+        self.publish_to(&path, routing_key, Payload::Text(payload.into()), options)
+            .await
+    }
+
+    /// Publishes a binary `payload` (any bytes, up to 4 MiB) to an exchange; consumers get it
+    /// back byte for byte with [`Delivery::payload_bytes`].
+    pub async fn publish_bytes(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        options: PublishOptions,
+    ) -> Result<Published, ClientError> {
+        let path = format!("/exchanges/{exchange}/publish");
+        self.publish_to(&path, routing_key, Payload::Bytes(payload), options)
             .await
     }
 
@@ -386,23 +438,30 @@ impl Connection {
         options: PublishOptions,
     ) -> Result<Published, ClientError> {
         let path = format!("/queues/{queue}/publish");
-        self.publish_to(&path, "", payload.into(), options).await
+        self.publish_to(&path, "", Payload::Text(payload.into()), options)
+            .await
+    }
+
+    /// [`publish_to_queue`](Self::publish_to_queue) with a binary payload.
+    pub async fn publish_bytes_to_queue(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        options: PublishOptions,
+    ) -> Result<Published, ClientError> {
+        let path = format!("/queues/{queue}/publish");
+        self.publish_to(&path, "", Payload::Bytes(payload), options)
+            .await
     }
 
     async fn publish_to(
         &self,
         path: &str,
         routing_key: &str,
-        payload: String,
+        payload: Payload<'_>,
         options: PublishOptions,
     ) -> Result<Published, ClientError> {
-        let body = PublishBody {
-            routing_key,
-            payload,
-            ttl_ms: options.ttl.map(millis_ceil),
-            mandatory: options.mandatory,
-            message_id: options.message_id,
-        };
+        let body = PublishBody::new(routing_key, payload, options);
         self.call(self.request(Method::POST, path).json(&body))
             .await
     }
@@ -499,12 +558,36 @@ impl Connection {
         payload: impl Into<String>,
         ttl: Option<Duration>,
     ) -> Result<Published, ClientError> {
-        let path = format!("/topics/{topic}/publish");
         let options = PublishOptions {
             ttl,
             ..Default::default()
         };
-        self.publish_to(&path, "", payload.into(), options).await
+        self.publish_topic_with(topic, payload, options).await
+    }
+
+    /// Publishes `payload` to every subscriber of a topic (empty routing key), with options
+    /// such as headers or a content type.
+    pub async fn publish_topic_with(
+        &self,
+        topic: &str,
+        payload: impl Into<String>,
+        options: PublishOptions,
+    ) -> Result<Published, ClientError> {
+        let path = format!("/topics/{topic}/publish");
+        self.publish_to(&path, "", Payload::Text(payload.into()), options)
+            .await
+    }
+
+    /// [`publish_topic_with`](Self::publish_topic_with) with a binary payload.
+    pub async fn publish_topic_bytes(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        options: PublishOptions,
+    ) -> Result<Published, ClientError> {
+        let path = format!("/topics/{topic}/publish");
+        self.publish_to(&path, "", Payload::Bytes(payload), options)
+            .await
     }
 
     /// Creates (or reuses) the subscription `subscriber` of `topic` and returns a puller over it.
@@ -618,27 +701,33 @@ mod tests {
 
     #[test]
     fn publish_body_omits_missing_ttl() {
-        let body = PublishBody {
-            routing_key: "",
-            payload: "x".into(),
-            ttl_ms: None,
-            mandatory: false,
-            message_id: None,
-        };
+        let body = PublishBody::new("", Payload::Text("x".into()), PublishOptions::default());
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
             r#"{"routing_key":"","payload":"x"}"#
         );
-        let body = PublishBody {
-            routing_key: "k",
-            payload: "x".into(),
-            ttl_ms: Some(5),
+        let options = PublishOptions {
+            ttl: Some(Duration::from_millis(5)),
             mandatory: true,
             message_id: Some("m-1".into()),
+            ..Default::default()
         };
+        let body = PublishBody::new("k", Payload::Text("x".into()), options);
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
             r#"{"routing_key":"k","payload":"x","ttl_ms":5,"mandatory":true,"message_id":"m-1"}"#
+        );
+    }
+
+    #[test]
+    fn bytes_go_as_base64_with_headers_and_content_type() {
+        let options = PublishOptions::default()
+            .header("trace-id", "t-1")
+            .content_type("application/x-raw");
+        let body = PublishBody::new("k", Payload::Bytes(&[0, 255]), options);
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"routing_key":"k","payload_base64":"AP8=","headers":{"trace-id":"t-1"},"content_type":"application/x-raw"}"#
         );
     }
 

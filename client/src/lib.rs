@@ -27,5 +27,5 @@ pub use mom_common::{ExchangeKind, MailboxName};
 pub use puller::{Consumer, Puller, Subscription, DEFAULT_BATCH, MAX_WAIT};
 pub use types::{
     AckOutcome, Binding, ClusterView, Delivery, ExchangeInfo, ExchangeSummary, Health, NodeView,
-    PartitionView, PublishOptions, Published, QueueDepth,
+    PartitionView, PayloadDecodeError, PublishOptions, Published, QueueDepth,
 };

@@ -97,6 +97,8 @@ enum Command {
         /// batches, with a progress line.
         #[arg(long)]
         file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        message: MessageOpts,
     },
     /// Print (and ack) messages of a queue.
     Consume {
@@ -117,6 +119,8 @@ enum Command {
         /// Drop the message if it is not consumed within this many milliseconds.
         #[arg(long)]
         ttl_ms: Option<u64>,
+        #[command(flatten)]
+        message: MessageOpts,
     },
     /// Create a subscription to a topic (if needed) and print (and ack) its messages.
     Subscribe {
@@ -154,6 +158,41 @@ struct ConsumeOpts {
     /// Give up if no message arrives within this many seconds.
     #[arg(long, default_value_t = 20)]
     wait_secs: u64,
+}
+
+/// What a published message carries besides its payload.
+#[derive(Args)]
+struct MessageOpts {
+    /// A header of the message, as `name=value` (repeatable; names are 1-128 characters of
+    /// `[A-Za-z0-9._-]`). Not with --file.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// The payload's content type, e.g. `application/json`. Not with --file.
+    #[arg(long)]
+    content_type: Option<String>,
+}
+
+impl MessageOpts {
+    fn is_empty(&self) -> bool {
+        self.headers.is_empty() && self.content_type.is_none()
+    }
+
+    fn options(&self, ttl_ms: Option<u64>) -> PublishOptions {
+        PublishOptions {
+            ttl: ttl(ttl_ms),
+            headers: self.headers.iter().cloned().collect(),
+            content_type: self.content_type.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// `name=value` of `--header`; the value may be empty, the name may not.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
 }
 
 fn exchange_kind_parser() -> impl TypedValueParser<Value = ExchangeKind> {
@@ -290,15 +329,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             payload,
             ttl_ms,
             file,
+            message,
         } => {
             let conn = g.connect().await?;
             if let Some(file) = file {
+                if !message.is_empty() {
+                    bail!("--header and --content-type do not go with --file");
+                }
                 return publish_file::run(&conn, exchange, routing_key, file).await;
             }
-            let options = PublishOptions {
-                ttl: ttl(*ttl_ms),
-                ..Default::default()
-            };
+            let options = message.options(*ttl_ms);
             let payload = payload.as_deref().unwrap_or_default();
             let published = conn
                 .publish_with(exchange, routing_key, payload, options)
@@ -332,10 +372,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             topic,
             payload,
             ttl_ms,
+            message,
         } => {
             let conn = g.connect().await?;
             let published = conn
-                .publish_topic(topic, payload.as_str(), ttl(*ttl_ms))
+                .publish_topic_with(topic, payload.as_str(), message.options(*ttl_ms))
                 .await?;
             println!(
                 "published {} to {} subscriber(s)",
@@ -436,6 +477,46 @@ mod tests {
         assert_eq!(cli.global.password.as_deref(), Some("mine"));
         assert!(Cli::try_parse_from(["mom", "grant", "bob", "queue", "q"]).is_err());
         assert!(Cli::try_parse_from(["mom", "grant", "bob", "cake", "q", "read"]).is_err());
+    }
+
+    #[test]
+    fn parses_headers_and_content_type_of_a_publish() {
+        let cli = Cli::try_parse_from([
+            "mom",
+            "publish",
+            "ex",
+            "k",
+            "hi",
+            "--header",
+            "trace-id=t-1",
+            "--header",
+            "empty=",
+            "--header",
+            "eq=a=b",
+            "--content-type",
+            "text/plain",
+        ])
+        .unwrap();
+        let Command::Publish { message, .. } = cli.command else {
+            panic!("not publish")
+        };
+        let options = message.options(Some(5));
+        assert_eq!(options.headers["trace-id"], "t-1");
+        assert_eq!(options.headers["empty"], "");
+        assert_eq!(options.headers["eq"], "a=b");
+        assert_eq!(options.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(options.ttl, Some(Duration::from_millis(5)));
+        for bad in ["novalue", "=v"] {
+            assert!(
+                Cli::try_parse_from(["mom", "publish", "ex", "k", "hi", "--header", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        let cli =
+            Cli::try_parse_from(["mom", "publish-topic", "t", "hi", "--header", "a=1"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::PublishTopic { message, .. } if !message.is_empty())
+        );
     }
 
     #[test]

@@ -4,8 +4,9 @@ use mom_common::ExchangeKind;
 use serde::{Deserialize, Serialize};
 
 pub use mom_common::rest::{
-    AckOutcome, ClusterView, Delivery, NodeView, PartitionView, QueueDepth,
+    AckOutcome, ClusterView, Delivery, NodeView, PartitionView, PayloadDecodeError, QueueDepth,
 };
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Answer to a publish.
@@ -28,6 +29,26 @@ pub struct PublishOptions {
     /// The publisher's own message id: publishing again with the same id (a retry after a
     /// timeout, say) stores the message once. `None`: the gateway mints one.
     pub message_id: Option<String>,
+    /// The publisher's own headers, delivered with the message ([`Delivery::headers`]): at
+    /// most 64, names 1-128 characters of `[A-Za-z0-9._-]`, values at most 4096 bytes.
+    pub headers: BTreeMap<String, String>,
+    /// The payload's content type (a MIME type, at most 255 characters), delivered with the
+    /// message ([`Delivery::content_type`]).
+    pub content_type: Option<String>,
+}
+
+impl PublishOptions {
+    /// These options with one more header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// These options with a content type.
+    pub fn content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
 }
 
 /// Answer of `GET /health`.
@@ -87,6 +108,31 @@ mod tests {
         assert_eq!(d.payload, "hi");
         assert_eq!(d.delivery_count, 2);
         assert_eq!(d.published_at_ms, 1_700_000_000_000);
+        assert_eq!(d.payload_bytes().unwrap(), b"hi");
+        assert!(d.headers.is_empty() && d.content_type.is_none());
+    }
+
+    #[test]
+    fn decodes_a_binary_message_with_headers() {
+        let d: Delivery = serde_json::from_str(
+            r#"{"message_id":"m1","receipt":"r1","exchange":"ex","routing_key":"",
+                "payload":"\u0000\ufffd","payload_base64":"AP8=","headers":{"trace-id":"t"},
+                "content_type":"application/x-raw","delivery_count":1,"published_at_ms":1}"#,
+        )
+        .unwrap();
+        assert_eq!(d.payload_bytes().unwrap(), [0, 255]);
+        assert_eq!(d.headers["trace-id"], "t");
+        assert_eq!(d.content_type.as_deref(), Some("application/x-raw"));
+    }
+
+    #[test]
+    fn publish_options_build_headers_and_content_type() {
+        let options = PublishOptions::default()
+            .header("a", "1")
+            .header("b", "2")
+            .content_type("text/csv");
+        assert_eq!(options.headers.len(), 2);
+        assert_eq!(options.content_type.as_deref(), Some("text/csv"));
     }
 
     #[test]

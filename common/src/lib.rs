@@ -4,6 +4,7 @@ pub mod access;
 pub mod advertise;
 pub mod channels;
 pub mod mailbox;
+pub mod message;
 pub mod metrics;
 pub mod names;
 pub mod receipt;

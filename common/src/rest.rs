@@ -16,12 +16,40 @@ pub struct Delivery {
     pub exchange: String,
     /// Routing key it was published with.
     pub routing_key: String,
-    /// The message body.
+    /// The message body as text (its bytes read as UTF-8, any invalid sequence replaced by
+    /// U+FFFD): text; use `payload_base64` for binary.
     pub payload: String,
+    /// The message body exactly as published, in standard base64 (RFC 4648, padded).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(content_encoding = "base64"))]
+    pub payload_base64: String,
+    /// The publisher's headers (omitted when there are none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The payload's content type, if the publisher gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
     /// How many times the message has been handed out, this time included.
     pub delivery_count: u32,
     /// When it was published, in milliseconds since the Unix epoch.
     pub published_at_ms: u64,
+}
+
+/// A delivery's `payload_base64` that is not base64 (it did not come from a gateway).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payload_base64 is not valid base64: {0}")]
+pub struct PayloadDecodeError(#[from] base64::DecodeError);
+
+impl Delivery {
+    /// The message body exactly as published: `payload_base64` decoded. From a gateway that
+    /// sends no `payload_base64` (older than binary payloads), the text `payload`'s bytes.
+    pub fn payload_bytes(&self) -> Result<Vec<u8>, PayloadDecodeError> {
+        use base64::Engine as _;
+        if self.payload_base64.is_empty() {
+            return Ok(self.payload.as_bytes().to_vec());
+        }
+        Ok(base64::engine::general_purpose::STANDARD.decode(&self.payload_base64)?)
+    }
 }
 
 /// Messages in a queue.
@@ -81,4 +109,44 @@ pub struct ClusterView {
     pub controller: Option<String>,
     pub nodes: Vec<NodeView>,
     pub partitions: Vec<PartitionView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(payload: &str, payload_base64: &str) -> Delivery {
+        Delivery {
+            message_id: "m".into(),
+            receipt: "r".into(),
+            exchange: "ex".into(),
+            routing_key: "k".into(),
+            payload: payload.into(),
+            payload_base64: payload_base64.into(),
+            headers: BTreeMap::new(),
+            content_type: None,
+            delivery_count: 1,
+            published_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn payload_bytes_decode_base64_and_fall_back_to_the_text() {
+        assert_eq!(delivery("\u{fffd}", "/w==").payload_bytes(), Ok(vec![0xff]));
+        assert_eq!(delivery("old", "").payload_bytes(), Ok(b"old".to_vec()));
+        assert!(delivery("", "not base64!").payload_bytes().is_err());
+    }
+
+    #[test]
+    fn new_fields_are_optional_and_omitted_when_empty() {
+        let old: Delivery = serde_json::from_str(
+            r#"{"message_id":"m","receipt":"r","exchange":"ex","routing_key":"k",
+                "payload":"hi","delivery_count":1,"published_at_ms":1}"#,
+        )
+        .unwrap();
+        assert_eq!(old, delivery("hi", ""));
+        let json = serde_json::to_value(delivery("hi", "aGk=")).unwrap();
+        assert!(json.get("headers").is_none() && json.get("content_type").is_none());
+        assert_eq!(json["payload_base64"], "aGk=");
+    }
 }

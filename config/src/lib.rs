@@ -196,6 +196,9 @@ pub struct GatewayConfig {
     /// The nodes' `min_insync_replicas`, so that `/health` can tell when writes would fail.
     #[serde(default = "default_min_insync_replicas")]
     pub min_insync_replicas: u32,
+    /// The largest JSON request body (8 MiB): room for a maximal 4 MiB payload as base64
+    /// (5.6 MB) with its headers. An octet-stream publish's body is the payload itself and
+    /// is bounded by the payload limit (4 MiB) instead.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     #[serde(default = "default_visibility_timeout_ms")]
@@ -206,8 +209,12 @@ fn default_retry_window_ms() -> u64 {
     15_000
 }
 
+/// The gateway's default `max_body_bytes`: 8 MiB, room for a maximal 4 MiB payload as base64
+/// (5592408 bytes) with a maximal set of headers (64 of 128 + 4096 bytes) and the JSON around.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
+
 fn default_max_body_bytes() -> usize {
-    1 << 20
+    DEFAULT_MAX_BODY_BYTES
 }
 
 fn default_visibility_timeout_ms() -> u64 {

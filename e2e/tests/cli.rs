@@ -44,6 +44,46 @@ async fn cli_publishes_and_consumes() {
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), "hello world");
 
+    // Headers and a content type go with the message; --json shows them.
+    let args = [
+        "publish",
+        "greetings",
+        "en",
+        "with headers",
+        "--header",
+        "trace-id=t-1",
+        "--header",
+        "lang=en",
+        "--content-type",
+        "text/plain",
+    ];
+    let (ok, stdout, stderr) = mom(&cluster, &args);
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, stdout, stderr) = mom(
+        &cluster,
+        &["--json", "consume", "hello", "--wait-secs", "5"],
+    );
+    assert!(ok, "{stderr}");
+    let delivery: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (
+            &delivery["payload"],
+            &delivery["headers"],
+            &delivery["content_type"]
+        ),
+        (
+            &serde_json::json!("with headers"),
+            &serde_json::json!({"trace-id": "t-1", "lang": "en"}),
+            &serde_json::json!("text/plain")
+        ),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = mom(
+        &cluster,
+        &["publish", "greetings", "en", "x", "--header", "bad"],
+    );
+    assert!(!ok && stderr.contains("NAME=VALUE"), "{stderr}");
+
     // Nothing left: consume says so and fails.
     let (ok, _, stderr) = mom(&cluster, &["consume", "hello", "--wait-secs", "1"]);
     assert!(!ok && !stderr.is_empty());

@@ -468,3 +468,42 @@ async fn the_gateway_and_the_controller_outlive_their_zookeeper_sessions_and_pub
         cluster.logs()
     );
 }
+
+/// A node frozen (SIGSTOP) past its ZooKeeper session loses its registration and its
+/// leaderships; resumed, it does not exit: it opens a new session, registers again, follows
+/// the new leaders and is back in every in-sync set by itself. Publishes go on meanwhile
+/// through the other nodes, and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_past_its_session_rejoins_as_a_follower_by_itself() {
+    let mut cluster = Cluster::start_with(fast_failover()).await;
+    let conn = connect(&cluster).await;
+    declare_ledger(&conn).await;
+    let mut acknowledged = publish_batch(&conn, 0, 16).await;
+
+    let (leader, _) = cluster.leader_of("e/ledger/k0").await.unwrap();
+    let paused = Cluster::node_index(&leader);
+    cluster.nodes[paused].pause();
+    // Well past its 1.5 s session: the others take over its partitions meanwhile.
+    let outage = Instant::now();
+    let mut n = 16;
+    while outage.elapsed() < Duration::from_secs(6) {
+        acknowledged.extend(publish_batch(&conn, n, KEYS).await);
+        n += KEYS;
+    }
+    cluster.nodes[paused].resume();
+
+    let renewed = mom_testkit::poll_until(Duration::from_secs(20), || async {
+        cluster.nodes[paused]
+            .log()
+            .contains("zookeeper session renewed")
+    })
+    .await;
+    assert!(
+        renewed && cluster.nodes[paused].is_running(),
+        "{leader} did not rejoin after its pause:\n{}",
+        cluster.logs()
+    );
+    cluster.wait_until_in_sync().await;
+    acknowledged.extend(publish_batch(&conn, n, KEYS).await);
+    assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
+}

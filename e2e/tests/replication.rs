@@ -174,6 +174,7 @@ async fn load_backlog(cluster: &Cluster, token: &str, key: &str, count: usize) {
                 payload: payload.clone(),
                 ttl_ms: 0,
                 message_id: String::new(),
+                ..Default::default()
             })
             .collect();
         let request = PublishBatchRequest {

@@ -5,6 +5,8 @@ use crate::mailboxes::{self, AckBody, PullBody};
 use crate::nodes::retry_while_unavailable;
 use crate::openapi::{self, Routes};
 use crate::permissions::{require, require_any, visible};
+pub use crate::publishing::{BatchBody, PublishBody};
+use crate::publishing::{Incoming, PublishInput, RawQuery};
 use crate::{caller::Caller, error::ApiError, AppState};
 use actix_web::{http::Method, web, HttpResponse};
 use mom_catalog::access::{Permission, ResourceKind};
@@ -77,34 +79,6 @@ pub struct BindingBody {
     queue: String,
     #[serde(default)]
     routing_key: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PublishBody {
-    #[serde(default)]
-    routing_key: String,
-    /// The message, as text.
-    payload: String,
-    /// Milliseconds after which the message is never delivered; none: no expiry.
-    #[schema(minimum = 1, maximum = 315_360_000_000_u64)]
-    ttl_ms: Option<u64>,
-    /// Refuse (422) instead of answering `routed: 0` when no queue or subscriber would get
-    /// the message (it is not stored then either way).
-    #[serde(default)]
-    mandatory: bool,
-    /// The publisher's own id for the message (1-128 of `[A-Za-z0-9._-]`): a retry with the
-    /// same id, to the same destination and routing key, is stored once. None: the gateway
-    /// mints one.
-    message_id: Option<String>,
-}
-
-/// Up to [`MAX_BATCH`] messages in one publish request.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BatchBody {
-    #[schema(min_items = 1, max_items = 1000)]
-    messages: Vec<PublishBody>,
 }
 
 pub const MAX_BATCH: usize = 1_000;
@@ -345,7 +319,9 @@ pub async fn unbind(
 
 // ---- publishing ----
 
-fn check_message(body: &PublishBody) -> Result<(), ApiError> {
+/// Checks a message before it is sent: routing key, id, TTL, and its payload's size, headers
+/// and content type against the limits of [`mom_common::message`].
+fn check_message(body: &Incoming) -> Result<(), ApiError> {
     validate_routing_key(&body.routing_key)?;
     if let Some(id) = &body.message_id {
         validate_name("message_id", id)?;
@@ -360,7 +336,16 @@ fn check_message(body: &PublishBody) -> Result<(), ApiError> {
             "ttl_ms must be positive; omit it for no expiry".into(),
         ));
     }
+    mom_common::message::check_message(body.payload.len(), &body.headers, &body.content_type)?;
     Ok(())
+}
+
+/// A batch entry's failure: the same status, its message naming the entry.
+fn in_message(index: usize, e: ApiError) -> ApiError {
+    match e {
+        ApiError::PayloadTooLarge(m) => ApiError::PayloadTooLarge(format!("message {index}: {m}")),
+        e => ApiError::BadRequest(format!("message {index}: {e}")),
+    }
 }
 
 fn partition_key(kind: DestinationKind, destination: &str, routing_key: &str) -> String {
@@ -372,13 +357,14 @@ fn partition_key(kind: DestinationKind, destination: &str, routing_key: &str) ->
     format!("{prefix}/{destination}/{routing_key}")
 }
 
-/// One message or a batch (`{"messages": [...]}`), told apart by the body's shape.
+/// One raw (octet-stream) message, or JSON: one message or a batch (`{"messages": [...]}`),
+/// told apart by the body's shape.
 async fn publish_any(
     state: &AppState,
     caller: &Caller,
     kind: DestinationKind,
     destination: &str,
-    body: serde_json::Value,
+    input: PublishInput,
 ) -> Reply {
     let resource = match kind {
         DestinationKind::Exchange => ResourceKind::Exchange,
@@ -386,6 +372,12 @@ async fn publish_any(
         DestinationKind::Queue => ResourceKind::Queue,
     };
     require(state, caller, resource, destination, Permission::Write).await?;
+    let body = match input {
+        PublishInput::Raw(message) => {
+            return publish(state, caller, kind, destination, message).await
+        }
+        PublishInput::Json(body) => body,
+    };
     let invalid = |e: serde_json::Error| ApiError::BadRequest(format!("invalid JSON body: {e}"));
     if body.is_array() {
         return Err(ApiError::BadRequest(
@@ -397,20 +389,22 @@ async fn publish_any(
         return publish_many(state, caller, kind, destination, batch.messages).await;
     }
     let message: PublishBody = serde_json::from_value(body).map_err(invalid)?;
-    publish(state, caller, kind, destination, message).await
+    publish(state, caller, kind, destination, message.try_into()?).await
 }
 
 /// The message to send for a validated publish body. Its id is minted here, once: a retry
 /// after an unanswered attempt carries the same id, and the partition's leader stores an id
 /// at most once, so the message is not stored twice.
-fn to_message(body: PublishBody) -> proto::BatchMessage {
+fn to_message(body: Incoming) -> proto::BatchMessage {
     proto::BatchMessage {
         routing_key: body.routing_key,
-        payload: body.payload.into_bytes(),
+        payload: body.payload,
         ttl_ms: body.ttl_ms.unwrap_or(0),
         message_id: body
             .message_id
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+        headers: body.headers,
+        content_type: body.content_type,
     }
 }
 
@@ -448,7 +442,7 @@ async fn publish(
     caller: &Caller,
     kind: DestinationKind,
     destination: &str,
-    body: PublishBody,
+    body: Incoming,
 ) -> Reply {
     check_message(&body)?;
     let partition = state
@@ -501,7 +495,9 @@ async fn publish_many(
     let mandatory: Vec<bool> = messages.iter().map(|m| m.mandatory).collect();
     let mut unroutable_count = 0;
     for (index, body) in messages.into_iter().enumerate() {
-        check_message(&body).map_err(|e| ApiError::BadRequest(format!("message {index}: {e}")))?;
+        let body = Incoming::try_from(body)
+            .and_then(|body| check_message(&body).map(|()| body))
+            .map_err(|e| in_message(index, e))?;
         let partition =
             state
                 .nodes
@@ -562,11 +558,23 @@ async fn publish_many(
     post,
     path = "/exchanges/{name}/publish",
     tag = "exchanges",
-    params(("name" = String, Path, description = "Exchange name")),
-    request_body = openapi::PublishRequest,
+    params(
+        ("name" = String, Path, description = "Exchange name"),
+        RawQuery,
+        ("X-Mom-Content-Type" = Option<String>, Header, description = "Octet-stream bodies only: the message's content type (at most 255 characters)"),
+    ),
+    request_body(
+        content(
+            (openapi::PublishRequest = "application/json"),
+            (openapi::RawPayload = "application/octet-stream"),
+        ),
+        description = openapi::PUBLISH_BODY,
+    ),
     responses(
         (status = 201, description = "Stored on the in-sync replicas: one message's id and how many queues got a copy, or every message's outcome of a batch", body = openapi::PublishReply),
         (status = 207, description = "A batch of which only some messages were stored", body = openapi::BatchReply),
+        (status = 400, description = "Invalid input, the field named: both or neither of `payload` and `payload_base64`, invalid base64, more than 64 headers, a bad header name, a header value over 4096 bytes, a content type over 255 characters, an invalid routing key, message id or TTL, unreadable JSON or an unknown query parameter"),
+        (status = 413, description = "A payload larger than 4194304 bytes (4 MiB, after base64 decoding), or a JSON body larger than the gateway's max_body_bytes"),
         (status = 403, description = "No write permission"),
         (status = 404, description = "No such exchange"),
         (status = 422, description = "A `mandatory` message no queue or subscriber would receive (a batch: every message): not stored"),
@@ -577,17 +585,10 @@ pub async fn publish_to_exchange(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<serde_json::Value>,
+    body: PublishInput,
 ) -> Reply {
     name("exchange", &path)?;
-    publish_any(
-        &state,
-        &caller,
-        DestinationKind::Exchange,
-        &path,
-        body.into_inner(),
-    )
-    .await
+    publish_any(&state, &caller, DestinationKind::Exchange, &path, body).await
 }
 
 /// Publishes one message, or a batch of 1 to 1000, straight to a queue through the default
@@ -596,11 +597,23 @@ pub async fn publish_to_exchange(
     post,
     path = "/queues/{name}/publish",
     tag = "queues",
-    params(("name" = String, Path, description = "Queue name")),
-    request_body = openapi::PublishRequest,
+    params(
+        ("name" = String, Path, description = "Queue name"),
+        RawQuery,
+        ("X-Mom-Content-Type" = Option<String>, Header, description = "Octet-stream bodies only: the message's content type (at most 255 characters)"),
+    ),
+    request_body(
+        content(
+            (openapi::PublishRequest = "application/json"),
+            (openapi::RawPayload = "application/octet-stream"),
+        ),
+        description = openapi::PUBLISH_BODY,
+    ),
     responses(
         (status = 201, description = "Stored on the in-sync replicas (`routed` is 1), or every message's outcome of a batch", body = openapi::PublishReply),
         (status = 207, description = "A batch of which only some messages were stored", body = openapi::BatchReply),
+        (status = 400, description = "Invalid input, the field named: both or neither of `payload` and `payload_base64`, invalid base64, more than 64 headers, a bad header name, a header value over 4096 bytes, a content type over 255 characters, an invalid routing key, message id or TTL, unreadable JSON or an unknown query parameter"),
+        (status = 413, description = "A payload larger than 4194304 bytes (4 MiB, after base64 decoding), or a JSON body larger than the gateway's max_body_bytes"),
         (status = 403, description = "No write permission on the queue"),
         (status = 404, description = "No such queue"),
         (status = 422, description = "A `mandatory` message no queue or subscriber would receive (a batch: every message): not stored"),
@@ -611,17 +624,10 @@ pub async fn publish_to_queue(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<serde_json::Value>,
+    body: PublishInput,
 ) -> Reply {
     name("queue", &path)?;
-    publish_any(
-        &state,
-        &caller,
-        DestinationKind::Queue,
-        &path,
-        body.into_inner(),
-    )
-    .await
+    publish_any(&state, &caller, DestinationKind::Queue, &path, body).await
 }
 
 /// Publishes one message, or a batch of 1 to 1000, to a topic's subscribers (needs write).
@@ -629,11 +635,23 @@ pub async fn publish_to_queue(
     post,
     path = "/topics/{name}/publish",
     tag = "topics",
-    params(("name" = String, Path, description = "Topic name")),
-    request_body = openapi::PublishRequest,
+    params(
+        ("name" = String, Path, description = "Topic name"),
+        RawQuery,
+        ("X-Mom-Content-Type" = Option<String>, Header, description = "Octet-stream bodies only: the message's content type (at most 255 characters)"),
+    ),
+    request_body(
+        content(
+            (openapi::PublishRequest = "application/json"),
+            (openapi::RawPayload = "application/octet-stream"),
+        ),
+        description = openapi::PUBLISH_BODY,
+    ),
     responses(
         (status = 201, description = "Stored on the in-sync replicas: one message's id and how many subscribers got a copy, or every message's outcome of a batch", body = openapi::PublishReply),
         (status = 207, description = "A batch of which only some messages were stored", body = openapi::BatchReply),
+        (status = 400, description = "Invalid input, the field named: both or neither of `payload` and `payload_base64`, invalid base64, more than 64 headers, a bad header name, a header value over 4096 bytes, a content type over 255 characters, an invalid routing key, message id or TTL, unreadable JSON or an unknown query parameter"),
+        (status = 413, description = "A payload larger than 4194304 bytes (4 MiB, after base64 decoding), or a JSON body larger than the gateway's max_body_bytes"),
         (status = 403, description = "No write permission"),
         (status = 404, description = "No such topic"),
         (status = 422, description = "A `mandatory` message no queue or subscriber would receive (a batch: every message): not stored"),
@@ -644,17 +662,10 @@ pub async fn publish_to_topic(
     state: State,
     caller: Caller,
     path: web::Path<String>,
-    body: web::Json<serde_json::Value>,
+    body: PublishInput,
 ) -> Reply {
     name("topic", &path)?;
-    publish_any(
-        &state,
-        &caller,
-        DestinationKind::Topic,
-        &path,
-        body.into_inner(),
-    )
-    .await
+    publish_any(&state, &caller, DestinationKind::Topic, &path, body).await
 }
 
 // ---- queues ----

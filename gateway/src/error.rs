@@ -2,6 +2,7 @@
 
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use mom_catalog::{CatalogError, ErrorKind};
+use mom_common::message::MessageError;
 use mom_common::{names::NameError, token::TokenError};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,16 @@ impl ResponseError for ApiError {
 impl From<NameError> for ApiError {
     fn from(e: NameError) -> Self {
         ApiError::BadRequest(e.to_string())
+    }
+}
+
+/// A message over the limits: 413 for its payload's size, 400 for the rest.
+impl From<MessageError> for ApiError {
+    fn from(e: MessageError) -> Self {
+        match e {
+            MessageError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+            _ => ApiError::BadRequest(e.to_string()),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod openapi;
 pub mod permissions;
+pub mod publishing;
 pub mod stats;
 pub mod ui;
 

@@ -3,6 +3,7 @@
 
 use crate::nodes::retry_while_unavailable;
 use crate::{caller::Caller, error::ApiError, AppState};
+use base64::Engine as _;
 use mom_common::receipt::Receipt;
 use mom_common::rest::{AckOutcome, Delivery, QueueDepth};
 use mom_common::{proto, MailboxName};
@@ -104,6 +105,9 @@ async fn pull_from(
                 exchange: d.exchange,
                 routing_key: d.routing_key,
                 payload: String::from_utf8_lossy(&d.payload).into_owned(),
+                payload_base64: base64::engine::general_purpose::STANDARD.encode(&d.payload),
+                headers: d.headers,
+                content_type: (!d.content_type.is_empty()).then_some(d.content_type),
                 delivery_count: d.delivery_count,
                 published_at_ms: d.published_at_ms,
             })

@@ -58,7 +58,10 @@ impl Nodes {
             .channels
             .get(&node.grpc_addr)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(BrokerClient::with_interceptor(channel, token.clone()))
+        // A pull's reply may hold several maximal (4 MiB) messages: above tonic's default limit.
+        Ok(BrokerClient::with_interceptor(channel, token.clone())
+            .max_decoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES))
     }
 
     /// Every partition's state, as the last ZooKeeper watch event left it.

@@ -224,7 +224,8 @@ impl Modify for Conventions {
                 if has_body {
                     add(
                         "413",
-                        "the body is larger than the gateway's max_body_bytes",
+                        "the body is larger than the gateway's max_body_bytes (a publish: \
+                         also a payload larger than 4194304 bytes)",
                     );
                 }
                 if secured {
@@ -382,6 +383,19 @@ pub struct BindingReply {
     pub queue: String,
     pub routing_key: String,
 }
+
+/// What a publish's body may be, for its OpenAPI description.
+pub const PUBLISH_BODY: &str = "JSON: one message or a batch. Each message has exactly one of \
+    `payload` (text) and `payload_base64` (binary, standard base64), and optionally `headers` \
+    and `content_type`. Or `Content-Type: application/octet-stream`: one message whose payload \
+    is the body as is (at most 4194304 bytes), its routing key, `ttl_ms`, `mandatory` and \
+    `message_id` in the query string, each header as an `X-Mom-Header-<name>: <value>` request \
+    header (names arrive in lower case) and its content type as `X-Mom-Content-Type`.";
+
+/// An octet-stream publish's body: the payload, byte for byte.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RawPayload(pub Vec<u8>);
 
 /// One message or a batch; a bare JSON array is refused (400).
 #[derive(Deserialize, ToSchema)]
@@ -748,7 +762,55 @@ mod tests {
         let publish = schema("PublishBody");
         assert_eq!(publish["properties"]["ttl_ms"]["maximum"], api::MAX_TTL_MS);
         assert_eq!(publish["properties"]["ttl_ms"]["minimum"], 1);
-        assert_eq!(publish["required"], serde_json::json!(["payload"]));
+        // Exactly one of payload and payload_base64, which a schema of fields cannot say.
+        assert!(publish.get("required").is_none(), "{publish}");
+        assert_eq!(
+            publish["properties"]["payload_base64"]["contentEncoding"],
+            "base64"
+        );
+        assert_eq!(
+            publish["properties"]["headers"]["maxProperties"],
+            mom_common::message::MAX_HEADERS
+        );
+        assert_eq!(
+            publish["properties"]["content_type"]["maxLength"],
+            mom_common::message::MAX_CONTENT_TYPE_CHARS
+        );
+        let limit = mom_common::message::MAX_PAYLOAD_BYTES.to_string();
+        assert!(PUBLISH_BODY.contains(&limit));
+        assert!(publish["properties"]["payload_base64"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains(&limit)));
+        // Publishes take JSON and octet-stream bodies, with the raw form's query parameters.
+        let operation = &value["paths"]["/queues/{name}/publish"]["post"];
+        let content = &operation["requestBody"]["content"];
+        assert!(
+            content["application/json"].is_object()
+                && content["application/octet-stream"].is_object()
+        );
+        let parameters: Vec<&str> = operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        for name in [
+            "name",
+            "routing_key",
+            "ttl_ms",
+            "mandatory",
+            "message_id",
+            "X-Mom-Content-Type",
+        ] {
+            assert!(parameters.contains(&name), "{name} in {parameters:?}");
+        }
+        let delivery = schema("Delivery");
+        for field in ["payload", "payload_base64", "headers", "content_type"] {
+            assert!(
+                delivery["properties"][field].is_object(),
+                "Delivery.{field}"
+            );
+        }
         assert_eq!(
             schema("BatchBody")["properties"]["messages"]["maxItems"],
             api::MAX_BATCH

@@ -34,6 +34,12 @@ pub struct Leased {
 #[derive(Debug, Clone, Copy)]
 pub struct Wanted {
     pub max: usize,
+    /// Stop before a message that would take the size of what is taken (payloads and headers,
+    /// [`PendingMessage::size`]) above this, so that a reply stays within gRPC's limits...
+    pub max_bytes: usize,
+    /// ... except that the first message taken may be larger (a pull that has nothing yet
+    /// must be able to get any message).
+    pub first_may_exceed: bool,
     pub now_ms: u64,
     pub visibility_ms: u64,
 }
@@ -76,12 +82,15 @@ impl Leases {
     ) -> Vec<Leased> {
         let Wanted {
             max,
+            max_bytes,
+            first_may_exceed,
             now_ms,
             visibility_ms,
         } = wanted;
         self.for_epoch(epoch);
         let leases = self.by_mailbox.entry(mailbox.to_owned()).or_default();
         let mut taken = Vec::new();
+        let mut bytes = 0usize;
         for message in candidates {
             if taken.len() == max {
                 break;
@@ -94,6 +103,13 @@ impl Leases {
             if lease.visible_at_ms > now_ms {
                 continue;
             }
+            let size = message.size();
+            let first = taken.is_empty() && first_may_exceed;
+            if bytes.saturating_add(size) > max_bytes && !first {
+                // Oldest first: what does not fit waits for the next pull.
+                break;
+            }
+            bytes = bytes.saturating_add(size);
             self.serial += 1;
             lease.name = format!("{epoch}.{}", self.serial);
             lease.deliveries += 1;
@@ -145,6 +161,8 @@ mod tests {
     fn wanted(max: usize, now_ms: u64, visibility_ms: u64) -> Wanted {
         Wanted {
             max,
+            max_bytes: usize::MAX,
+            first_may_exceed: true,
             now_ms,
             visibility_ms,
         }
@@ -158,6 +176,8 @@ mod tests {
             routing_key: "k".into(),
             payload: Vec::new(),
             published_at_ms: 0,
+            headers: Default::default(),
+            content_type: String::new(),
         }
     }
 
@@ -199,5 +219,28 @@ mod tests {
         let taken = leases.take(1, 0, "q/x", vec![message(0)], wanted(1, 100, 50_000));
         assert!(leases.may_ack(2, "q/x", &taken[0].receipt));
         assert_eq!(leases.active(2, "q/x", 100), 0);
+    }
+
+    #[test]
+    fn a_pull_takes_what_fits_its_byte_budget_but_always_one_message() {
+        let big = |offset| PendingMessage {
+            payload: vec![0; 100],
+            ..message(offset)
+        };
+        let mut leases = Leases::default();
+        let budget = |max_bytes, first_may_exceed| Wanted {
+            max_bytes,
+            first_may_exceed,
+            ..wanted(10, 100, 50)
+        };
+        let taken = leases.take(1, 0, "q/x", vec![big(0), big(1), big(2)], budget(250, true));
+        assert_eq!(taken.len(), 2, "two of about 100 bytes fit in 250");
+        let taken = leases.take(1, 0, "q/a", vec![big(0), big(1)], budget(10, true));
+        assert_eq!(taken.len(), 1, "the first is taken whatever its size");
+        let taken = leases.take(1, 0, "q/b", vec![big(0)], budget(10, false));
+        assert!(
+            taken.is_empty(),
+            "nothing over the budget after other partitions"
+        );
     }
 }

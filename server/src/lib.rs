@@ -21,6 +21,7 @@ use mom_common::proto::{broker_server::BrokerServer, replica_server::ReplicaServ
 use mom_common::token::{RequireService, ServiceCredentials, ServiceIdentity, ServiceKeys};
 use mom_config::NodeConfig;
 use mom_replicator::protocol::ReplicaConfig;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -49,7 +50,6 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         tracing::info!(%listen, "metrics at GET /metrics");
     }
     let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
-    mom_catalog::exit_on_session_loss(&zk, "server");
     let catalog = Catalog::new(zk.clone());
     catalog.ensure_layout().await?;
     tracing::info!("waiting for the cluster settings from the partitioning service");
@@ -70,8 +70,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             tracing::info!(partitions = restarted, "leading again under new epochs");
         }
     }
-    let live = mom_catalog::watch_nodes(zk.clone()).await?;
-    let views = zk_partitions::watch_partitions(zk.clone()).await?;
+    let (live_sender, live) = watch::channel(Vec::new());
+    mom_catalog::follow_nodes(zk.clone(), live_sender.clone()).await?;
+    let (views_sender, views) = watch::channel(BTreeMap::new());
+    zk_partitions::follow_partitions(zk.clone(), views_sender.clone()).await?;
+    let (connected_sender, connected) = watch::channel(true);
+    follow_connection(&zk, connected_sender.clone());
 
     let replica_config = ReplicaConfig {
         min_insync: config.min_insync_replicas.max(1) as usize,
@@ -90,16 +94,16 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             me: config.node_id.clone(),
             incarnation,
             store: store.clone(),
-            zk: zk.clone(),
+            catalog: catalog.clone(),
             fetcher,
             live,
             config: replica_config,
         },
         settings.partitions,
         views,
-        watch_connection(&zk),
+        connected.clone(),
     )?);
-    metrics::spawn_reporter(logs.clone(), watch_connection(&zk));
+    metrics::spawn_reporter(logs.clone(), connected);
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;
@@ -120,13 +124,18 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         ServiceIdentity::Node(config.node_id.clone()),
     );
     let access = mom_catalog::access::AccessCache::start(catalog.clone()).await?;
-    let broker = BrokerServer::with_interceptor(
-        service::BrokerService::new(
+    let routes = mom_catalog::RouteCache::new(catalog.clone()).await?;
+    // Publishes carry payloads of up to 4 MiB, batches many: tonic's default 4 MiB limit
+    // would refuse a maximal message with its envelope.
+    let broker = tonic::service::interceptor::InterceptedService::new(
+        BrokerServer::new(service::BrokerService::new(
             logs.clone(),
-            mom_catalog::RouteCache::new(catalog).await?,
+            routes.clone(),
             access,
             credentials,
-        ),
+        ))
+        .max_decoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES)
+        .max_encoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES),
         broker_callers,
     );
     let replica = tonic::service::interceptor::InterceptedService::new(
@@ -144,26 +153,93 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let serving = tokio::spawn(server);
 
     // Announce only once the port accepts calls, so nobody is routed to a node that can't answer.
-    register_node(
-        &zk,
-        &NodeInfo {
-            id: config.node_id.clone(),
-            grpc_addr: advertise.clone(),
-            incarnation,
-        },
-    )
-    .await?;
+    let me = NodeInfo {
+        id: config.node_id.clone(),
+        grpc_addr: advertise.clone(),
+        incarnation,
+    };
+    register_node(&zk, &me).await?;
     tracing::info!(node = %config.node_id, listen = %local, %advertise, ?settings, "broker node serving");
-    serving.await??;
+    let renewal = SessionRenewal {
+        config: config.zookeeper.clone(),
+        catalog,
+        routes,
+        live: live_sender,
+        views: views_sender,
+        connected: connected_sender,
+        me,
+    };
+    tokio::select! {
+        served = serving => served??,
+        () = renewal.run(zk) => {}
+    }
     Ok(())
 }
 
-/// Whether the ZooKeeper session is connected right now. A leader stops serving reads while it
-/// is not: the client notices a lost connection before the server expires the session, so by
-/// the time ZooKeeper could elect a successor this node has stopped handing out messages.
-fn watch_connection(zk: &zookeeper_client::Client) -> watch::Receiver<bool> {
+/// A node outlives its ZooKeeper sessions. When one expires (ZooKeeper was away, or the node
+/// was paused, longer than the session timeout) its ephemeral registration is gone, so the
+/// controller has moved leadership of its partitions to other in-sync replicas where it could,
+/// and this node can write nothing to ZooKeeper through the old session: it stops serving
+/// (not connected), opens a new session as soon as ZooKeeper answers, follows nodes and
+/// partitions again into the same views (its partitions become followers of their new
+/// leaders and catch up, truncating what the new leaders do not have), renews its route
+/// cache and registers again with the same incarnation: its log and memory are those of the
+/// same process, so what peers counted of it still holds.
+struct SessionRenewal {
+    config: mom_config::ZooKeeperConfig,
+    catalog: Catalog,
+    routes: mom_catalog::RouteCache,
+    live: watch::Sender<Vec<NodeInfo>>,
+    views: watch::Sender<BTreeMap<u32, zk_partitions::Versioned>>,
+    connected: watch::Sender<bool>,
+    me: NodeInfo,
+}
+
+impl SessionRenewal {
+    async fn run(self, mut zk: zookeeper_client::Client) {
+        loop {
+            mom_catalog::session_ended(&zk).await;
+            self.connected.send_replace(false);
+            tracing::warn!("zookeeper session ended; not serving until a new session is up");
+            zk = self.renew().await;
+            tracing::info!(node = %self.me.id, "zookeeper session renewed; registered again");
+        }
+    }
+
+    async fn renew(&self) -> zookeeper_client::Client {
+        loop {
+            let Ok(zk) = mom_catalog::connect(&self.config, Duration::from_secs(3_600)).await
+            else {
+                continue;
+            };
+            self.catalog.use_session(zk.clone());
+            let renewed = async {
+                zk_partitions::follow_partitions(zk.clone(), self.views.clone()).await?;
+                mom_catalog::follow_nodes(zk.clone(), self.live.clone()).await?;
+                self.routes.renew().await?;
+                register_node(&zk, &self.me).await
+            };
+            match renewed.await {
+                Ok(()) => {
+                    follow_connection(&zk, self.connected.clone());
+                    return zk;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "new zookeeper session not usable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps `sender` saying whether session `zk` is connected right now, until it ends. A leader
+/// stops serving reads while it is not: the client notices a lost connection before the
+/// server expires the session, so by the time ZooKeeper could elect a successor this node has
+/// stopped handing out messages.
+fn follow_connection(zk: &zookeeper_client::Client, sender: watch::Sender<bool>) {
     let mut states = zk.state_watcher();
-    let (sender, receiver) = watch::channel(true);
+    sender.send_replace(matches!(zk.state(), SessionState::SyncConnected));
     tokio::spawn(async move {
         loop {
             let state = states.changed().await;
@@ -177,5 +253,4 @@ fn watch_connection(zk: &zookeeper_client::Client) -> watch::Receiver<bool> {
             }
         }
     });
-    receiver
 }

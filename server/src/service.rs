@@ -24,7 +24,10 @@ use tonic::{metadata::MetadataMap, Request, Response, Status};
 
 /// Bounds what one pull may lease, so a single call cannot pin a node's memory.
 pub const MAX_PULL: u32 = 1_000;
-pub const MAX_PAYLOAD_BYTES: usize = 4 << 20;
+pub use mom_common::message::MAX_PAYLOAD_BYTES;
+/// Bounds the messages one pull answers, in bytes of payloads and headers (the first message
+/// always goes, whatever its size), so that a reply stays well within gRPC's message limit.
+pub const MAX_PULL_BYTES: usize = 8 << 20;
 /// Marks a call one node passed to another, so it is never passed on twice.
 const FORWARDED: &str = "x-mom-forwarded";
 
@@ -192,11 +195,12 @@ impl BrokerService {
         message: proto::BatchMessage,
         mailboxes: Vec<String>,
     ) -> Result<(Option<Record>, proto::PublishReply), Status> {
-        if message.payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "payload is larger than {MAX_PAYLOAD_BYTES} bytes"
-            )));
-        }
+        mom_common::message::check_message(
+            message.payload.len(),
+            &message.headers,
+            &message.content_type,
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let message_id = if message.message_id.is_empty() {
             uuid::Uuid::now_v7().to_string()
         } else {
@@ -227,6 +231,8 @@ impl BrokerService {
             published_at_ms,
             expires_at_ms,
             mailboxes,
+            headers: message.headers,
+            content_type: message.content_type,
         }));
         Ok((Some(record), reply))
     }
@@ -278,7 +284,9 @@ impl BrokerService {
                 .get(&leader.grpc_addr)
                 .map_err(|e| Status::internal(e.to_string()))?,
             attach,
-        ))
+        )
+        .max_decoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES)
+        .max_encoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES))
     }
 
     fn forwarded<T>(message: T) -> Request<T> {
@@ -353,13 +361,15 @@ impl BrokerService {
         Ok((current.len() as u32, stale))
     }
 
-    /// Leases up to `max` ready messages of one partition this node serves.
+    /// Leases up to `max` ready messages of one partition this node serves, of at most
+    /// `max_bytes` in all (the first may be larger when `first_may_exceed`).
     fn lease(
         &self,
         key: &str,
         partition: u32,
         max: u32,
         visibility_ms: u64,
+        (max_bytes, first_may_exceed): (usize, bool),
     ) -> Result<Vec<Leased>, Status> {
         let Some(epoch) = self.logs.serving(partition) else {
             return Ok(Vec::new());
@@ -376,6 +386,8 @@ impl BrokerService {
                         .map_err(storage_status)?;
                 let wanted = Wanted {
                     max: max as usize,
+                    max_bytes,
+                    first_may_exceed,
                     now_ms: now,
                     visibility_ms,
                 };
@@ -402,6 +414,8 @@ impl Broker for BrokerService {
                 payload: request.payload,
                 ttl_ms: request.ttl_ms,
                 message_id: request.message_id,
+                headers: request.headers,
+                content_type: request.content_type,
             }],
         };
         let mut batch_request = Request::new(batch);
@@ -482,12 +496,22 @@ impl Broker for BrokerService {
         let key = mailbox.key();
         let max = request.max.clamp(1, MAX_PULL);
         let mut deliveries = Vec::new();
+        let mut bytes_left = MAX_PULL_BYTES;
         for partition in self.logs.led() {
             let wanted = max - deliveries.len() as u32;
-            if wanted == 0 {
+            if wanted == 0 || bytes_left == 0 {
                 break;
             }
-            let leased = self.lease(&key, partition, wanted, request.visibility_timeout_ms)?;
+            let budget = (bytes_left, deliveries.is_empty());
+            let leased = self.lease(
+                &key,
+                partition,
+                wanted,
+                request.visibility_timeout_ms,
+                budget,
+            )?;
+            let taken: usize = leased.iter().map(|l| l.message.size()).sum();
+            bytes_left = bytes_left.saturating_sub(taken);
             deliveries.extend(leased.into_iter().map(|l| proto::Delivery {
                 receipt: l.receipt.to_string(),
                 message_id: l.message.message_id,
@@ -496,6 +520,8 @@ impl Broker for BrokerService {
                 payload: l.message.payload,
                 delivery_count: l.delivery_count,
                 published_at_ms: l.message.published_at_ms,
+                headers: l.message.headers,
+                content_type: l.message.content_type,
             }));
         }
         metrics::counter!("mom_delivered_messages_total").increment(deliveries.len() as u64);
@@ -656,5 +682,64 @@ impl Broker for BrokerService {
             reply.leased += leased;
         }
         Ok(Response::new(reply))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(headers: &[(&str, &str)], content_type: &str) -> proto::BatchMessage {
+        proto::BatchMessage {
+            routing_key: "k".into(),
+            payload: vec![0, 255],
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            content_type: content_type.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_record_carries_headers_and_content_type() {
+        let (record, reply) = BrokerService::publish_record(
+            "ex",
+            message(&[("trace-id", "t")], "image/png"),
+            vec!["q/x".into()],
+        )
+        .unwrap();
+        assert_eq!(reply.routed, 1);
+        let Some(Kind::Publish(publish)) = record.and_then(|r| Record::decode(&r.bytes)) else {
+            panic!("not a publish record");
+        };
+        assert_eq!(publish.headers["trace-id"], "t");
+        assert_eq!(publish.content_type, "image/png");
+        assert_eq!(publish.payload, vec![0, 255]);
+    }
+
+    #[test]
+    fn limits_are_refused_with_invalid_argument() {
+        let too_many: Vec<(String, String)> =
+            (0..65).map(|n| (format!("h{n}"), String::new())).collect();
+        let too_many: Vec<(&str, &str)> = too_many
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let long_value = "v".repeat(4097);
+        for bad in [
+            message(&too_many, ""),
+            message(&[("bad name", "v")], ""),
+            message(&[("k", &long_value)], ""),
+            message(&[], &"t".repeat(256)),
+            proto::BatchMessage {
+                payload: vec![0; MAX_PAYLOAD_BYTES + 1],
+                ..Default::default()
+            },
+        ] {
+            let status = BrokerService::publish_record("ex", bad, vec!["q/x".into()]).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        }
     }
 }

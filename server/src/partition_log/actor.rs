@@ -95,9 +95,9 @@ pub struct PartitionStatus {
 }
 
 /// The partition's state as ZooKeeper holds it, retried for a while.
-async fn read_back(zk: &zookeeper_client::Client, partition: u32) -> Option<View> {
+async fn read_back(catalog: &mom_catalog::Catalog, partition: u32) -> Option<View> {
     for _ in 0..50 {
-        match partitions::read_partition(zk, partition).await {
+        match partitions::read_partition(&catalog.zookeeper(), partition).await {
             Ok(Some(versioned)) => return Some(super::to_view(&versioned)),
             Ok(None) => return None,
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -490,8 +490,13 @@ impl Actor {
             replicas: view.replicas.clone(),
             isr: isr.clone(),
         };
-        let (zk, partition, events) = (self.shared.zk.clone(), self.partition, self.events.clone());
+        let (catalog, partition, events) = (
+            self.shared.catalog.clone(),
+            self.partition,
+            self.events.clone(),
+        );
         tokio::spawn(async move {
+            let zk = catalog.zookeeper();
             let written =
                 partitions::write_partition(&zk, partition, &state, Some(expected_version)).await;
             let view = match written {
@@ -508,7 +513,7 @@ impl Actor {
                 // an addition that did land is never forgotten.
                 Err(e) => {
                     tracing::warn!(partition, error = %e, "in-sync write unanswered; reading back");
-                    read_back(&zk, partition).await
+                    read_back(&catalog, partition).await
                 }
             };
             let _ = events.send(Event::IsrWritten(view));

@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use zookeeper_client::Client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -41,7 +40,8 @@ pub struct Shared {
     pub me: String,
     pub incarnation: u64,
     pub store: Arc<Store>,
-    pub zk: Client,
+    /// ZooKeeper through the node's current session (it is renewed when one expires).
+    pub catalog: mom_catalog::Catalog,
     pub fetcher: Fetcher,
     pub live: watch::Receiver<Vec<NodeInfo>>,
     pub config: ReplicaConfig,

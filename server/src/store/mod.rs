@@ -2,7 +2,7 @@
 //! SQLite database (WAL mode).
 //!
 //! - `log`: the entries of each partition log, `(partition, offset)`, with their leader epoch.
-//!   Publishes carry the payload; nothing else stores it.
+//!   Publishes carry the payload, headers and content type; nothing else stores them.
 //! - `pending`: the applied state, one row per message still waiting in a mailbox, naming the
 //!   log entry that holds it. Only entries below the partition's high watermark are applied,
 //!   so the state never needs undoing when a follower truncates an uncommitted suffix.
@@ -21,6 +21,7 @@ use crate::records::Record;
 use mom_common::proto::log_record::Kind;
 use mom_replicator::protocol::{Entry, LogOutline, Offset};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -70,6 +71,23 @@ pub struct PendingMessage {
     pub routing_key: String,
     pub payload: Vec<u8>,
     pub published_at_ms: u64,
+    /// The publisher's headers and content type (empty: none), as the record holds them.
+    pub headers: BTreeMap<String, String>,
+    pub content_type: String,
+}
+
+impl PendingMessage {
+    /// About how many bytes the message takes in a delivery: its payload, headers and
+    /// content type.
+    pub fn size(&self) -> usize {
+        self.payload.len()
+            + self.content_type.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
 }
 
 pub struct Store {
@@ -236,6 +254,8 @@ impl Store {
                     routing_key: publish.routing_key,
                     payload: publish.payload,
                     published_at_ms: publish.published_at_ms,
+                    headers: publish.headers,
+                    content_type: publish.content_type,
                 });
             }
         }

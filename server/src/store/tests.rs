@@ -18,6 +18,7 @@ fn publish(id: &str, mailboxes: &[&str], expires_at_ms: u64) -> Record {
         published_at_ms: 1,
         expires_at_ms,
         mailboxes: mailboxes.iter().map(|m| m.to_string()).collect(),
+        ..Default::default()
     }))
 }
 
@@ -262,4 +263,48 @@ async fn compaction_stops_at_the_applied_hw_not_past_entries_still_to_apply() {
     )
     .await;
     assert_eq!(store.compaction_point(5).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn headers_and_content_type_come_back_with_the_payload() {
+    let (_dir, store) = open();
+    let headers: std::collections::BTreeMap<String, String> = [("trace-id", "t-1"), ("z", "")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let record = Record::new(Kind::Publish(Publish {
+        message_id: "bin".into(),
+        exchange: "ex".into(),
+        routing_key: "k".into(),
+        payload: (0..=255u8).collect(),
+        published_at_ms: 1,
+        mailboxes: vec!["q/x".into()],
+        headers: headers.clone(),
+        content_type: "application/x-test".into(),
+        ..Default::default()
+    }));
+    write(
+        &store,
+        Write::Append {
+            partition: 1,
+            entries: entries(0, 1, vec![record]),
+        },
+    )
+    .await;
+    write(
+        &store,
+        Write::Commit {
+            partition: 1,
+            hw: 1,
+        },
+    )
+    .await;
+    let [message] = store
+        .pending("q/x", 1, None, 10, 0)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(message.payload, (0..=255u8).collect::<Vec<u8>>());
+    assert_eq!(message.headers, headers);
+    assert_eq!(message.content_type, "application/x-test");
 }
