@@ -8,7 +8,7 @@ import time
 import pytest
 from helpers import PASSWORD, USER, drain, payloads
 
-from mom_client import Connection, Delivery, ExchangeKind
+from mom_client import BadRequest, Connection, Delivery, ExchangeKind, PayloadTooLarge
 
 
 def bound_queue(conn: Connection, unique, kind: str = "direct", key: str = "k"):
@@ -72,13 +72,56 @@ def test_a_batch_publish_stores_every_message_in_order(conn: Connection, unique)
     assert payloads(drain(conn, queue, len(sent))) == sent
 
 
-def test_bytes_payloads_travel_as_utf8_text(conn: Connection, unique) -> None:
+def test_bytes_payloads_come_back_byte_identical_with_headers(conn: Connection, unique) -> None:
     exchange, queue = bound_queue(conn, unique)
+    every_byte = bytes(range(256))
+    headers = {"trace-id": "t-1", "x.kind_2": "grüße €"}
+    conn.publish(exchange, "k", every_byte, headers=headers, content_type="application/x-all-bytes")
     conn.publish(exchange, "k", "grüße €".encode("utf-8"))
-    [delivery] = drain(conn, queue, 1)
-    assert delivery.payload == "grüße €" and delivery.payload_bytes == "grüße €".encode("utf-8")
-    with pytest.raises(UnicodeDecodeError):
-        conn.publish(exchange, "k", b"\xff\xfe not utf-8")
+    conn.publish(exchange, "k", "plain text", content_type="text/plain")
+    binary, utf8, text = drain(conn, queue, 3)
+    assert binary.payload_bytes == every_byte
+    assert (binary.headers, binary.content_type) == (headers, "application/x-all-bytes")
+    assert "\ufffd" in binary.payload, "the text form stays, lossy"
+    assert utf8.payload == "grüße €" and utf8.payload_bytes == "grüße €".encode("utf-8")
+    assert (utf8.headers, utf8.content_type) == ({}, None)
+    assert (text.payload, text.payload_bytes) == ("plain text", b"plain text")
+    assert text.content_type == "text/plain"
+
+    # The default exchange and topics carry them alike; a batch may mix text and bytes.
+    conn.publish_to_queue(queue, bytearray(b"\x00\xff"), headers={"via": "default"})
+    [direct] = drain(conn, queue, 1)
+    assert (direct.payload_bytes, dict(direct.headers)) == (b"\x00\xff", {"via": "default"})
+    topic = unique("t")
+    conn.declare_topic(topic)
+    conn.subscribe(topic, "s")
+    conn.publish_topic(topic, b"\x01\x80", headers={"via": "topic"}, content_type="application/x-t")
+    [tick] = conn.pull_subscription(topic, "s", wait_ms=5_000)
+    assert (tick.payload_bytes, dict(tick.headers)) == (b"\x01\x80", {"via": "topic"})
+    assert tick.content_type == "application/x-t"
+    conn.ack_subscription(topic, "s", tick)
+    mixed = [("k", "t"), ("k", b"\xfe", {"n": "1"}), ("k", memoryview(b"m"), None)]
+    outcomes = conn.publish_batch(exchange, mixed)
+    assert all(not isinstance(o, str) for o in outcomes), outcomes
+    got = drain(conn, queue, 3)
+    assert [(d.payload_bytes, dict(d.headers)) for d in got] == [
+        (b"t", {}),
+        (b"\xfe", {"n": "1"}),
+        (b"m", {}),
+    ]
+
+
+def test_bad_headers_and_oversized_payloads_are_refused(conn: Connection, unique) -> None:
+    exchange, queue = bound_queue(conn, unique)
+    with pytest.raises(BadRequest, match="header name"):
+        conn.publish(exchange, "k", b"x", headers={"bad name": "v"})
+    with pytest.raises(BadRequest, match="65 headers"):
+        conn.publish(exchange, "k", b"x", headers={f"h{n}": "v" for n in range(65)})
+    with pytest.raises(PayloadTooLarge):
+        conn.publish(exchange, "k", bytes(4 * 1024 * 1024 + 1))
+    with pytest.raises(TypeError):
+        conn.publish(exchange, "k", 42)  # type: ignore[arg-type]
+    assert conn.get_queue(queue).ready == 0
 
 
 def test_unacked_messages_are_redelivered_and_stale_acks_refused(conn: Connection, unique) -> None:

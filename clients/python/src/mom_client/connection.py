@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Union
 from urllib.parse import quote
 
@@ -31,7 +32,8 @@ from .types import (
     UserInfo,
 )
 
-Payload = Union[str, bytes]
+Payload = Union[str, bytes, bytearray, memoryview]
+Headers = Mapping[str, str]
 Receipts = Union[str, Delivery, Iterable[Union[str, Delivery]]]
 Permissions = Union[Permission, str, Iterable[Union[Permission, str]]]
 
@@ -53,12 +55,24 @@ def _receipt_list(receipts: Receipts) -> list[str]:
     return [r.receipt if isinstance(r, Delivery) else r for r in receipts]
 
 
-def _payload_text(payload: Payload) -> str:
+def _message(
+    payload: Payload,
+    headers: Headers | None = None,
+    content_type: str | None = None,
+) -> dict[str, Any]:
+    """The payload fields of one message: ``str`` as ``payload`` (text), bytes-like as
+    ``payload_base64`` (any bytes, delivered byte for byte), with headers and content type."""
     if isinstance(payload, (bytes, bytearray, memoryview)):
-        # Strict on purpose: the gateway would keep invalid UTF-8 only as U+FFFD, silently
-        # changing the message, so refuse it here (UnicodeDecodeError, a ValueError).
-        return bytes(payload).decode("utf-8")
-    return payload
+        body: dict[str, Any] = {"payload_base64": base64.b64encode(bytes(payload)).decode("ascii")}
+    elif isinstance(payload, str):
+        body = {"payload": payload}
+    else:
+        raise TypeError(f"a payload is str or bytes, not {type(payload).__name__}")
+    if headers:
+        body["headers"] = {str(k): str(v) for k, v in headers.items()}
+    if content_type is not None:
+        body["content_type"] = content_type
+    return body
 
 
 class Connection:
@@ -302,6 +316,8 @@ class Connection:
         ttl_ms: int | None = None,
         mandatory: bool = False,
         message_id: str | None = None,
+        headers: Headers | None = None,
+        content_type: str | None = None,
     ) -> Published:
         """Publishes ``payload`` to an exchange; ``ttl_ms`` drops it undelivered after that long.
 
@@ -309,10 +325,13 @@ class Connection:
         no queue would get it, instead of answering ``routed == 0``. ``message_id`` is your own
         id for it: publishing again with the same id (a retry after a timeout) stores it once.
 
-        The gateway accepts only JSON text payloads for now, so ``bytes`` are sent as the text
-        they encode in UTF-8 and must be valid UTF-8 (else ``UnicodeDecodeError``); consumers
-        get them back with :attr:`Delivery.payload_bytes`. Arbitrary binary data needs an
-        encoding such as base64 on top until the API carries bytes.
+        A ``str`` payload goes as text; ``bytes`` (or ``bytearray``, ``memoryview``) go as
+        base64 and may hold any bytes: consumers get them back exactly with
+        :attr:`Delivery.payload_bytes`. At most 4 MiB (:class:`~mom_client.PayloadTooLarge`
+        beyond). ``headers`` (at most 64; names 1-128 of ``[A-Za-z0-9._-]``, values up to 4096
+        bytes) and ``content_type`` (up to 255 characters) are delivered with the message
+        (:attr:`Delivery.headers`, :attr:`Delivery.content_type`); going over a limit is
+        :class:`~mom_client.BadRequest`.
 
         A missing exchange is :class:`~mom_client.NotFound`; one without a matching binding
         takes the message with ``routed == 0``, and nobody will ever see it.
@@ -320,7 +339,12 @@ class Connection:
         the message may or may not have been stored.
         """
         return self._publish(
-            f"/exchanges/{_segment(exchange)}/publish", routing_key, payload, ttl_ms, mandatory, message_id
+            f"/exchanges/{_segment(exchange)}/publish",
+            routing_key,
+            _message(payload, headers, content_type),
+            ttl_ms,
+            mandatory,
+            message_id,
         )
 
     def publish_to_queue(
@@ -331,10 +355,19 @@ class Connection:
         ttl_ms: int | None = None,
         mandatory: bool = False,
         message_id: str | None = None,
+        headers: Headers | None = None,
+        content_type: str | None = None,
     ) -> Published:
         """Publishes ``payload`` straight to a queue through the default exchange: no exchange
-        or binding needed (options as :meth:`publish`)."""
-        return self._publish(f"/queues/{_segment(queue)}/publish", "", payload, ttl_ms, mandatory, message_id)
+        or binding needed (payloads and options as :meth:`publish`)."""
+        return self._publish(
+            f"/queues/{_segment(queue)}/publish",
+            "",
+            _message(payload, headers, content_type),
+            ttl_ms,
+            mandatory,
+            message_id,
+        )
 
     def publish_topic(
         self,
@@ -345,26 +378,39 @@ class Connection:
         ttl_ms: int | None = None,
         mandatory: bool = False,
         message_id: str | None = None,
+        headers: Headers | None = None,
+        content_type: str | None = None,
     ) -> Published:
-        """Publishes ``payload`` to every subscriber of ``topic`` (rules and options as :meth:`publish`)."""
-        return self._publish(f"/topics/{_segment(topic)}/publish", routing_key, payload, ttl_ms, mandatory, message_id)
+        """Publishes ``payload`` to every subscriber of ``topic`` (payloads, rules and options
+        as :meth:`publish`)."""
+        return self._publish(
+            f"/topics/{_segment(topic)}/publish",
+            routing_key,
+            _message(payload, headers, content_type),
+            ttl_ms,
+            mandatory,
+            message_id,
+        )
 
     def publish_batch(
         self,
         exchange: str,
-        messages: Iterable[tuple[str, Payload]],
+        messages: Iterable[tuple[str, Payload] | tuple[str, Payload, Headers | None]],
     ) -> list[Published | str]:
-        """Publishes up to 1,000 ``(routing_key, payload)`` messages in one request.
+        """Publishes up to 1,000 ``(routing_key, payload)`` messages in one request; a
+        message may also be ``(routing_key, payload, headers)`` (a mapping, or ``None``).
 
-        Returns each message's outcome in order: a :class:`Published`, or the reason (a string)
-        it was not stored, e.g. its partition had no leader for the whole retry window. Bad
-        input fails the whole batch with :class:`~mom_client.BadRequest`.
+        Payloads are text or bytes as in :meth:`publish`, and may be mixed. Returns each
+        message's outcome in order: a :class:`Published`, or the reason (a string) it was not
+        stored, e.g. its partition had no leader for the whole retry window. Bad input fails
+        the whole batch with :class:`~mom_client.BadRequest`.
         """
-        body = {
-            "messages": [
-                {"routing_key": key, "payload": _payload_text(payload)} for key, payload in messages
-            ]
-        }
+        entries = []
+        for message in messages:
+            key, payload, *rest = message
+            headers = rest[0] if rest else None
+            entries.append({"routing_key": key, **_message(payload, headers)})
+        body = {"messages": entries}
         _, answer = self._call("POST", f"/exchanges/{_segment(exchange)}/publish", body)
         return [
             Published(entry["message_id"], int(entry["routed"])) if "message_id" in entry else str(entry["error"])
@@ -375,12 +421,12 @@ class Connection:
         self,
         path: str,
         routing_key: str,
-        payload: Payload,
+        message: dict[str, Any],
         ttl_ms: int | None,
         mandatory: bool = False,
         message_id: str | None = None,
     ) -> Published:
-        body: dict[str, Any] = {"routing_key": routing_key, "payload": _payload_text(payload)}
+        body: dict[str, Any] = {"routing_key": routing_key, **message}
         if ttl_ms is not None:
             body["ttl_ms"] = ttl_ms
         if mandatory:

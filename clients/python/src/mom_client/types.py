@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -36,16 +38,30 @@ class Delivery:
     routing_key: str
     """Routing key it was published with."""
     payload: str
-    """The message body (the gateway stores text)."""
+    """The message body as text: its bytes read as UTF-8, invalid sequences replaced by
+    U+FFFD. Text; use :attr:`payload_bytes` for binary."""
     delivery_count: int
     """How many times the message has been handed out, this time included."""
     published_at_ms: int
     """When it was published, in milliseconds since the Unix epoch."""
+    payload_base64: str = ""
+    """The message body exactly as published, in standard base64 (empty from a gateway older
+    than binary payloads)."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """The headers it was published with (empty if none)."""
+    content_type: str | None = None
+    """The content type it was published with, if any."""
 
     @property
     def payload_bytes(self) -> bytes:
-        """The payload encoded as UTF-8, for callers that published bytes."""
-        return self.payload.encode("utf-8")
+        """The message body exactly as published (``payload_base64`` decoded); from a gateway
+        that sends no ``payload_base64``, the text payload encoded as UTF-8."""
+        if not self.payload_base64:
+            return self.payload.encode("utf-8")
+        try:
+            return base64.b64decode(self.payload_base64, validate=True)
+        except binascii.Error as e:
+            raise ValueError(f"payload_base64 is not valid base64: {e}") from e
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Delivery:
@@ -57,6 +73,9 @@ class Delivery:
             payload=data["payload"],
             delivery_count=int(data["delivery_count"]),
             published_at_ms=int(data["published_at_ms"]),
+            payload_base64=data.get("payload_base64", ""),
+            headers=dict(data.get("headers") or {}),
+            content_type=data.get("content_type"),
         )
 
 
