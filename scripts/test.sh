@@ -14,8 +14,12 @@ echo "== building service binaries (the end-to-end tests start them as processes
 cargo build --workspace --bins --locked
 echo "== cargo test"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The nemesis tests (e2e/tests/nemesis.rs) append one line of figures per fault here.
+export MOM_NEMESIS_REPORT=$(mktemp)
+trap 'rm -f "$log" "$MOM_NEMESIS_REPORT"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+echo "== availability and latency per nemesis (README's failure model quotes these)"
+cat "$MOM_NEMESIS_REPORT"
 echo "== Python client tests (pytest against a real cluster of the binaries just built)"
 bash clients/python/run-tests.sh 2>&1 | tee -a "$log"
 echo "== example application (examples/news against a real cluster)"

@@ -1,5 +1,7 @@
 //! Helpers shared by the end-to-end tests in `tests/`.
 
+pub mod nemesis;
+
 use mom_client::{Connection, Delivery, ExchangeKind};
 use mom_testkit::{Cluster, ClusterOptions};
 use std::collections::{HashMap, HashSet};

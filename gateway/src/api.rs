@@ -426,12 +426,12 @@ async fn publish_partition(
             destination: destination.to_owned(),
             messages: messages.to_vec(),
         };
-        Ok(state
+        let mut broker = state.nodes.broker(&leader, &caller.act)?;
+        let call = async { Ok(broker.publish_batch(request).await?.into_inner()) };
+        state
             .nodes
-            .broker(&leader, &caller.act)?
-            .publish_batch(request)
-            .await?
-            .into_inner())
+            .unless_leader_moves(partition, &leader.id, call)
+            .await
     })
     .await
     .inspect(|r| state.stats.published(kind, destination, r.published.len()))

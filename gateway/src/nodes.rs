@@ -102,6 +102,42 @@ impl Nodes {
                 ))
             })
     }
+
+    /// Runs `call`, made to `leader` of `partition`, unless ZooKeeper names another leader
+    /// first: then it answers unavailable, so that the retry goes to the new leader at once
+    /// rather than after [`NODE_CALL_TIMEOUT`] on a node that may be cut off. Abandoning the
+    /// call is safe: a deposed leader commits nothing new (its HW needs the new leader, which
+    /// no longer fetches from it), and a publish retried keeps its message id.
+    pub async fn unless_leader_moves<T>(
+        &self,
+        partition: u32,
+        leader: &str,
+        call: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let mut partitions = self.partitions.clone();
+        let moved = async move {
+            loop {
+                let named = partitions
+                    .borrow_and_update()
+                    .get(&partition)
+                    .map(|v| v.state.leader.clone());
+                if named.as_deref() != Some(leader) {
+                    return;
+                }
+                if partitions.changed().await.is_err() {
+                    // No more news: only the call itself can end this.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            outcome = call => outcome,
+            () = moved => Err(ApiError::Unavailable(format!(
+                "partition {partition}: leadership moved away from {leader}"
+            ))),
+        }
+    }
 }
 
 /// How long a request keeps trying while a partition's leader is down or moving, by default.

@@ -8,7 +8,7 @@
 //!
 //! Rules, applied to every partition whenever membership changes (and periodically):
 //! - A new partition gets the ring's `replication_factor` nodes, the first as leader.
-//! - A dead leader is replaced by a live in-sync replica (preferring the ring's order) with a
+//! - A dead leader, or one no longer in the in-sync set, is replaced by a live in-sync replica (preferring the ring's order) with a
 //!   higher epoch. With no live in-sync replica the partition stays offline: electing a replica
 //!   that may lack acknowledged messages would lose them.
 //! - Dead nodes leave the in-sync set (never the last member, who must come back to lead).
@@ -64,7 +64,8 @@ pub fn plan(
     }
     let mut next = current.clone();
     next.isr = live_isr;
-    if !is_live(&current.leader) {
+    // A leader outside the in-sync set (it resigned, or left with its disk) cannot lead.
+    if !is_live(&current.leader) || !next.isr.contains(&current.leader) {
         next.leader = target
             .iter()
             .find(|id| next.isr.contains(id))
@@ -230,6 +231,16 @@ mod tests {
         assert_eq!(next.isr, ["b"]);
         // The dead node keeps its replica slot; c is out of sync and stays a replica too.
         assert_eq!(next.replicas, current.replicas);
+    }
+
+    #[test]
+    fn a_leader_outside_the_in_sync_set_is_replaced() {
+        let ring = ring(&["a", "b", "c"]);
+        let target = ring.owners("partition-0", 3);
+        let ids: Vec<&str> = target.iter().map(|n| n.id.as_str()).collect();
+        let current = state(ids[0], 4, &ids, &ids[1..]);
+        let next = plan(0, Some(&current), &ring, &live(&["a", "b", "c"]), 3).unwrap();
+        assert_eq!((next.leader.as_str(), next.epoch), (ids[1], 5));
     }
 
     #[test]

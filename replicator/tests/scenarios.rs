@@ -173,7 +173,7 @@ struct Cluster {
     down: BTreeSet<usize>,
     /// Resolve `WriteIsr` at once by compare-and-set, or queue it for the test.
     auto_isr: bool,
-    isr_writes: VecDeque<(usize, Vec<NodeId>, i32)>,
+    isr_writes: VecDeque<(usize, Vec<NodeId>, i32, Option<NodeId>)>,
     next_incarnation: u64,
     next_request: u64,
     replies: BTreeMap<u64, Result<Offset, Refusal>>,
@@ -343,12 +343,14 @@ impl Cluster {
             Action::WriteIsr {
                 isr,
                 expected_version,
+                hand_over_to,
             } => {
                 if self.auto_isr {
-                    let written = self.cas_isr(n, isr, expected_version);
+                    let written = self.cas_isr(n, isr, expected_version, hand_over_to);
                     queue.extend(self.nodes[n].replica.on_isr_written(written, now));
                 } else {
-                    self.isr_writes.push_back((n, isr, expected_version));
+                    self.isr_writes
+                        .push_back((n, isr, expected_version, hand_over_to));
                 }
             }
             Action::Reply { id, result } => {
@@ -542,21 +544,32 @@ impl Cluster {
     }
 
     /// A leader's compare-and-set of the in-sync set.
-    fn cas_isr(&mut self, writer: usize, isr: Vec<NodeId>, expected: i32) -> Option<View> {
+    fn cas_isr(
+        &mut self,
+        writer: usize,
+        isr: Vec<NodeId>,
+        expected: i32,
+        hand_over_to: Option<NodeId>,
+    ) -> Option<View> {
         if self.zk.version != expected || self.zk.leader != name(writer) {
             return None;
         }
-        let next = View {
+        let mut next = View {
             isr,
             ..self.zk.clone()
         };
+        if let Some(successor) = hand_over_to {
+            next.leader = successor;
+            next.epoch += 1;
+        }
         Some(self.zk_write(next))
     }
 
     /// Resolves the oldest queued `WriteIsr` against ZooKeeper and tells its writer.
     fn resolve_isr_write(&mut self) -> Option<View> {
-        let (writer, isr, expected) = self.isr_writes.pop_front().expect("a pending write");
-        let written = self.cas_isr(writer, isr, expected);
+        let (writer, isr, expected, hand_over_to) =
+            self.isr_writes.pop_front().expect("a pending write");
+        let written = self.cas_isr(writer, isr, expected, hand_over_to);
         let now = self.now;
         let actions = self.nodes[writer]
             .replica
@@ -748,7 +761,7 @@ fn an_isr_shrink_counts_only_once_zookeeper_confirms_it() {
     assert_eq!(c.replica(0).hw(), 1);
 
     // ZooKeeper refuses it (the znode moved on): still nothing.
-    let (writer, _, _) = c.isr_writes.pop_front().unwrap();
+    let (writer, _, _, _) = c.isr_writes.pop_front().unwrap();
     let now = c.now;
     let actions = c.nodes[writer].replica.on_isr_written(None, now);
     c.run(writer, actions);
@@ -758,8 +771,10 @@ fn an_isr_shrink_counts_only_once_zookeeper_confirms_it() {
     // Proposed again and written; the view through the watch is what lets the HW move.
     c.advance(10);
     assert_eq!(c.isr_writes.len(), 1);
-    let (writer, isr, expected) = c.isr_writes.pop_front().unwrap();
-    let view = c.cas_isr(writer, isr, expected).expect("the write lands");
+    let (writer, isr, expected, hand_over_to) = c.isr_writes.pop_front().unwrap();
+    let view = c
+        .cas_isr(writer, isr, expected, hand_over_to)
+        .expect("the write lands");
     assert!(
         !c.replies.contains_key(&x),
         "counted before the view arrived"
@@ -1455,4 +1470,58 @@ fn a_restarted_leader_does_not_lead_again_at_the_epoch_it_led() {
     c.advance(c.config.fetch_timeout_ms);
     c.settle();
     c.check_agreement();
+}
+
+/// A leader cut off from its followers, while ZooKeeper still sees all of them: shrinking the
+/// in-sync set to itself would refuse every write until the network heals, so it hands
+/// leadership over (by compare-and-set, at the next epoch) to an in-sync follower, which the
+/// other follower reaches. What was acknowledged survives; writes go on at the new leader.
+#[test]
+fn a_leader_cut_off_from_its_followers_but_not_zookeeper_hands_leadership_over() {
+    let mut c = Cluster::new(3, &[0, 1, 2], 0);
+    let before = c.propose(0, puts(0..3));
+    c.settle();
+    assert!(c.replies[&before].is_ok());
+
+    c.cut.insert(0);
+    let refused = c.propose(0, vec![Op::Put(10)]);
+    c.run_for(c.config.lag_timeout_ms + 2 * c.config.fetch_timeout_ms);
+    assert_ne!(c.zk.leader, name(0), "the cut-off leader still leads");
+    assert_eq!(c.zk.epoch, 2);
+    assert!(!c.zk.isr.contains(&name(0)));
+    assert!(
+        c.replies.get(&refused).is_none_or(|r| r.is_err()),
+        "a write the followers never saw was acknowledged"
+    );
+    let successor = index(&c.zk.leader);
+    assert_eq!(c.replica(successor).role(), Role::Leader);
+    assert_ne!(c.replica(0).role(), Role::Leader);
+
+    let after = c.propose(successor, vec![Op::Put(11)]);
+    c.settle();
+    assert!(c.replies[&after].is_ok(), "writes go on at the new leader");
+    for entry in &c.acked {
+        let others = (0..3).filter(|n| *n != 0 && c.nodes[*n].durable.holds(entry));
+        assert_eq!(others.count(), 2, "{entry:?} is on both connected replicas");
+    }
+
+    // Healed, the old leader follows, truncates what was never committed and rejoins.
+    c.cut.remove(&0);
+    c.run_for(c.config.lag_timeout_ms);
+    assert_eq!(c.zk.isr.len(), 3);
+    c.check_acked_on_isr();
+    c.check_agreement();
+}
+
+/// A leader whose followers died (ZooKeeper says so) keeps leading and shrinks the set: there
+/// is nobody to hand over to, and writes wait (503) for a replica to come back.
+#[test]
+fn a_leader_whose_followers_died_does_not_hand_over() {
+    let mut c = Cluster::new(3, &[0, 1, 2], 0);
+    c.down.insert(1);
+    c.down.insert(2);
+    c.broadcast_live();
+    c.run_for(c.config.lag_timeout_ms + c.config.fetch_timeout_ms);
+    assert_eq!(c.zk.leader, name(0));
+    assert_eq!(c.zk.isr, names(&[0]));
 }

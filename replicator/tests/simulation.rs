@@ -419,17 +419,24 @@ impl Sim {
                 Action::WriteIsr {
                     isr,
                     expected_version,
+                    hand_over_to,
                 } => {
                     let written = if !node.zk_cut
                         && self.zk.version == expected_version
                         && self.zk.leader == name(n)
                     {
-                        self.trace
-                            .push(format!("t={} n{n} writes isr {isr:?}", self.now));
-                        let next = View {
+                        self.trace.push(format!(
+                            "t={} n{n} writes isr {isr:?} (hand over to {hand_over_to:?})",
+                            self.now
+                        ));
+                        let mut next = View {
                             isr,
                             ..self.zk.clone()
                         };
+                        if let Some(successor) = hand_over_to {
+                            next.leader = successor;
+                            next.epoch += 1;
+                        }
                         self.zk_write(next);
                         Some(self.zk.clone())
                     } else {

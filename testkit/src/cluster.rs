@@ -1,12 +1,15 @@
-//! A whole MOM deployment on loopback: ZooKeeper, auth, partitioning, gateway, N broker nodes.
+//! A whole MOM deployment on loopback: ZooKeeper, auth, partitioning, gateway, N broker nodes
+//! (each in a network namespace of its own where a test asks for one).
 
-use crate::process::{binary, free_port, poll_until, wait_for_port, Service};
+use crate::netns::Network;
+use crate::process::{binary, free_port, poll_until, wait_for_addr, wait_for_port, Service};
 use crate::zookeeper::ZooKeeper;
 use mom_common::proto::{
     broker_client::BrokerClient, partitioning_client::PartitioningClient, NodesRequest,
     OwnerRequest, PartitionInfo, PartitionsRequest, StatusReply, StatusRequest,
 };
 use mom_common::token::{AttachService, ServiceCredentials, ServiceIdentity};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
@@ -42,6 +45,12 @@ pub struct ClusterOptions {
     /// Top-level settings of the auth service's config (TOML lines), replacing the testkit's
     /// generous throttling defaults.
     pub auth_settings: Option<String>,
+    /// Run every broker node in a network namespace of its own and ZooKeeper on an address
+    /// of its own ([`Cluster::network`] cuts links); needs root. No nodes can be added then.
+    pub namespaces: bool,
+    /// The nodes' `replication_timeout_ms`: how long a follower may lag before it leaves
+    /// the in-sync set.
+    pub replication_timeout_ms: u64,
 }
 
 impl Default for ClusterOptions {
@@ -57,6 +66,8 @@ impl Default for ClusterOptions {
             gateway_session_timeout_ms: None,
             partitioning_session_timeout_ms: None,
             auth_settings: None,
+            namespaces: false,
+            replication_timeout_ms: 2_000,
         }
     }
 }
@@ -65,6 +76,8 @@ pub struct Cluster {
     // Field order is drop order: services go before ZooKeeper, the directory last.
     pub nodes: Vec<Service>,
     node_ports: Vec<u16>,
+    /// The address each node listens on: loopback, or its namespace's.
+    node_hosts: Vec<Ipv4Addr>,
     /// Where each node and partitioning service serves `GET /metrics`.
     node_metrics_ports: Vec<u16>,
     partitioning_metrics_ports: Vec<u16>,
@@ -73,6 +86,9 @@ pub struct Cluster {
     pub partitioning: Vec<Service>,
     pub auth: Service,
     pub zookeeper: ZooKeeper,
+    /// The namespaces nodes run in, when the options ask for them; after the processes, so
+    /// that it is torn down once they are gone.
+    network: Option<Network>,
     options: ClusterOptions,
     gateway_url: String,
     partitioning_addrs: Vec<String>,
@@ -101,7 +117,15 @@ impl Cluster {
             .tempdir()
             .expect("temp dir");
         let root = dir.path();
-        let zookeeper = ZooKeeper::start();
+        let network = options.namespaces.then(|| {
+            Network::create(options.nodes).unwrap_or_else(|e| {
+                panic!("cannot create the test network (Network::available says why): {e}")
+            })
+        });
+        let zookeeper = match &network {
+            Some(network) => ZooKeeper::start_on(network.zookeeper_ip()),
+            None => ZooKeeper::start(),
+        };
         let zk = zookeeper.connect_string();
         let service_timeout = options.service_session_timeout_ms;
         let gateway_timeout = options
@@ -192,12 +216,14 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes: Vec::new(),
             node_ports: Vec::new(),
+            node_hosts: Vec::new(),
             node_metrics_ports: Vec::new(),
             partitioning_metrics_ports,
             gateway,
             partitioning,
             auth,
             zookeeper,
+            network,
             options: options.clone(),
             gateway_url: format!("http://127.0.0.1:{gateway_port}"),
             partitioning_addrs,
@@ -225,33 +251,66 @@ impl Cluster {
         let n = self.nodes.len() + 1;
         let port = free_port();
         let metrics_port = free_port();
+        let host = match &self.network {
+            Some(network) => network.node_ip(n - 1),
+            None => Ipv4Addr::LOCALHOST,
+        };
         let root = self.dir.path();
         let config = write(
             &root.join(format!("node{n}.toml")),
             format!(
-                "node_id = \"node{n}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\
-                 cluster_secret = \"{CLUSTER_SECRET}\"\nreplication_timeout_ms = 2000\n\
-                 metrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+                "node_id = \"node{n}\"\nlisten = \"{host}:{port}\"\ndata_dir = \"{}\"\n\
+                 cluster_secret = \"{CLUSTER_SECRET}\"\nreplication_timeout_ms = {}\n\
+                 metrics_listen = \"{host}:{metrics_port}\"\n\
                  [zookeeper]\nconnect = \"{}\"\nsession_timeout_ms = {}\n\
                  digest = \"{ZOOKEEPER_DIGEST}\"\n",
                 root.join(format!("node{n}")).display(),
+                self.options.replication_timeout_ms,
                 self.zookeeper.connect_string(),
                 self.options.node_session_timeout_ms
             ),
         );
-        let node = Service::spawn(
-            &format!("node{n}"),
-            &binary("mom-server"),
-            &["--config", &config],
-            &root.join(format!("node{n}.log")),
-        );
+        let server = binary("mom-server");
+        let log = root.join(format!("node{n}.log"));
+        let node = match &self.network {
+            // `ip netns exec` execs the server in place: the child's pid is the server's, so
+            // SIGKILL and SIGSTOP reach it.
+            Some(network) => {
+                let mut args = network.exec_prefix(n - 1);
+                args.extend([
+                    server.to_string_lossy().into_owned(),
+                    "--config".into(),
+                    config,
+                ]);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Service::spawn(&format!("node{n}"), Path::new("ip"), &args, &log)
+            }
+            None => Service::spawn(&format!("node{n}"), &server, &["--config", &config], &log),
+        };
         self.nodes.push(node);
         self.node_ports.push(port);
+        self.node_hosts.push(host);
         self.node_metrics_ports.push(metrics_port);
+    }
+
+    /// The namespaces the nodes run in (with [`ClusterOptions::namespaces`]), to cut links.
+    pub fn network(&mut self) -> &mut Network {
+        self.network
+            .as_mut()
+            .expect("the cluster was started without namespaces")
+    }
+
+    /// The address node `index` (0-based) listens on.
+    pub fn node_host(&self, index: usize) -> Ipv4Addr {
+        self.node_hosts[index]
     }
 
     /// Starts one more broker node (`node<N+1>`) and waits until it is live.
     pub async fn add_node(&mut self) -> String {
+        assert!(
+            self.network.is_none(),
+            "nodes cannot be added to a cluster in namespaces"
+        );
         self.spawn_node();
         let count = self.nodes.len();
         assert!(
@@ -266,8 +325,8 @@ impl Cluster {
     /// `GET /metrics` of node `index` (0-based) and of partitioning service `index`.
     pub fn node_metrics_url(&self, index: usize) -> String {
         format!(
-            "http://127.0.0.1:{}/metrics",
-            self.node_metrics_ports[index]
+            "http://{}:{}/metrics",
+            self.node_hosts[index], self.node_metrics_ports[index]
         )
     }
 
@@ -498,7 +557,7 @@ impl Cluster {
     pub fn restart_node(&mut self, index: usize) {
         self.nodes[index].start();
         assert!(
-            wait_for_port(self.node_ports[index], STARTUP),
+            wait_for_addr(self.node_hosts[index], self.node_ports[index], STARTUP),
             "node did not restart:\n{}",
             self.logs()
         );

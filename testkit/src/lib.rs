@@ -1,8 +1,11 @@
 //! Test harness: real ZooKeeper servers and real MOM service processes on loopback ports.
 //!
-//! Every process is killed (SIGKILL) when its handle drops, also when a test panics.
+//! Every process is killed (SIGKILL) when its handle drops, also when a test panics. With
+//! [`ClusterOptions::namespaces`], broker nodes run in network namespaces of their own
+//! ([`netns`]), so that tests can cut the network between chosen processes.
 
 mod cluster;
+pub mod netns;
 mod process;
 mod zookeeper;
 

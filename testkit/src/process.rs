@@ -162,9 +162,13 @@ impl Drop for Service {
 }
 
 pub(crate) fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    wait_for_addr(std::net::Ipv4Addr::LOCALHOST, port, timeout)
+}
+
+pub(crate) fn wait_for_addr(host: std::net::Ipv4Addr, port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpStream::connect((host, port)).is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -1,14 +1,16 @@
-//! A throw-away ZooKeeper server (Debian's `zookeeper` package) on a free loopback port.
+//! A throw-away ZooKeeper server (Debian's `zookeeper` package) on a free port, on loopback
+//! or on a test network's ZooKeeper address.
 
 use crate::process::{free_port, Service};
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 
 pub struct ZooKeeper {
+    host: Ipv4Addr,
     port: u16,
     server: Service,
     _dir: tempfile::TempDir,
@@ -16,6 +18,11 @@ pub struct ZooKeeper {
 
 impl ZooKeeper {
     pub fn start() -> ZooKeeper {
+        ZooKeeper::start_on(Ipv4Addr::LOCALHOST)
+    }
+
+    /// A server listening on `host` only.
+    pub fn start_on(host: Ipv4Addr) -> ZooKeeper {
         assert!(
             Path::new(ZOOKEEPER_JAR).exists(),
             "{ZOOKEEPER_JAR} is missing: install Debian's zookeeper package (scripts/install-deps.sh)"
@@ -26,7 +33,7 @@ impl ZooKeeper {
         std::fs::write(
             &config,
             format!(
-                "tickTime=200\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                "tickTime=200\ndataDir={}\nclientPort={port}\nclientPortAddress={host}\n\
                  admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n\
                  minSessionTimeout=400\nmaxSessionTimeout=30000\n",
                 dir.path().join("data").display()
@@ -47,6 +54,7 @@ impl ZooKeeper {
             &dir.path().join("zookeeper.log"),
         );
         let mut zookeeper = ZooKeeper {
+            host,
             port,
             server,
             _dir: dir,
@@ -56,7 +64,7 @@ impl ZooKeeper {
     }
 
     pub fn connect_string(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// SIGKILL; data in the data dir survives for `restart`.
@@ -91,7 +99,7 @@ impl ZooKeeper {
     }
 
     fn srvr(&self) -> Option<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let mut stream = TcpStream::connect((self.host, self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
         stream.write_all(b"srvr").ok()?;
         let mut reply = String::new();

@@ -148,10 +148,14 @@ pub enum Action<D> {
         outcome: FetchOutcome,
     },
     /// Write this in-sync set to ZooKeeper if the partition's znode is still at
-    /// `expected_version`; report with `on_isr_written`.
+    /// `expected_version`; report with `on_isr_written`. With `hand_over_to`, the leader
+    /// resigns: the write also names that in-sync follower leader, at the next epoch (the
+    /// leader is cut off from followers ZooKeeper still sees alive, and only a leader they
+    /// can reach makes the partition writable again).
     WriteIsr {
         isr: Vec<NodeId>,
         expected_version: i32,
+        hand_over_to: Option<NodeId>,
     },
     /// Answer a client: its entries up to `last` are committed (after the preceding `Commit`
     /// was applied), or they were refused.

@@ -4,7 +4,9 @@
 //! something new), tracks each follower's fetch offset, advances the HW to the smallest offset
 //! every in-sync replica has on disk, answers clients once the HW passed their entries, and
 //! proposes in-sync changes: a follower that lags longer than `lag_timeout_ms` or whose node
-//! died leaves, one that reached the HW in this epoch comes back.
+//! died leaves, one that reached the HW in this epoch comes back. A leader whose shrink would
+//! leave fewer than `min_insync` copies while ZooKeeper still sees the lagging followers alive
+//! resigns instead, handing leadership to one of them at the next epoch: it is the one cut off.
 //!
 //! Follower: fetches from the leader of its view, appends what it gets, fetches again once
 //! that is on disk, applies up to the leader's HW, and truncates a divergent suffix when the
@@ -722,8 +724,37 @@ impl<D: Payload> Replica<D> {
             alive && now.saturating_sub(caught_up_at) <= lag
         };
         let kept: Vec<NodeId> = view.isr.iter().filter(|id| keep(id)).cloned().collect();
+        let required = self.config.min_insync.max(1);
+        let mut hand_over_to = None;
         let proposal = if kept.len() < view.isr.len() {
-            Some(kept)
+            // Shrinking below what a write needs while ZooKeeper still sees the lagging
+            // followers alive: most likely this leader is the one cut off (they reach
+            // ZooKeeper, not us). Staying would refuse every write until the network heals;
+            // resigning to one of them lets the partition go on. It is safe: every in-sync
+            // member has everything below the HW, the only part anyone was promised.
+            let successor = (kept.len() < required)
+                .then(|| {
+                    view.isr
+                        .iter()
+                        .filter(|id| **id != self.me && !kept.contains(id))
+                        .filter(|id| live.as_ref().is_some_and(|set| set.contains_key(*id)))
+                        .max_by_key(|id| l.progress.get(*id).map_or(0, |p| p.fetch_offset))
+                        .cloned()
+                })
+                .flatten();
+            match successor {
+                Some(successor) => {
+                    hand_over_to = Some(successor);
+                    Some(
+                        view.isr
+                            .iter()
+                            .filter(|id| **id != self.me)
+                            .cloned()
+                            .collect(),
+                    )
+                }
+                None => Some(kept),
+            }
         } else {
             let floor = self.hw.max(l.epoch_start + 1);
             view.replicas
@@ -744,6 +775,7 @@ impl<D: Payload> Replica<D> {
             actions.push(Action::WriteIsr {
                 isr,
                 expected_version: view.version,
+                hand_over_to,
             });
         }
     }

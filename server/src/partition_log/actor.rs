@@ -338,7 +338,8 @@ impl Actor {
                 Action::WriteIsr {
                     isr,
                     expected_version,
-                } => self.write_isr(isr, expected_version),
+                    hand_over_to,
+                } => self.write_isr(isr, expected_version, hand_over_to),
                 Action::Reply { id, result } => answers.push((id, result)),
             }
         }
@@ -480,13 +481,24 @@ impl Actor {
         });
     }
 
-    fn write_isr(&self, isr: Vec<NodeId>, expected_version: i32) {
+    fn write_isr(&self, isr: Vec<NodeId>, expected_version: i32, hand_over_to: Option<NodeId>) {
         let Some(view) = self.replica.view().cloned() else {
             return;
         };
+        let (leader, epoch) = match hand_over_to {
+            Some(successor) => {
+                tracing::warn!(
+                    partition = self.partition,
+                    %successor,
+                    "in-sync followers stopped fetching but are alive: handing leadership over"
+                );
+                (successor, view.epoch + 1)
+            }
+            None => (view.leader.clone(), view.epoch),
+        };
         let state = PartitionState {
-            leader: view.leader.clone(),
-            epoch: view.epoch,
+            leader: leader.clone(),
+            epoch,
             replicas: view.replicas.clone(),
             isr: isr.clone(),
         };
@@ -503,6 +515,8 @@ impl Actor {
                 Ok(true) => {
                     tracing::info!(partition, ?isr, "in-sync replicas changed");
                     Some(View {
+                        leader,
+                        epoch,
                         isr,
                         version: expected_version + 1,
                         ..view
