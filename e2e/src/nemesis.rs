@@ -12,8 +12,8 @@
 //!   from the same publisher that was published later, and the earlier one had never been
 //!   delivered to anyone before (the only exception the delivery guarantee allows).
 //!
-//! Availability is measured over the fault window: the share of publish attempts started in
-//! it that were acknowledged, and the longest time without any acknowledged publish.
+//! Availability is measured over the fault window: how many publishes started in it were
+//! acknowledged or refused, and the longest time without any acknowledged publish.
 
 use mom_client::{Connection, ExchangeKind};
 use std::collections::{HashMap, HashSet};
@@ -224,8 +224,9 @@ pub struct Report {
     pub stored_twice: Vec<String>,
     pub redelivered: usize,
     pub reordered: Vec<String>,
-    /// Acknowledged share of the publishes started during the fault.
-    pub availability_during_fault: f64,
+    /// Publishes acknowledged, and refused (an error or no answer), of those started
+    /// during the fault.
+    pub during_fault: (usize, usize),
     /// Longest time without an acknowledged publish, from the fault's start on.
     pub longest_gap: Duration,
     /// Slowest acknowledged publish.
@@ -307,11 +308,11 @@ impl Report {
             .iter()
             .filter(|a| a.started >= fault_start && a.started <= fault_end)
             .collect();
-        let availability_during_fault = if in_fault.is_empty() {
-            0.0
-        } else {
-            in_fault.iter().filter(|a| a.acknowledged).count() as f64 / in_fault.len() as f64
-        };
+        let acknowledged_in_fault = in_fault.iter().filter(|a| a.acknowledged).count();
+        let during_fault = (
+            acknowledged_in_fault,
+            in_fault.len() - acknowledged_in_fault,
+        );
         let mut acks: Vec<Instant> = history
             .attempts
             .iter()
@@ -341,7 +342,7 @@ impl Report {
             stored_twice,
             redelivered,
             reordered,
-            availability_during_fault,
+            during_fault,
             longest_gap,
             max_ack_latency,
             failover,
@@ -355,13 +356,15 @@ impl Report {
             .failover
             .map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
         let line = format!(
-            "nemesis {:<28} publishes {:>5}, acknowledged {:>5}; during the fault {:>5.1}% \
-             acknowledged, longest gap {:.1} s, slowest ack {:.1} s, new leader after {failover}; \
-             lost {}, unexpected {}, stored twice {}, redelivered {}, reordered {}\n",
+            "nemesis {:<28} publishes {:>5}, acknowledged {:>5}; of those started during the \
+             fault {} acknowledged, {} refused; longest gap {:.1} s, slowest ack {:.1} s, new \
+             leader after {failover}; lost {}, unexpected {}, stored twice {}, redelivered {}, \
+             reordered {}\n",
             self.name,
             self.attempts,
             self.acknowledged,
-            self.availability_during_fault * 100.0,
+            self.during_fault.0,
+            self.during_fault.1,
             self.longest_gap.as_secs_f64(),
             self.max_ack_latency.as_secs_f64(),
             self.lost.len(),
