@@ -84,6 +84,8 @@ struct PublishBody<'a> {
     content_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ttl_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     mandatory: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,6 +108,7 @@ impl<'a> PublishBody<'a> {
             headers: options.headers,
             content_type: options.content_type,
             ttl_ms: options.ttl.map(millis_ceil),
+            delay_ms: options.delay.map(millis_ceil),
             mandatory: options.mandatory,
             message_id: options.message_id,
         }

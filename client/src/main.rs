@@ -170,16 +170,21 @@ struct MessageOpts {
     /// The payload's content type, e.g. `application/json`. Not with --file.
     #[arg(long)]
     content_type: Option<String>,
+    /// Keep the message from consumers for this many milliseconds (delayed delivery). Not
+    /// with --file.
+    #[arg(long)]
+    delay_ms: Option<u64>,
 }
 
 impl MessageOpts {
     fn is_empty(&self) -> bool {
-        self.headers.is_empty() && self.content_type.is_none()
+        self.headers.is_empty() && self.content_type.is_none() && self.delay_ms.is_none()
     }
 
     fn options(&self, ttl_ms: Option<u64>) -> PublishOptions {
         PublishOptions {
             ttl: ttl(ttl_ms),
+            delay: self.delay_ms.map(Duration::from_millis),
             headers: self.headers.iter().cloned().collect(),
             content_type: self.content_type.clone(),
             ..Default::default()

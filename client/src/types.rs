@@ -23,6 +23,9 @@ pub struct Published {
 pub struct PublishOptions {
     /// Time after which the message is dropped undelivered; `None` keeps it until consumed.
     pub ttl: Option<Duration>,
+    /// Keep the message from consumers for this long after it is stored (delayed delivery);
+    /// `None`: deliverable at once.
+    pub delay: Option<Duration>,
     /// Refuse (an error with status 422) rather than answer `routed: 0` when no queue or
     /// subscriber would get the message.
     pub mandatory: bool,
@@ -47,6 +50,13 @@ impl PublishOptions {
     /// These options with a content type.
     pub fn content_type(mut self, content_type: impl Into<String>) -> Self {
         self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// These options with a delivery delay: consumers get the message `delay` after it is
+    /// stored, not before.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
         self
     }
 }

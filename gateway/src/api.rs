@@ -22,6 +22,8 @@ type Reply = Result<HttpResponse, ApiError>;
 
 /// Ten years: a longer TTL would overflow the expiry time it is stored as.
 pub const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3_600 * 1_000;
+/// The longest `delay_ms` a publish may ask for: a year.
+pub const MAX_DELAY_MS: u64 = 365 * 24 * 3_600 * 1_000;
 type State = web::Data<AppState>;
 
 fn declared(outcome: Declared, body: serde_json::Value) -> HttpResponse {
@@ -336,6 +338,11 @@ fn check_message(body: &Incoming) -> Result<(), ApiError> {
             "ttl_ms must be positive; omit it for no expiry".into(),
         ));
     }
+    if body.delay_ms.is_some_and(|delay| delay > MAX_DELAY_MS) {
+        return Err(ApiError::BadRequest(format!(
+            "delay_ms must be at most {MAX_DELAY_MS} (a year)"
+        )));
+    }
     mom_common::message::check_message(body.payload.len(), &body.headers, &body.content_type)?;
     Ok(())
 }
@@ -405,6 +412,7 @@ fn to_message(body: Incoming) -> proto::BatchMessage {
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
         headers: body.headers,
         content_type: body.content_type,
+        delay_ms: body.delay_ms.unwrap_or(0),
     }
 }
 

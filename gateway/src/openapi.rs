@@ -761,6 +761,10 @@ mod tests {
         let schema = |name: &str| value["components"]["schemas"][name].clone();
         let publish = schema("PublishBody");
         assert_eq!(publish["properties"]["ttl_ms"]["maximum"], api::MAX_TTL_MS);
+        assert_eq!(
+            publish["properties"]["delay_ms"]["maximum"],
+            api::MAX_DELAY_MS
+        );
         assert_eq!(publish["properties"]["ttl_ms"]["minimum"], 1);
         // Exactly one of payload and payload_base64, which a schema of fields cannot say.
         assert!(publish.get("required").is_none(), "{publish}");

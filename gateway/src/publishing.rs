@@ -46,6 +46,11 @@ pub struct PublishBody {
     /// Milliseconds after which the message is never delivered; none: no expiry.
     #[schema(minimum = 1, maximum = 315_360_000_000_u64)]
     pub ttl_ms: Option<u64>,
+    /// Milliseconds the message stays invisible to consumers after it is stored (delayed
+    /// delivery); none or 0: deliverable at once. A TTL counts from the publish, not from the
+    /// end of the delay.
+    #[schema(minimum = 0, maximum = 31_536_000_000_u64)]
+    pub delay_ms: Option<u64>,
     /// Refuse (422) instead of answering `routed: 0` when no queue or subscriber would get
     /// the message (it is not stored then either way).
     #[serde(default)]
@@ -100,6 +105,7 @@ pub struct Incoming {
     /// Empty: none given.
     pub content_type: String,
     pub ttl_ms: Option<u64>,
+    pub delay_ms: Option<u64>,
     pub mandatory: bool,
     pub message_id: Option<String>,
 }
@@ -145,6 +151,7 @@ impl TryFrom<PublishBody> for Incoming {
             headers: body.headers,
             content_type: body.content_type.unwrap_or_default(),
             ttl_ms: body.ttl_ms,
+            delay_ms: body.delay_ms,
             mandatory: body.mandatory,
             message_id: body.message_id,
         })
@@ -163,6 +170,9 @@ pub struct RawQuery {
     /// Octet-stream bodies only: as `ttl_ms` of a JSON body.
     #[param(minimum = 1, maximum = 315_360_000_000_u64)]
     pub ttl_ms: Option<u64>,
+    /// Octet-stream bodies only: as `delay_ms` of a JSON body.
+    #[param(minimum = 0, maximum = 31_536_000_000_u64)]
+    pub delay_ms: Option<u64>,
     /// Octet-stream bodies only: as `mandatory` of a JSON body (`true` or `false`).
     #[serde(default)]
     pub mandatory: bool,
@@ -220,6 +230,7 @@ pub fn raw_message(request: &HttpRequest) -> Result<Incoming, ApiError> {
         headers,
         content_type: content_type.unwrap_or_default(),
         ttl_ms: query.ttl_ms,
+        delay_ms: query.delay_ms,
         mandatory: query.mandatory,
         message_id: query.message_id,
     })

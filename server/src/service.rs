@@ -223,6 +223,13 @@ impl BrokerService {
         } else {
             0
         };
+        let deliver_at_ms = if message.delay_ms > 0 {
+            published_at_ms
+                .saturating_add(message.delay_ms)
+                .min(i64::MAX as u64)
+        } else {
+            0
+        };
         let record = Record::new(Kind::Publish(proto::Publish {
             message_id,
             exchange: destination.to_owned(),
@@ -233,6 +240,7 @@ impl BrokerService {
             mailboxes,
             headers: message.headers,
             content_type: message.content_type,
+            deliver_at_ms,
         }));
         Ok((Some(record), reply))
     }
@@ -416,6 +424,7 @@ impl Broker for BrokerService {
                 message_id: request.message_id,
                 headers: request.headers,
                 content_type: request.content_type,
+                delay_ms: request.delay_ms,
             }],
         };
         let mut batch_request = Request::new(batch);

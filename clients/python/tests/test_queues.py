@@ -157,6 +157,19 @@ def test_expired_messages_are_not_delivered(conn: Connection, unique) -> None:
     assert conn.get_queue(queue).ready == 0
 
 
+def test_delayed_messages_are_not_delivered_early(conn: Connection, unique) -> None:
+    queue = f"delayed-{unique}"
+    conn.declare_queue(queue)
+    published = time.monotonic()
+    conn.publish_to_queue(queue, "later", delay_ms=800)
+    conn.publish_to_queue(queue, "now")
+    assert payloads(drain(conn, queue, 10)) == ["now"]
+    got = conn.pull(queue, 1, wait_ms=5_000)
+    assert [d.payload for d in got] == ["later"]
+    assert time.monotonic() - published >= 0.8
+    conn.ack(queue, got)
+
+
 def test_the_consumer_iterator_yields_every_message_in_order(conn: Connection, unique) -> None:
     exchange, queue = bound_queue(conn, unique)
     sent = [f"m{n}" for n in range(7)]

@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS pending (
     partition     INTEGER NOT NULL,
     offset        INTEGER NOT NULL,
     expires_at_ms INTEGER,
+    -- A delayed message: not delivered before this time; NULL: at once.
+    visible_at_ms INTEGER,
     PRIMARY KEY (mailbox, partition, offset)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pending_by_partition ON pending(partition, offset);
@@ -122,6 +124,18 @@ fn partition_row(conn: &Connection, partition: u32) -> Result<(Offset, u64, Offs
         .unwrap_or((0, 0, 0)))
 }
 
+/// Data directories from before delayed delivery have no `pending.visible_at_ms`: add it
+/// (NULL for every waiting message, which is what they were: deliverable at once).
+fn add_visible_at_column(conn: &Connection) -> Result<()> {
+    let present = conn
+        .prepare("SELECT 1 FROM pragma_table_info('pending') WHERE name = 'visible_at_ms'")?
+        .exists([])?;
+    if !present {
+        conn.execute_batch("ALTER TABLE pending ADD COLUMN visible_at_ms INTEGER")?;
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
@@ -129,6 +143,7 @@ impl Store {
         }
         let conn = open_connection(path)?;
         conn.execute_batch(SCHEMA)?;
+        add_visible_at_column(&conn)?;
         let reader = open_connection(path)?;
         Ok(Store {
             reader: Mutex::new(reader),
@@ -236,6 +251,7 @@ impl Store {
              JOIN log l ON l.partition = p.partition AND l.offset = p.offset
              WHERE p.mailbox = ?1 AND p.partition = ?2 AND p.offset >= ?3
                AND (p.expires_at_ms IS NULL OR p.expires_at_ms > ?4)
+               AND (p.visible_at_ms IS NULL OR p.visible_at_ms <= ?4)
              ORDER BY p.offset LIMIT ?5",
         )?;
         let from = after.map_or(0, |o| o as i64 + 1);
@@ -280,29 +296,45 @@ impl Store {
         Ok(exists)
     }
 
-    /// Unexpired messages waiting in `mailbox` in one partition.
+    /// Unexpired messages waiting in `mailbox` in one partition (delayed ones once due).
     pub fn count_pending(&self, mailbox: &str, partition: u32, now_ms: u64) -> Result<u64> {
         let conn = self.reader();
         let count: i64 = conn
             .prepare_cached(
                 "SELECT COUNT(*) FROM pending WHERE mailbox = ?1 AND partition = ?2
-                   AND (expires_at_ms IS NULL OR expires_at_ms > ?3)",
+                   AND (expires_at_ms IS NULL OR expires_at_ms > ?3)
+                   AND (visible_at_ms IS NULL OR visible_at_ms <= ?3)",
             )?
             .query_row(params![mailbox, partition, now_ms as i64], |row| row.get(0))?;
         Ok(count as u64)
     }
 
-    /// How many unexpired messages wait in each mailbox of a partition (for metrics).
+    /// How many unexpired messages wait in each mailbox of a partition (for metrics; delayed
+    /// ones once due).
     pub fn pending_by_mailbox(&self, partition: u32, now_ms: u64) -> Result<Vec<(String, u64)>> {
         let conn = self.reader();
         let mut query = conn.prepare_cached(
             "SELECT mailbox, COUNT(*) FROM pending WHERE partition = ?1
-               AND (expires_at_ms IS NULL OR expires_at_ms > ?2) GROUP BY mailbox",
+               AND (expires_at_ms IS NULL OR expires_at_ms > ?2)
+               AND (visible_at_ms IS NULL OR visible_at_ms <= ?2) GROUP BY mailbox",
         )?;
         let rows = query.query_map(params![partition, now_ms as i64], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// When the next delayed message of `mailbox` in this partition becomes deliverable, if
+    /// one waits: a pull waiting for messages is woken then.
+    pub fn next_visible_at(&self, mailbox: &str, partition: u32, now_ms: u64) -> Result<Option<u64>> {
+        let conn = self.reader();
+        let at: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MIN(visible_at_ms) FROM pending WHERE mailbox = ?1 AND partition = ?2
+                   AND visible_at_ms > ?3",
+            )?
+            .query_row(params![mailbox, partition, now_ms as i64], |row| row.get(0))?;
+        Ok(at.map(|t| t as u64))
     }
 
     /// Where the partition's log may be compacted up to: below the applied HW and below the

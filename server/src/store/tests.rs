@@ -308,3 +308,44 @@ async fn headers_and_content_type_come_back_with_the_payload() {
     assert_eq!(message.headers, headers);
     assert_eq!(message.content_type, "application/x-test");
 }
+
+#[tokio::test]
+async fn a_delayed_message_is_invisible_until_due() {
+    let (_dir, store) = open();
+    let delayed = Record::new(Kind::Publish(Publish {
+        message_id: "later".into(),
+        mailboxes: vec!["q/x".into()],
+        deliver_at_ms: 500,
+        ..Default::default()
+    }));
+    let records = vec![delayed, publish("now", &["q/x"], 0)];
+    write(
+        &store,
+        Write::Append {
+            partition: 2,
+            entries: entries(0, 1, records),
+        },
+    )
+    .await;
+    write(
+        &store,
+        Write::Commit {
+            partition: 2,
+            hw: 2,
+        },
+    )
+    .await;
+    assert_eq!(ids(&store.pending("q/x", 2, None, 10, 499).unwrap()), ["now"]);
+    assert_eq!(store.count_pending("q/x", 2, 499).unwrap(), 1);
+    assert_eq!(store.next_visible_at("q/x", 2, 499).unwrap(), Some(500));
+    assert_eq!(
+        ids(&store.pending("q/x", 2, None, 10, 500).unwrap()),
+        ["later", "now"]
+    );
+    assert_eq!(store.next_visible_at("q/x", 2, 500).unwrap(), None);
+    assert_eq!(
+        store.compaction_point(2).unwrap(),
+        0,
+        "a delayed message keeps its entry"
+    );
+}

@@ -216,11 +216,12 @@ fn apply(tx: &Transaction<'_>, partition: u32, hw: Offset) -> rusqlite::Result<(
         match Record::decode(&bytes) {
             Some(Kind::Publish(publish)) => {
                 let expires = (publish.expires_at_ms > 0).then_some(publish.expires_at_ms as i64);
+                let visible = (publish.deliver_at_ms > 0).then_some(publish.deliver_at_ms as i64);
                 let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO pending (mailbox, partition, offset, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR IGNORE INTO pending (mailbox, partition, offset, expires_at_ms, visible_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
                 for mailbox in &publish.mailboxes {
-                    insert.execute(params![mailbox, partition, offset, expires])?;
+                    insert.execute(params![mailbox, partition, offset, expires, visible])?;
                 }
             }
             Some(Kind::Acks(acks)) => {

@@ -314,12 +314,14 @@ class Connection:
         payload: Payload,
         *,
         ttl_ms: int | None = None,
+        delay_ms: int | None = None,
         mandatory: bool = False,
         message_id: str | None = None,
         headers: Headers | None = None,
         content_type: str | None = None,
     ) -> Published:
-        """Publishes ``payload`` to an exchange; ``ttl_ms`` drops it undelivered after that long.
+        """Publishes ``payload`` to an exchange; ``ttl_ms`` drops it undelivered after that long,
+        ``delay_ms`` keeps it from consumers for that long after it is stored (delayed delivery).
 
         ``mandatory=True`` refuses the message (:class:`~mom_client.Unprocessable`, 422) when
         no queue would get it, instead of answering ``routed == 0``. ``message_id`` is your own
@@ -345,6 +347,7 @@ class Connection:
             ttl_ms,
             mandatory,
             message_id,
+            delay_ms,
         )
 
     def publish_to_queue(
@@ -353,6 +356,7 @@ class Connection:
         payload: Payload,
         *,
         ttl_ms: int | None = None,
+        delay_ms: int | None = None,
         mandatory: bool = False,
         message_id: str | None = None,
         headers: Headers | None = None,
@@ -367,6 +371,7 @@ class Connection:
             ttl_ms,
             mandatory,
             message_id,
+            delay_ms,
         )
 
     def publish_topic(
@@ -376,6 +381,7 @@ class Connection:
         *,
         routing_key: str = "",
         ttl_ms: int | None = None,
+        delay_ms: int | None = None,
         mandatory: bool = False,
         message_id: str | None = None,
         headers: Headers | None = None,
@@ -390,6 +396,7 @@ class Connection:
             ttl_ms,
             mandatory,
             message_id,
+            delay_ms,
         )
 
     def publish_batch(
@@ -425,10 +432,13 @@ class Connection:
         ttl_ms: int | None,
         mandatory: bool = False,
         message_id: str | None = None,
+        delay_ms: int | None = None,
     ) -> Published:
         body: dict[str, Any] = {"routing_key": routing_key, **message}
         if ttl_ms is not None:
             body["ttl_ms"] = ttl_ms
+        if delay_ms is not None:
+            body["delay_ms"] = delay_ms
         if mandatory:
             body["mandatory"] = True
         if message_id is not None:
