@@ -138,6 +138,16 @@ pub struct NodeConfig {
     pub replication_timeout_ms: u64,
     /// Where Prometheus scrapes `GET /metrics`; none: no metrics endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a published message id is remembered after its publish, so that a retry with
+    /// the same id (to the same partition) is stored once: at least this long, also after
+    /// the message was consumed. The same on every node (any may lead). 2 minutes, as NATS
+    /// JetStream's duplicate window.
+    #[serde(default = "default_dedup_window_ms")]
+    pub dedup_window_ms: u64,
+}
+
+fn default_dedup_window_ms() -> u64 {
+    120_000
 }
 
 fn default_min_insync_replicas() -> u32 {

@@ -98,6 +98,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             fetcher,
             live,
             config: replica_config,
+            dedup_window_ms: config.dedup_window_ms,
         },
         settings.partitions,
         views,

@@ -51,6 +51,8 @@ pub struct ClusterOptions {
     /// The nodes' `replication_timeout_ms`: how long a follower may lag before it leaves
     /// the in-sync set.
     pub replication_timeout_ms: u64,
+    /// More top-level settings of every node's config (TOML lines).
+    pub node_settings: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -68,6 +70,7 @@ impl Default for ClusterOptions {
             auth_settings: None,
             namespaces: false,
             replication_timeout_ms: 2_000,
+            node_settings: None,
         }
     }
 }
@@ -261,11 +264,12 @@ impl Cluster {
             format!(
                 "node_id = \"node{n}\"\nlisten = \"{host}:{port}\"\ndata_dir = \"{}\"\n\
                  cluster_secret = \"{CLUSTER_SECRET}\"\nreplication_timeout_ms = {}\n\
-                 metrics_listen = \"{host}:{metrics_port}\"\n\
+                 metrics_listen = \"{host}:{metrics_port}\"\n{}\n\
                  [zookeeper]\nconnect = \"{}\"\nsession_timeout_ms = {}\n\
                  digest = \"{ZOOKEEPER_DIGEST}\"\n",
                 root.join(format!("node{n}")).display(),
                 self.options.replication_timeout_ms,
+                self.options.node_settings.as_deref().unwrap_or_default(),
                 self.zookeeper.connect_string(),
                 self.options.node_session_timeout_ms
             ),

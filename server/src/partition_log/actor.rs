@@ -124,8 +124,9 @@ struct Actor {
     /// Followers' fetches waiting for an answer, one per follower (the newest).
     fetches: HashMap<NodeId, (u64, oneshot::Sender<proto::FetchReply>)>,
     tail: VecDeque<Entry<Record>>,
-    /// Message ids of publishes in `tail`, for deduplication before they reach the store.
-    recent_ids: HashMap<String, Offset>,
+    /// Message ids of publishes in `tail`, with their offset and when they were appended,
+    /// for deduplication (within the window) before they reach the store.
+    recent_ids: HashMap<String, (Offset, u64)>,
     /// Whether this node's data of the partition was dropped (it is no replica any more).
     dropped: bool,
     /// Appends and resets not durable yet, oldest first, each with the log end it makes
@@ -240,7 +241,11 @@ impl Actor {
                     let known = record
                         .message_id
                         .as_ref()
-                        .and_then(|m| self.recent_ids.get(m).copied());
+                        .and_then(|m| self.recent_ids.get(m))
+                        .filter(|(_, at)| {
+                            now.saturating_sub(*at) < self.shared.dedup_window_ms
+                        })
+                        .map(|(offset, _)| *offset);
                     match known {
                         Some(offset) => after = after.max(Some(offset)),
                         None => fresh.push(record),
@@ -304,7 +309,7 @@ impl Actor {
                     while self.tail.back().is_some_and(|e| e.offset >= from) {
                         self.tail.pop_back();
                     }
-                    self.recent_ids.retain(|_, offset| *offset < from);
+                    self.recent_ids.retain(|_, (offset, _)| *offset < from);
                     self.shared.store.submit_detached(Write::Truncate {
                         partition: self.partition,
                         from,
@@ -376,7 +381,7 @@ impl Actor {
         };
         for entry in &entries {
             if let Some(id) = &entry.data.message_id {
-                self.recent_ids.insert(id.clone(), entry.offset);
+                self.recent_ids.insert(id.clone(), (entry.offset, now_ms()));
             }
             self.tail.push_back(entry.clone());
         }
@@ -550,6 +555,12 @@ impl Actor {
             let id = self.client(reply);
             actions.extend(self.replica.propose(id, vec![record], now));
         }
+        // Message ids older than the deduplication window are forgotten (the window is a lower
+        // bound: each replica forgets on its own clock, and only a leader consults them).
+        store.submit_detached(Write::ForgetIds {
+            partition,
+            published_before_ms: now.saturating_sub(self.shared.dedup_window_ms),
+        });
         let needed = tokio::task::block_in_place(|| store.compaction_point(partition)).ok();
         if let Some(needed) = needed {
             if let Some(start) = self.replica.compact(needed) {

@@ -45,6 +45,8 @@ pub struct Shared {
     pub fetcher: Fetcher,
     pub live: watch::Receiver<Vec<NodeInfo>>,
     pub config: ReplicaConfig,
+    /// How long applied message ids stay known for deduplication (`dedup_window_ms`).
+    pub dedup_window_ms: u64,
 }
 
 impl Shared {

@@ -56,6 +56,16 @@ CREATE TABLE IF NOT EXISTS pending (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pending_by_partition ON pending(partition, offset);
 CREATE INDEX IF NOT EXISTS pending_by_expiry ON pending(partition, expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+-- Ids of applied publishes, kept for the deduplication window after their entries are
+-- compacted away: a retry of a consumed message is still stored once.
+CREATE TABLE IF NOT EXISTS dedup (
+    partition       INTEGER NOT NULL,
+    message_id      TEXT    NOT NULL,
+    offset          INTEGER NOT NULL,
+    published_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (partition, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_by_age ON dedup(partition, published_at_ms);
 CREATE TABLE IF NOT EXISTS partitions (
     partition  INTEGER PRIMARY KEY,
     log_start  INTEGER NOT NULL,
@@ -223,15 +233,25 @@ impl Store {
         Ok(entries)
     }
 
-    /// The offset of the publish with this message id in a partition's log, if any.
+    /// The offset of the publish with this message id in a partition's log, or of one
+    /// applied within the deduplication window (its entry perhaps compacted away), if any.
     pub fn find_message(&self, partition: u32, message_id: &str) -> Result<Option<Offset>> {
         let conn = self.reader();
-        let offset = conn
+        let in_log = conn
             .prepare_cached(
                 "SELECT offset FROM log WHERE partition = ?1 AND message_id = ?2 ORDER BY offset LIMIT 1",
             )?
             .query_row(params![partition, message_id], |row| row.get::<_, i64>(0))
             .optional()?;
+        let offset = match in_log {
+            Some(offset) => Some(offset),
+            None => conn
+                .prepare_cached(
+                    "SELECT offset FROM dedup WHERE partition = ?1 AND message_id = ?2",
+                )?
+                .query_row(params![partition, message_id], |row| row.get::<_, i64>(0))
+                .optional()?,
+        };
         Ok(offset.map(|o| o as u64))
     }
 
@@ -326,7 +346,12 @@ impl Store {
 
     /// When the next delayed message of `mailbox` in this partition becomes deliverable, if
     /// one waits: a pull waiting for messages is woken then.
-    pub fn next_visible_at(&self, mailbox: &str, partition: u32, now_ms: u64) -> Result<Option<u64>> {
+    pub fn next_visible_at(
+        &self,
+        mailbox: &str,
+        partition: u32,
+        now_ms: u64,
+    ) -> Result<Option<u64>> {
         let conn = self.reader();
         let at: Option<i64> = conn
             .prepare_cached(

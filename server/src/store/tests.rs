@@ -335,7 +335,10 @@ async fn a_delayed_message_is_invisible_until_due() {
         },
     )
     .await;
-    assert_eq!(ids(&store.pending("q/x", 2, None, 10, 499).unwrap()), ["now"]);
+    assert_eq!(
+        ids(&store.pending("q/x", 2, None, 10, 499).unwrap()),
+        ["now"]
+    );
     assert_eq!(store.count_pending("q/x", 2, 499).unwrap(), 1);
     assert_eq!(store.next_visible_at("q/x", 2, 499).unwrap(), Some(500));
     assert_eq!(
@@ -348,4 +351,56 @@ async fn a_delayed_message_is_invisible_until_due() {
         0,
         "a delayed message keeps its entry"
     );
+}
+
+#[tokio::test]
+async fn an_applied_message_id_outlives_compaction_until_the_window_forgets_it() {
+    let (_dir, store) = open();
+    let records = vec![publish("once", &["q/x"], 0)];
+    write(
+        &store,
+        Write::Append {
+            partition: 4,
+            entries: entries(0, 1, records),
+        },
+    )
+    .await;
+    write(
+        &store,
+        Write::Commit {
+            partition: 4,
+            hw: 1,
+        },
+    )
+    .await;
+    write(
+        &store,
+        Write::Compact {
+            partition: 4,
+            start: 1,
+            prev_epoch: 1,
+        },
+    )
+    .await;
+    assert!(store.entries(4, 0, 1).unwrap().is_empty(), "compacted");
+    assert_eq!(store.find_message(4, "once").unwrap(), Some(0));
+    // `publish` stamps published_at_ms 1.
+    write(
+        &store,
+        Write::ForgetIds {
+            partition: 4,
+            published_before_ms: 1,
+        },
+    )
+    .await;
+    assert_eq!(store.find_message(4, "once").unwrap(), Some(0), "not older");
+    write(
+        &store,
+        Write::ForgetIds {
+            partition: 4,
+            published_before_ms: 2,
+        },
+    )
+    .await;
+    assert_eq!(store.find_message(4, "once").unwrap(), None);
 }

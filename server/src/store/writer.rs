@@ -43,6 +43,11 @@ pub enum Write {
     },
     /// Forget a partition this node no longer replicates.
     Drop { partition: u32 },
+    /// Forget the message ids (for deduplication) of messages published before this time.
+    ForgetIds {
+        partition: u32,
+        published_before_ms: u64,
+    },
     /// Nothing: its completion says every earlier write is done.
     Barrier,
 }
@@ -74,7 +79,11 @@ impl Writer {
 /// is written in order, so a later fsync'd commit carries every earlier one with it. Only a
 /// power loss can undo such a commit, and then the node re-applies from its log.
 fn must_sync(write: &Write) -> bool {
-    !matches!(write, Write::Commit { .. } | Write::Barrier)
+    // Forgetting dedup ids needs no fsync: after a crash they are only forgotten again.
+    !matches!(
+        write,
+        Write::Commit { .. } | Write::Barrier | Write::ForgetIds { .. }
+    )
 }
 
 fn run(mut conn: Connection, incoming: mpsc::Receiver<(Write, oneshot::Sender<()>)>) {
@@ -152,11 +161,12 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             start,
             prev_epoch,
         } => {
-            tx.execute("DELETE FROM log WHERE partition = ?1", params![partition])?;
-            tx.execute(
-                "DELETE FROM pending WHERE partition = ?1",
-                params![partition],
-            )?;
+            for table in ["log", "pending", "dedup"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE partition = ?1"),
+                    params![partition],
+                )?;
+            }
             tx.execute(
                 "INSERT INTO partitions (partition, log_start, prev_epoch, hw) VALUES (?1, ?2, ?3, ?2)
                  ON CONFLICT(partition) DO UPDATE SET log_start = ?2, prev_epoch = ?3, hw = ?2",
@@ -180,12 +190,19 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             )?;
         }
         Write::Drop { partition } => {
-            for table in ["log", "pending", "partitions"] {
+            for table in ["log", "pending", "dedup", "partitions"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE partition = ?1"),
                     params![partition],
                 )?;
             }
+        }
+        Write::ForgetIds {
+            partition,
+            published_before_ms,
+        } => {
+            tx.prepare_cached("DELETE FROM dedup WHERE partition = ?1 AND published_at_ms < ?2")?
+                .execute(params![partition, *published_before_ms as i64])?;
         }
         Write::Barrier => {}
     }
@@ -223,6 +240,16 @@ fn apply(tx: &Transaction<'_>, partition: u32, hw: Offset) -> rusqlite::Result<(
                 for mailbox in &publish.mailboxes {
                     insert.execute(params![mailbox, partition, offset, expires, visible])?;
                 }
+                // Remembered past compaction, for the deduplication window.
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO dedup (partition, message_id, offset, published_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    partition,
+                    publish.message_id,
+                    offset,
+                    publish.published_at_ms as i64
+                ])?;
             }
             Some(Kind::Acks(acks)) => {
                 let mut delete = tx.prepare_cached(
