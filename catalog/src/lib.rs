@@ -18,7 +18,7 @@ mod routes;
 mod session;
 
 pub use membership::{follow_nodes, register_node, watch_nodes, NodeInfo};
-pub use routes::RouteCache;
+pub use routes::{RouteCache, TopicRoutes};
 pub use session::{connect, exit_on_session_loss, session_ended, znode_acls};
 
 use access::ResourceKind;
@@ -30,7 +30,7 @@ use zookeeper_client::{
 pub const ROOT: &str = "/mom";
 const NODES: &str = "/mom/nodes";
 pub(crate) const EXCHANGES: &str = "/mom/exchanges";
-const QUEUES: &str = "/mom/queues";
+pub(crate) const QUEUES: &str = "/mom/queues";
 pub(crate) const TOPICS: &str = "/mom/topics";
 
 fn persistent() -> CreateOptions<'static> {
@@ -54,6 +54,13 @@ pub enum CatalogError {
         name: String,
         existing: ExchangeKind,
     },
+    #[error("topic {name:?} already exists with retention_ms {existing_retention_ms}")]
+    RetentionConflict {
+        name: String,
+        existing_retention_ms: u64,
+    },
+    #[error("queue {0:?} already exists with other dead-letter settings")]
+    QueueSettingsConflict(String),
     #[error("queue {0:?} was deleted while being bound")]
     QueueDeleted(String),
     #[error("corrupt catalog entry at {path}: {detail}")]
@@ -79,9 +86,10 @@ impl CatalogError {
             | CatalogError::NoSuchTopic(_)
             | CatalogError::NoSuchBinding { .. }
             | CatalogError::NoSuchSubscription { .. } => ErrorKind::NotFound,
-            CatalogError::KindConflict { .. } | CatalogError::QueueDeleted(_) => {
-                ErrorKind::Conflict
-            }
+            CatalogError::KindConflict { .. }
+            | CatalogError::RetentionConflict { .. }
+            | CatalogError::QueueSettingsConflict(_)
+            | CatalogError::QueueDeleted(_) => ErrorKind::Conflict,
             CatalogError::Corrupt { .. } => ErrorKind::Internal,
             CatalogError::ZooKeeper(_) => ErrorKind::Unavailable,
         }
@@ -128,6 +136,48 @@ fn resource_path(kind: ResourceKind, name: &str) -> String {
         ResourceKind::Topic => format!("{TOPICS}/{name}"),
     }
 }
+
+/// What a topic keeps: with `retention_ms` > 0, every message stays that long after its
+/// publish (also with no subscriber), so that a new subscription can start in the past.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicSettings {
+    #[serde(default)]
+    pub retention_ms: u64,
+}
+
+/// What a queue does with a message it cannot deliver: after `max_deliveries` deliveries
+/// without an ack, or when a consumer rejects it (`nack` without requeue), the message goes
+/// to `dead_letter_exchange` (or is dropped, with none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_exchange: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deliveries: Option<u32>,
+}
+
+/// A resource's settings as its znode's data: none for the defaults (as resources declared
+/// before the settings existed), JSON otherwise.
+fn encode_settings<T: serde::Serialize + Default + PartialEq>(settings: &T) -> Vec<u8> {
+    if *settings == T::default() {
+        return Vec::new();
+    }
+    serde_json::to_vec(settings).expect("settings serialize")
+}
+
+/// The settings in a znode's data; a queue being deleted is marked `deleting`, with defaults.
+fn decode_settings<T: serde::de::DeserializeOwned + Default>(path: &str, data: &[u8]) -> Result<T> {
+    if data.is_empty() || data == DELETING {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(data).map_err(|e| CatalogError::Corrupt {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// The data a queue's znode gets while the queue is being deleted.
+const DELETING: &[u8] = b"deleting";
 
 /// Whether a declare call made something new or found it already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -486,10 +536,32 @@ impl Catalog {
     // ---- queues ----
 
     /// Declares a queue owned by `owner` (an existing one keeps its owner).
-    pub async fn declare_queue(&self, name: &str, owner: &str) -> Result<Declared> {
-        Ok(self
-            .create_owned(ResourceKind::Queue, name, b"", owner)
-            .await?)
+    /// Declares a queue with its dead-letter settings; declaring an existing one with other
+    /// settings is a conflict.
+    pub async fn declare_queue(
+        &self,
+        name: &str,
+        owner: &str,
+        settings: &QueueSettings,
+    ) -> Result<Declared> {
+        let data = encode_settings(settings);
+        let declared = self
+            .create_owned(ResourceKind::Queue, name, &data, owner)
+            .await?;
+        if declared == Declared::Existed && self.queue_settings(name).await? != *settings {
+            return Err(CatalogError::QueueSettingsConflict(name.to_owned()));
+        }
+        Ok(declared)
+    }
+
+    /// A queue's dead-letter settings.
+    pub async fn queue_settings(&self, name: &str) -> Result<QueueSettings> {
+        let path = format!("{QUEUES}/{name}");
+        match self.zookeeper().get_data(&path).await {
+            Ok((data, _)) => decode_settings(&path, &data),
+            Err(ZkError::NoNode) => Err(CatalogError::NoSuchQueue(name.to_owned())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn queue_exists(&self, name: &str) -> Result<bool> {
@@ -503,7 +575,7 @@ impl Catalog {
     /// Deletes the queue and every binding to it.
     pub async fn delete_queue(&self, name: &str) -> Result<()> {
         let path = format!("{QUEUES}/{name}");
-        match self.zookeeper().set_data(&path, b"deleting", None).await {
+        match self.zookeeper().set_data(&path, DELETING, None).await {
             Ok(_) => {}
             Err(ZkError::NoNode) => return Err(CatalogError::NoSuchQueue(name.to_owned())),
             Err(e) => return Err(e.into()),
@@ -532,10 +604,38 @@ impl Catalog {
     // ---- topics ----
 
     /// Declares a topic owned by `owner` (an existing one keeps its owner).
-    pub async fn declare_topic(&self, name: &str, owner: &str) -> Result<Declared> {
-        Ok(self
-            .create_owned(ResourceKind::Topic, name, b"", owner)
-            .await?)
+    /// Declares a topic keeping its messages `settings.retention_ms` for new subscriptions;
+    /// declaring an existing one with another retention is a conflict.
+    pub async fn declare_topic(
+        &self,
+        name: &str,
+        owner: &str,
+        settings: TopicSettings,
+    ) -> Result<Declared> {
+        let data = encode_settings(&settings);
+        let declared = self
+            .create_owned(ResourceKind::Topic, name, &data, owner)
+            .await?;
+        if declared == Declared::Existed {
+            let existing = self.topic_settings(name).await?;
+            if existing != settings {
+                return Err(CatalogError::RetentionConflict {
+                    name: name.to_owned(),
+                    existing_retention_ms: existing.retention_ms,
+                });
+            }
+        }
+        Ok(declared)
+    }
+
+    /// A topic's settings (its znode's data; empty: the defaults, no retention).
+    pub async fn topic_settings(&self, name: &str) -> Result<TopicSettings> {
+        let path = format!("{TOPICS}/{name}");
+        match self.zookeeper().get_data(&path).await {
+            Ok((data, _)) => decode_settings(&path, &data),
+            Err(ZkError::NoNode) => Err(CatalogError::NoSuchTopic(name.to_owned())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn list_topics(&self) -> Result<Vec<String>> {

@@ -10,7 +10,7 @@
 //! order). Concurrent refreshes share one sync. A publish itself only applies the events that
 //! have arrived, so it costs no ZooKeeper round trip.
 
-use crate::{Catalog, Result, EXCHANGES, TOPICS};
+use crate::{Catalog, QueueSettings, Result, EXCHANGES, QUEUES, TOPICS};
 use futures::FutureExt;
 use mom_common::{routing::binding_matches, ExchangeKind};
 use std::collections::HashMap;
@@ -21,7 +21,8 @@ use zookeeper_client::{AddWatchMode, EventType, PersistentWatcher};
 #[derive(Default)]
 struct Cached {
     exchanges: HashMap<String, (ExchangeKind, Vec<crate::Binding>)>,
-    topics: HashMap<String, Vec<String>>,
+    topics: HashMap<String, TopicRoutes>,
+    queues: HashMap<String, QueueSettings>,
     /// Grows with every invalidation: a read that raced one is not cached.
     generation: u64,
 }
@@ -38,6 +39,7 @@ async fn watch_routes(zk: &zookeeper_client::Client) -> Result<Vec<PersistentWat
         zk.watch(EXCHANGES, AddWatchMode::PersistentRecursive)
             .await?,
         zk.watch(TOPICS, AddWatchMode::PersistentRecursive).await?,
+        zk.watch(QUEUES, AddWatchMode::PersistentRecursive).await?,
     ])
 }
 
@@ -46,6 +48,13 @@ struct SyncRounds {
     started: u64,
     completed: u64,
     running: bool,
+}
+
+/// Where a topic's messages go: its subscribers, and how long it retains them.
+#[derive(Debug, Clone)]
+pub struct TopicRoutes {
+    pub subscribers: Vec<String>,
+    pub retention_ms: u64,
 }
 
 /// One exchange's routing rules.
@@ -117,6 +126,7 @@ impl RouteCache {
         cached.generation += 1;
         cached.exchanges.clear();
         cached.topics.clear();
+        cached.queues.clear();
         Ok(())
     }
 
@@ -198,6 +208,7 @@ impl RouteCache {
                     // (they fail until the session is renewed) rather than trust the cache.
                     cached.exchanges.clear();
                     cached.topics.clear();
+                    cached.queues.clear();
                     watching.ended = true;
                     return;
                 }
@@ -208,6 +219,7 @@ impl RouteCache {
                     if event.session_state == zookeeper_client::SessionState::SyncConnected {
                         cached.exchanges.clear();
                         cached.topics.clear();
+                        cached.queues.clear();
                     }
                     continue;
                 }
@@ -218,6 +230,9 @@ impl RouteCache {
                     }
                     (Some("topics"), Some(name)) => {
                         cached.topics.remove(name);
+                    }
+                    (Some("queues"), Some(name)) => {
+                        cached.queues.remove(name);
                     }
                     _ => {}
                 }
@@ -244,14 +259,33 @@ impl RouteCache {
         Ok(ExchangeRoutes { kind, bindings })
     }
 
-    /// The subscribers of a topic.
-    pub async fn subscribers(&self, topic: &str) -> Result<Vec<String>> {
+    /// A queue's dead-letter settings.
+    pub async fn queue(&self, queue: &str) -> Result<QueueSettings> {
+        self.take_arrived_events();
+        if let Some(found) = self.cached().queues.get(queue).cloned() {
+            return Ok(found);
+        }
+        let generation = self.cached().generation;
+        let found = self.inner.catalog.queue_settings(queue).await?;
+        let mut cached = self.cached();
+        if cached.generation == generation {
+            cached.queues.insert(queue.to_owned(), found.clone());
+        }
+        Ok(found)
+    }
+
+    /// The subscribers of a topic and its retention.
+    pub async fn topic(&self, topic: &str) -> Result<TopicRoutes> {
         self.take_arrived_events();
         if let Some(found) = self.cached().topics.get(topic).cloned() {
             return Ok(found);
         }
         let generation = self.cached().generation;
-        let found = self.inner.catalog.subscribers(topic).await?;
+        let settings = self.inner.catalog.topic_settings(topic).await?;
+        let found = TopicRoutes {
+            subscribers: self.inner.catalog.subscribers(topic).await?,
+            retention_ms: settings.retention_ms,
+        };
         let mut cached = self.cached();
         if cached.generation == generation {
             cached.topics.insert(topic.to_owned(), found.clone());

@@ -2,6 +2,7 @@
 
 use crate::error::ClientError;
 use crate::puller::{Consumer, Puller, Subscription};
+use crate::stream::{DeliveryStream, StreamOptions};
 use crate::types::{
     AckOutcome, Delivery, ExchangeInfo, ExchangeSummary, Health, PublishOptions, Published,
     QueueDepth,
@@ -630,6 +631,29 @@ impl Connection {
     }
 
     // ---- mailboxes (queues and subscriptions alike) ----
+
+    /// A [`DeliveryStream`] over a queue: messages pushed by the gateway (Server-Sent Events)
+    /// as they land, at most `options.prefetch` unacked; it reconnects by itself.
+    pub fn stream(&self, queue: &str, options: StreamOptions) -> DeliveryStream {
+        self.stream_from(MailboxName::Queue(queue.to_owned()), options)
+    }
+
+    /// Creates (or reuses) the subscription `subscriber` of `topic` and returns a
+    /// [`DeliveryStream`] over it.
+    pub async fn subscribe_stream(
+        &self,
+        topic: &str,
+        subscriber: &str,
+        options: StreamOptions,
+    ) -> Result<DeliveryStream, ClientError> {
+        let subscription = self.subscribe(topic, subscriber).await?;
+        Ok(self.stream_from(subscription.mailbox().clone(), options))
+    }
+
+    /// A [`DeliveryStream`] over any mailbox.
+    pub fn stream_from(&self, mailbox: MailboxName, options: StreamOptions) -> DeliveryStream {
+        DeliveryStream::new(self.clone(), mailbox, options)
+    }
 
     /// A [`Puller`] over any mailbox.
     pub fn puller(&self, mailbox: MailboxName) -> Puller {

@@ -16,6 +16,10 @@ pub enum ClientError {
         /// The `error` field of the JSON body, or the raw body text when it is not such JSON.
         message: String,
     },
+    /// A stream ([`crate::DeliveryStream`]) was ended by the gateway (an `error` event: a node
+    /// refused it), or sent an event that is not a delivery.
+    #[error("stream ended: {0}")]
+    Stream(String),
 }
 
 impl ClientError {
@@ -45,6 +49,7 @@ impl ClientError {
         match self {
             ClientError::Api { status, .. } => Some(*status),
             ClientError::Http(e) => e.status().map(|s| s.as_u16()),
+            ClientError::Stream(_) => None,
         }
     }
 }

@@ -16,15 +16,21 @@
 
 mod access;
 mod connection;
+mod dead_letters;
 mod error;
+mod history;
 mod puller;
+mod stream;
 mod types;
 
 pub use access::{GrantInfo, Permission, ResourceKind, UserInfo};
 pub use connection::Connection;
+pub use dead_letters::{NackOutcome, QueueOptions};
 pub use error::ClientError;
+pub use history::{Retained, SubscriptionLag, SubscriptionStart, TopicInfo};
 pub use mom_common::{ExchangeKind, MailboxName};
 pub use puller::{Consumer, Puller, Subscription, DEFAULT_BATCH, MAX_WAIT};
+pub use stream::{DeliveryStream, StreamOptions};
 pub use types::{
     AckOutcome, Binding, ClusterView, Delivery, ExchangeInfo, ExchangeSummary, Health, NodeView,
     PartitionView, PayloadDecodeError, PublishOptions, Published, QueueDepth,

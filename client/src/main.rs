@@ -9,7 +9,9 @@ use anyhow::{bail, Context};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use list_commands::ListCommand;
-use mom_client::{Connection, ExchangeKind, PublishOptions, Puller};
+use mom_client::{
+    Connection, DeliveryStream, ExchangeKind, MailboxName, PublishOptions, Puller, StreamOptions,
+};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -109,7 +111,13 @@ enum Command {
     /// Print how many messages a queue holds.
     Depth { queue: String },
     /// Declare a topic.
-    DeclareTopic { name: String },
+    DeclareTopic {
+        name: String,
+        /// Keep every message this long (also with no subscriber), so that new
+        /// subscriptions can start in the past (`subscribe --from-earliest`).
+        #[arg(long)]
+        retention_ms: Option<u64>,
+    },
     /// Delete a topic.
     DeleteTopic { name: String },
     /// Publish a message to every subscriber of a topic.
@@ -126,6 +134,13 @@ enum Command {
     Subscribe {
         topic: String,
         subscriber: String,
+        /// A new subscription starts with every message the topic retains.
+        #[arg(long, conflicts_with = "from_time_ms")]
+        from_earliest: bool,
+        /// A new subscription starts with the retained messages published at this time (ms
+        /// since the Unix epoch) or later.
+        #[arg(long)]
+        from_time_ms: Option<u64>,
         #[command(flatten)]
         opts: ConsumeOpts,
     },
@@ -158,6 +173,59 @@ struct ConsumeOpts {
     /// Give up if no message arrives within this many seconds.
     #[arg(long, default_value_t = 20)]
     wait_secs: u64,
+    /// Have the gateway push messages (Server-Sent Events) instead of pulling them.
+    #[arg(long)]
+    stream: bool,
+    /// With --stream: at most this many messages unacked at once (the gateway's default: 100).
+    #[arg(long, requires = "stream")]
+    prefetch: Option<u32>,
+}
+
+/// Where `consume` and `subscribe` get messages: pulls, or the gateway's stream.
+enum Source {
+    Pull(Puller),
+    Stream(DeliveryStream),
+}
+
+impl Source {
+    /// Pulls sized to what will be printed, or a stream.
+    fn of(conn: &Connection, mailbox: MailboxName, opts: &ConsumeOpts) -> Source {
+        if opts.stream {
+            let prefetch = opts
+                .prefetch
+                .or((!opts.follow).then_some(opts.count.clamp(1, 1_000)));
+            let options = StreamOptions {
+                prefetch,
+                ..Default::default()
+            };
+            return Source::Stream(conn.stream_from(mailbox, options));
+        }
+        Source::Pull(sized(conn.puller(mailbox), opts))
+    }
+
+    fn mailbox(&self) -> &MailboxName {
+        match self {
+            Source::Pull(puller) => puller.mailbox(),
+            Source::Stream(stream) => stream.mailbox(),
+        }
+    }
+
+    async fn next_timeout(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<mom_client::Delivery>, mom_client::ClientError> {
+        match self {
+            Source::Pull(puller) => puller.next_timeout(wait).await,
+            Source::Stream(stream) => stream.next_timeout(wait).await,
+        }
+    }
+
+    async fn ack(&self, delivery: &mom_client::Delivery) -> Result<bool, mom_client::ClientError> {
+        match self {
+            Source::Pull(puller) => puller.ack(delivery).await,
+            Source::Stream(stream) => stream.ack(delivery).await,
+        }
+    }
 }
 
 /// What a published message carries besides its payload.
@@ -239,7 +307,7 @@ fn print_delivery(delivery: &mom_client::Delivery, json: bool) -> anyhow::Result
 
 /// Prints `opts.count` messages from `puller` (or, with `--follow`, every message until
 /// Ctrl-C), acking each unless told not to.
-async fn print_messages(mut puller: Puller, opts: &ConsumeOpts, json: bool) -> anyhow::Result<()> {
+async fn print_messages(mut puller: Source, opts: &ConsumeOpts, json: bool) -> anyhow::Result<()> {
     let wait = Duration::from_secs(opts.wait_secs);
     // Listening from here on: a Ctrl-C while a message is being printed or acked is not lost.
     let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -339,7 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let conn = g.connect().await?;
             if let Some(file) = file {
                 if !message.is_empty() {
-                    bail!("--header and --content-type do not go with --file");
+                    bail!("--header, --content-type and --delay-ms do not go with --file");
                 }
                 return publish_file::run(&conn, exchange, routing_key, file).await;
             }
@@ -359,14 +427,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Consume { queue, opts } => {
             let conn = g.connect().await?;
-            print_messages(sized(conn.consume(queue), opts), opts, g.json).await?;
+            let source = Source::of(&conn, MailboxName::Queue(queue.clone()), opts);
+            print_messages(source, opts, g.json).await?;
         }
         Command::Depth { queue } => {
             let depth = g.connect().await?.queue_depth(queue).await?;
             println!("ready {} leased {}", depth.ready, depth.leased);
         }
-        Command::DeclareTopic { name } => {
-            g.connect().await?.declare_topic(name).await?;
+        Command::DeclareTopic { name, retention_ms } => {
+            let conn = g.connect().await?;
+            match retention_ms {
+                Some(ms) => {
+                    conn.declare_topic_with_retention(name, Duration::from_millis(*ms))
+                        .await?
+                }
+                None => conn.declare_topic(name).await?,
+            }
             println!("topic {name} declared");
         }
         Command::DeleteTopic { name } => {
@@ -391,11 +467,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subscribe {
             topic,
             subscriber,
+            from_earliest,
+            from_time_ms,
             opts,
         } => {
             let conn = g.connect().await?;
-            let subscription = conn.subscribe(topic, subscriber).await?;
-            print_messages(sized(subscription, opts), opts, g.json).await?;
+            let start = match (from_earliest, from_time_ms) {
+                (true, _) => mom_client::SubscriptionStart::Earliest,
+                (_, Some(ms)) => mom_client::SubscriptionStart::Time(
+                    std::time::UNIX_EPOCH + Duration::from_millis(*ms),
+                ),
+                _ => mom_client::SubscriptionStart::Latest,
+            };
+            let subscription = conn.subscribe_from(topic, subscriber, &start).await?;
+            let source = Source::of(&conn, subscription.mailbox().clone(), opts);
+            print_messages(source, opts, g.json).await?;
         }
         Command::Unsubscribe { topic, subscriber } => {
             g.connect().await?.unsubscribe(topic, subscriber).await?;

@@ -19,6 +19,18 @@ impl MailboxName {
         }
     }
 
+    /// The mailbox a [`MailboxName::key`] names.
+    pub fn from_key(key: &str) -> Option<MailboxName> {
+        if let Some(queue) = key.strip_prefix("q/") {
+            return Some(MailboxName::Queue(queue.to_owned()));
+        }
+        let (topic, subscriber) = key.strip_prefix("t/")?.split_once('/')?;
+        Some(MailboxName::Subscription {
+            topic: topic.to_owned(),
+            subscriber: subscriber.to_owned(),
+        })
+    }
+
     pub fn to_proto(&self) -> proto::Mailbox {
         match self {
             MailboxName::Queue(queue) => proto::Mailbox {
@@ -56,5 +68,24 @@ impl fmt::Display for MailboxName {
                 write!(f, "subscription {subscriber:?} of topic {topic:?}")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_their_mailbox() {
+        for mailbox in [
+            MailboxName::Queue("orders".into()),
+            MailboxName::Subscription {
+                topic: "news".into(),
+                subscriber: "late".into(),
+            },
+        ] {
+            assert_eq!(MailboxName::from_key(&mailbox.key()), Some(mailbox));
+        }
+        assert_eq!(MailboxName::from_key("x/y"), None);
     }
 }

@@ -10,6 +10,21 @@ pub fn partition_of(key: &str, partitions: u32) -> u32 {
     (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % u64::from(partitions.max(1))) as u32
 }
 
+/// The key a message's partition is computed from: the kind of destination (`e`xchange,
+/// `t`opic, `q`ueue for the default exchange), its name and the routing key.
+pub fn partition_key(
+    kind: crate::proto::DestinationKind,
+    destination: &str,
+    routing_key: &str,
+) -> String {
+    let prefix = match kind {
+        crate::proto::DestinationKind::Exchange => "e",
+        crate::proto::DestinationKind::Topic => "t",
+        crate::proto::DestinationKind::Queue => "q",
+    };
+    format!("{prefix}/{destination}/{routing_key}")
+}
+
 /// True when a message published with `routing_key` goes to a binding with `binding_key`.
 pub fn binding_matches(kind: ExchangeKind, binding_key: &str, routing_key: &str) -> bool {
     match kind {

@@ -2,7 +2,7 @@
 
 pub mod nemesis;
 
-use mom_client::{Connection, Delivery, ExchangeKind};
+use mom_client::{Connection, Delivery, ExchangeKind, MailboxName};
 use mom_testkit::{Cluster, ClusterOptions};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -22,15 +22,28 @@ pub async fn connect(cluster: &Cluster) -> Connection {
 
 /// Pulls and acks until `count` messages came or nothing arrives for `quiet`.
 pub async fn drain(conn: &Connection, queue: &str, count: usize, quiet: Duration) -> Vec<Delivery> {
+    drain_mailbox(conn, &MailboxName::Queue(queue.to_owned()), count, quiet).await
+}
+
+/// [`drain`] for any mailbox: a queue or a topic subscription.
+pub async fn drain_mailbox(
+    conn: &Connection,
+    mailbox: &MailboxName,
+    count: usize,
+    quiet: Duration,
+) -> Vec<Delivery> {
     let mut got = Vec::new();
     while got.len() < count {
         let wanted = (count - got.len()).min(100) as u32;
-        let batch = conn.pull(queue, wanted, None, quiet).await.expect("pull");
+        let batch = conn
+            .pull_from(mailbox, wanted, None, quiet)
+            .await
+            .expect("pull");
         if batch.is_empty() {
             break;
         }
         let receipts: Vec<&str> = batch.iter().map(|d| d.receipt.as_str()).collect();
-        let outcome = conn.ack(queue, &receipts).await.expect("ack");
+        let outcome = conn.ack_in(mailbox, &receipts).await.expect("ack");
         assert!(
             outcome.stale.is_empty(),
             "fresh receipts refused: {:?}",

@@ -1,13 +1,16 @@
 //! Delivery options of a publish, against a real cluster: delayed delivery (`delay_ms`),
 //! through JSON bodies, batches and octet-stream publishes; the publisher's own message id,
-//! stored once within the deduplication window.
+//! stored once within the deduplication window; dead letters after a delivery limit or a
+//! rejection, and `nack` with requeue.
 
-use mom_client::PublishOptions;
+use mom_client::{ClientError, ExchangeKind, PublishOptions, QueueOptions};
 use mom_e2e::{call, connect, drain};
 use mom_testkit::{poll_until, Cluster, ClusterOptions};
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_messages_never_arrive_early_and_wake_a_waiting_pull_when_due() {
@@ -162,7 +165,11 @@ async fn a_message_id_is_stored_once_within_the_window_even_after_it_was_consume
         .unwrap();
     assert_eq!(retry.message_id, "order-17");
     let again = drain(&conn, "orders", 10, Duration::from_millis(300)).await;
-    assert!(again.is_empty(), "stored twice: {:?}", again);
+    assert!(
+        again.is_empty(),
+        "stored twice: {again:?}; log and dedup rows: {:?}",
+        copies_of(&cluster, 3, "order-17")
+    );
 
     // Past the window, the id is forgotten and a publish with it is a new message.
     let forgotten = poll_until(Duration::from_secs(20), || async {
@@ -177,4 +184,138 @@ async fn a_message_id_is_stored_once_within_the_window_even_after_it_was_consume
     let later = drain(&conn, "orders", 10, Duration::from_millis(300)).await;
     assert_eq!(later.len(), 1);
     assert_eq!(later[0].payload, "later");
+}
+
+/// A queue with a dead-letter exchange and a delivery limit: a message delivered that many
+/// times without an ack, or rejected, goes to the exchange with headers saying why; a nack
+/// with requeue makes it ready again at once; a stale nack changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_past_their_delivery_limit_or_rejected_are_dead_lettered() {
+    let cluster = Cluster::start().await;
+    let conn = connect(&cluster).await;
+    conn.declare_exchange("dlx", ExchangeKind::Fanout)
+        .await
+        .unwrap();
+    conn.declare_queue("dead").await.unwrap();
+    conn.bind("dlx", "dead", "").await.unwrap();
+    let options = QueueOptions {
+        dead_letter_exchange: Some("dlx".into()),
+        max_deliveries: Some(2),
+    };
+    conn.declare_queue_with("work", &options).await.unwrap();
+    // The same settings again are fine; others are a conflict.
+    conn.declare_queue_with("work", &options).await.unwrap();
+    let other = QueueOptions {
+        max_deliveries: Some(3),
+        ..options.clone()
+    };
+    let conflict = conn.declare_queue_with("work", &other).await.unwrap_err();
+    assert!(
+        matches!(conflict, ClientError::Api { status: 409, .. }),
+        "{conflict}"
+    );
+
+    let lease = Some(Duration::from_millis(300));
+    let poison = PublishOptions::default().header("trace-id", "t-9");
+    conn.publish_to_queue("work", "poison", poison)
+        .await
+        .unwrap();
+    for delivery in 1..=2 {
+        let got = conn
+            .pull("work", 1, lease, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1, "delivery {delivery}");
+        assert_eq!(got[0].delivery_count, delivery);
+        // Not acked: its lease runs out.
+    }
+    let dead = drain_until(&conn, "dead", 1).await;
+    assert_eq!(dead[0].payload, "poison");
+    let headers = &dead[0].headers;
+    assert_eq!(headers["x-death-reason"], "max_deliveries");
+    assert_eq!(headers["x-death-queue"], "work");
+    assert_eq!(headers["x-death-deliveries"], "2");
+    assert_eq!(headers["trace-id"], "t-9", "the original headers go along");
+    assert!(
+        conn.pull("work", 1, lease, Duration::from_millis(500))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a dead-lettered message is still in its queue"
+    );
+
+    // Requeued: ready again at once, the delivery counted.
+    conn.publish_to_queue("work", "retry", PublishOptions::default())
+        .await
+        .unwrap();
+    let first = conn.pull("work", 1, None, WAIT).await.unwrap();
+    let outcome = conn
+        .nack("work", &[first[0].receipt.as_str()], true)
+        .await
+        .unwrap();
+    assert_eq!((outcome.nacked, outcome.stale.len()), (1, 0));
+    let again = conn.pull("work", 1, None, Duration::ZERO).await.unwrap();
+    assert_eq!(again[0].payload, "retry");
+    assert_eq!(again[0].delivery_count, 2);
+    // The first receipt is stale now; rejecting with the current one dead-letters it.
+    let stale = conn
+        .nack("work", &[first[0].receipt.as_str()], false)
+        .await
+        .unwrap();
+    assert_eq!((stale.nacked, stale.stale.len()), (0, 1));
+    let rejected = conn
+        .nack("work", &[again[0].receipt.as_str()], false)
+        .await
+        .unwrap();
+    assert_eq!(rejected.nacked, 1);
+    let dead = drain_until(&conn, "dead", 1).await;
+    assert_eq!(dead[0].payload, "retry");
+    assert_eq!(dead[0].headers["x-death-reason"], "rejected");
+
+    // Without a dead-letter exchange, such messages are dropped.
+    conn.declare_queue_with(
+        "once",
+        &QueueOptions {
+            dead_letter_exchange: None,
+            max_deliveries: Some(1),
+        },
+    )
+    .await
+    .unwrap();
+    conn.publish_to_queue("once", "only once", PublishOptions::default())
+        .await
+        .unwrap();
+    let got = conn.pull("once", 1, lease, WAIT).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(conn
+        .pull("once", 1, lease, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_empty());
+    // A dead-letter exchange that does not exist is refused at declare time.
+    let missing = conn
+        .declare_queue_with(
+            "nowhere",
+            &QueueOptions {
+                dead_letter_exchange: Some("missing".into()),
+                max_deliveries: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, ClientError::Api { status: 404, .. }),
+        "{missing}"
+    );
+}
+
+/// Pulls (and acks) until `count` messages came; panics after 10 s.
+async fn drain_until(
+    conn: &mom_client::Connection,
+    queue: &str,
+    count: usize,
+) -> Vec<mom_client::Delivery> {
+    let got = drain(conn, queue, count, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), count, "{queue}: {got:?}");
+    got
 }

@@ -79,6 +79,7 @@ fn pull_request(mailbox: &Option<Mailbox>) -> PullRequest {
         mailbox: mailbox.clone(),
         max: 10,
         visibility_timeout_ms: 1_000,
+        ..Default::default()
     }
 }
 
@@ -101,6 +102,7 @@ async fn internal_services_refuse_users_and_impostors_and_messages_stay() {
         let purge = broker
             .purge(PurgeRequest {
                 mailbox: mailbox.clone(),
+                ..Default::default()
             })
             .await;
         assert_eq!(purge.unwrap_err().code(), Code::Unauthenticated, "{node}");

@@ -8,7 +8,7 @@ use crate::permissions::{require, require_any, visible};
 pub use crate::publishing::{BatchBody, PublishBody};
 use crate::publishing::{Incoming, PublishInput, RawQuery};
 use crate::{caller::Caller, error::ApiError, AppState};
-use actix_web::{http::Method, web, HttpResponse};
+use actix_web::{http::Method, web, HttpRequest, HttpResponse};
 use mom_catalog::access::{Permission, ResourceKind};
 use mom_catalog::{Binding, Declared};
 use mom_common::names::{validate_name, validate_routing_key};
@@ -63,12 +63,6 @@ fn name(what: &'static str, value: &str) -> Result<(), ApiError> {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NameBody {
-    name: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ExchangeBody {
     name: String,
     #[schema(value_type = ExchangeKind)]
@@ -89,6 +83,41 @@ pub const MAX_BATCH: usize = 1_000;
 #[serde(deny_unknown_fields)]
 pub struct SubscribeBody {
     subscriber: String,
+    /// `latest` (the default): messages published from now on; `earliest`: first every
+    /// message the topic still retains (see the topic's `retention_ms`). At most one of
+    /// `start`, `start_offsets` and `start_time_ms`; they matter only when the subscription
+    /// is new.
+    start: Option<crate::topic_history::Start>,
+    /// Retained messages from these partition offsets on (as in receipts,
+    /// `<partition>/<offset>/...`); partitions not named replay everything retained.
+    start_offsets: Option<std::collections::BTreeMap<u32, u64>>,
+    /// Retained messages published at this time (ms since the Unix epoch) or later.
+    start_time_ms: Option<u64>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueBody {
+    name: String,
+    /// Where messages go that were delivered `max_deliveries` times without an ack, or
+    /// rejected (`nack` without requeue), with headers saying why; the declarer needs write
+    /// permission on it. None: such messages are dropped.
+    dead_letter_exchange: Option<String>,
+    /// Deliveries after which an unacked message is dead-lettered (at least 1); none: no
+    /// limit.
+    #[schema(minimum = 1)]
+    max_deliveries: Option<u32>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopicBody {
+    name: String,
+    /// Keep every message this long after its publish, also with no subscriber, so that a
+    /// new subscription can start in the past; 0 or none: no history (messages go only to
+    /// the subscribers there are). Declaring an existing topic with another value is 409.
+    #[schema(maximum = 315_360_000_000_u64)]
+    retention_ms: Option<u64>,
 }
 
 /// A pull's body is optional: no body means all defaults.
@@ -111,7 +140,7 @@ fn named_list(key: &str, names: Vec<String>) -> HttpResponse {
 
 /// Pulls from a queue or subscription once its existence was checked.
 async fn pull_reply(
-    state: &AppState,
+    state: &web::Data<AppState>,
     caller: &Caller,
     mailbox: Result<MailboxName, ApiError>,
     body: &[u8],
@@ -355,14 +384,7 @@ fn in_message(index: usize, e: ApiError) -> ApiError {
     }
 }
 
-fn partition_key(kind: DestinationKind, destination: &str, routing_key: &str) -> String {
-    let prefix = match kind {
-        DestinationKind::Exchange => "e",
-        DestinationKind::Topic => "t",
-        DestinationKind::Queue => "q",
-    };
-    format!("{prefix}/{destination}/{routing_key}")
-}
+use mom_common::routing::partition_key;
 
 /// One raw (octet-stream) message, or JSON: one message or a batch (`{"messages": [...]}`),
 /// told apart by the body's shape.
@@ -683,16 +705,42 @@ pub async fn publish_to_topic(
     post,
     path = "/queues",
     tag = "queues",
-    request_body = NameBody,
+    request_body = QueueBody,
     responses(
         (status = 201, description = "Declared", body = openapi::Named),
         (status = 200, description = "It exists already", body = openapi::Named),
-        (status = 403, description = "It exists and the caller has no configure permission on it"),
+        (status = 403, description = "It exists and the caller has no configure permission on it, or no write permission on the dead-letter exchange"),
+        (status = 404, description = "No such dead-letter exchange"),
+        (status = 409, description = "It exists with other dead-letter settings"),
     ),
 )]
-pub async fn declare_queue(state: State, caller: Caller, body: web::Json<NameBody>) -> Reply {
+pub async fn declare_queue(state: State, caller: Caller, body: web::Json<QueueBody>) -> Reply {
     name("queue", &body.name)?;
-    let outcome = state.catalog.declare_queue(&body.name, &caller.user).await;
+    if body.max_deliveries == Some(0) {
+        return Err(ApiError::BadRequest(
+            "max_deliveries must be at least 1; omit it for no limit".into(),
+        ));
+    }
+    if let Some(exchange) = &body.dead_letter_exchange {
+        name("dead_letter_exchange", exchange)?;
+        // Dead letters are published in the queue's name: its declarer must be allowed to.
+        require(
+            &state,
+            &caller,
+            ResourceKind::Exchange,
+            exchange,
+            Permission::Write,
+        )
+        .await?;
+    }
+    let settings = mom_catalog::QueueSettings {
+        dead_letter_exchange: body.dead_letter_exchange.clone(),
+        max_deliveries: body.max_deliveries,
+    };
+    let outcome = state
+        .catalog
+        .declare_queue(&body.name, &caller.user, &settings)
+        .await;
     let outcome =
         declare_outcome(&state, &caller, ResourceKind::Queue, &body.name, outcome).await?;
     Ok(declared(outcome, json!({ "name": body.name })))
@@ -713,7 +761,7 @@ pub async fn list_queues(state: State, caller: Caller) -> Reply {
 }
 
 /// A queue the caller may read, checked to exist.
-async fn existing_queue(
+pub(crate) async fn existing_queue(
     state: &AppState,
     caller: &Caller,
     queue: &str,
@@ -803,6 +851,29 @@ pub async fn pull_queue(
     .await
 }
 
+/// Streams a queue's messages as Server-Sent Events, one event per message with its receipt,
+/// at most `prefetch` unacked at once (needs read). Ack them through the ack endpoint.
+#[utoipa::path(
+    get,
+    path = "/queues/{name}/stream",
+    tag = "queues",
+    params(("name" = String, Path, description = "Queue name"), crate::streams::StreamQuery),
+    responses(
+        (status = 200, description = "A `text/event-stream`: each event's `data` is one message as a pull answers it (JSON on one line), leased to this stream for the visibility timeout; comment lines keep an idle stream open; an `error` event ends a stream a node refused", body = String, content_type = "text/event-stream"),
+        (status = 403, description = "No read permission"),
+        (status = 404, description = "No such queue"),
+    ),
+)]
+pub async fn stream_queue(
+    state: State,
+    caller: Caller,
+    path: web::Path<String>,
+    request: HttpRequest,
+) -> Reply {
+    let mailbox = existing_queue(&state, &caller, &path).await?;
+    crate::streams::open(state, caller, mailbox, request.query_string())
+}
+
 /// Acknowledges pulled messages by their receipts, which deletes them (needs read).
 #[utoipa::path(
     post,
@@ -839,16 +910,27 @@ pub async fn ack_queue(
     post,
     path = "/topics",
     tag = "topics",
-    request_body = NameBody,
+    request_body = TopicBody,
     responses(
         (status = 201, description = "Declared", body = openapi::Named),
         (status = 200, description = "It exists already", body = openapi::Named),
         (status = 403, description = "It exists and the caller has no configure permission on it"),
+        (status = 409, description = "It exists with another retention"),
     ),
 )]
-pub async fn declare_topic(state: State, caller: Caller, body: web::Json<NameBody>) -> Reply {
+pub async fn declare_topic(state: State, caller: Caller, body: web::Json<TopicBody>) -> Reply {
     name("topic", &body.name)?;
-    let outcome = state.catalog.declare_topic(&body.name, &caller.user).await;
+    let retention_ms = body.retention_ms.unwrap_or(0);
+    if retention_ms > MAX_TTL_MS {
+        return Err(ApiError::BadRequest(format!(
+            "retention_ms must be at most {MAX_TTL_MS} (ten years)"
+        )));
+    }
+    let settings = mom_catalog::TopicSettings { retention_ms };
+    let outcome = state
+        .catalog
+        .declare_topic(&body.name, &caller.user, settings)
+        .await;
     let outcome =
         declare_outcome(&state, &caller, ResourceKind::Topic, &body.name, outcome).await?;
     Ok(declared(outcome, json!({ "name": body.name })))
@@ -893,6 +975,7 @@ pub async fn delete_topic(state: State, caller: Caller, path: web::Path<String>)
     let topic = path.into_inner();
     let subscribers = state.catalog.delete_topic(&topic).await?;
     mailboxes::refresh_routes(&state, &caller).await;
+    crate::topic_history::forget(&state, &caller, &topic).await;
     for subscriber in subscribers {
         mailboxes::purge(
             &state,
@@ -930,6 +1013,9 @@ pub async fn subscribe(
 ) -> Reply {
     name("topic", &path)?;
     name("subscriber", &body.subscriber)?;
+    let body = body.into_inner();
+    let replay =
+        crate::topic_history::ReplayFrom::of(body.start, body.start_offsets, body.start_time_ms)?;
     require(
         &state,
         &caller,
@@ -940,6 +1026,10 @@ pub async fn subscribe(
     .await?;
     let outcome = state.catalog.subscribe(&path, &body.subscriber).await?;
     mailboxes::refresh_routes(&state, &caller).await;
+    // Only a new subscription replays: an existing one may have acked those messages.
+    if let (Declared::Created, Some(from)) = (outcome, &replay) {
+        crate::topic_history::replay(&state, &caller, &path, &body.subscriber, from).await?;
+    }
     Ok(declared(
         outcome,
         json!({ "topic": *path, "subscriber": body.subscriber }),
@@ -960,8 +1050,35 @@ pub async fn subscribe(
 pub async fn get_topic(state: State, caller: Caller, path: web::Path<String>) -> Reply {
     name("topic", &path)?;
     require_any(&state, &caller, ResourceKind::Topic, &path).await?;
+    let settings = state.catalog.topic_settings(&path).await?;
     let subscribers = state.catalog.subscribers(&path).await?;
-    Ok(HttpResponse::Ok().json(json!({ "name": *path, "subscribers": subscribers })))
+    let retained = crate::topic_history::retained(&state, &caller, &path).await?;
+    // A subscription's lag: its messages not acked yet (ready or delivered).
+    let mut subscriptions = Vec::new();
+    for subscriber in &subscribers {
+        let mailbox = MailboxName::Subscription {
+            topic: path.to_string(),
+            subscriber: subscriber.clone(),
+        };
+        let depth = mailboxes::depth(&state, &caller, &mailbox).await?;
+        subscriptions.push(json!({
+            "subscriber": subscriber,
+            "lag": depth.ready + depth.leased,
+            "ready": depth.ready,
+            "leased": depth.leased,
+        }));
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "name": *path,
+        "retention_ms": settings.retention_ms,
+        "retained": {
+            "messages": retained.messages,
+            "bytes": retained.bytes,
+            "oldest_published_at_ms": (retained.oldest_ms > 0).then_some(retained.oldest_ms),
+        },
+        "subscribers": subscribers,
+        "subscriptions": subscriptions,
+    })))
 }
 
 #[utoipa::path(
@@ -983,7 +1100,7 @@ pub async fn list_subscribers(state: State, caller: Caller, path: web::Path<Stri
 }
 
 /// A subscription of a topic the caller may read, checked to exist.
-async fn existing_subscription(
+pub(crate) async fn existing_subscription(
     state: &AppState,
     caller: &Caller,
     topic: &str,
@@ -1066,6 +1183,29 @@ pub async fn pull_subscription(
     .await
 }
 
+/// Streams a subscription's messages as Server-Sent Events, as a queue's (needs read on the
+/// topic).
+#[utoipa::path(
+    get,
+    path = "/topics/{name}/subscriptions/{subscriber}/stream",
+    tag = "topics",
+    params(("name" = String, Path, description = "Topic name"), ("subscriber" = String, Path, description = "Subscriber name"), crate::streams::StreamQuery),
+    responses(
+        (status = 200, description = "A `text/event-stream` of the subscription's messages, as a queue's stream", body = String, content_type = "text/event-stream"),
+        (status = 403, description = "No read permission"),
+        (status = 404, description = "No such topic or subscription"),
+    ),
+)]
+pub async fn stream_subscription(
+    state: State,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    request: HttpRequest,
+) -> Reply {
+    let mailbox = existing_subscription(&state, &caller, &path.0, &path.1).await?;
+    crate::streams::open(state, caller, mailbox, request.query_string())
+}
+
 /// Acknowledges messages pulled from a subscription (needs read on the topic).
 #[utoipa::path(
     post,
@@ -1115,6 +1255,8 @@ pub fn routes<R: Routes>(r: &mut R) {
         .add(Method::POST, "/queues/{name}/publish", publish_to_queue)
         .add(Method::POST, "/queues/{name}/pull", pull_queue)
         .add(Method::POST, "/queues/{name}/ack", ack_queue)
+        .add(Method::POST, "/queues/{name}/nack", crate::nack::nack_queue)
+        .add(Method::GET, "/queues/{name}/stream", stream_queue)
         .add(Method::POST, "/topics", declare_topic)
         .add(Method::GET, "/topics", list_topics)
         .add(Method::GET, "/topics/{name}", get_topic)
@@ -1140,5 +1282,15 @@ pub fn routes<R: Routes>(r: &mut R) {
             Method::POST,
             "/topics/{name}/subscriptions/{subscriber}/ack",
             ack_subscription,
+        )
+        .add(
+            Method::POST,
+            "/topics/{name}/subscriptions/{subscriber}/nack",
+            crate::nack::nack_subscription,
+        )
+        .add(
+            Method::GET,
+            "/topics/{name}/subscriptions/{subscriber}/stream",
+            stream_subscription,
         );
 }

@@ -11,6 +11,7 @@ use futures::future::LocalBoxFuture;
 use mom_common::token::AttachService;
 
 /// Extracting this checks the bearer token; handlers that take it are protected.
+#[derive(Clone)]
 pub struct Caller {
     pub user: String,
     /// The gateway's service credentials acting for this user, for calls to nodes.

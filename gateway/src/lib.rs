@@ -11,11 +11,14 @@ pub mod cluster;
 pub mod error;
 pub mod mailboxes;
 pub mod metrics;
+pub mod nack;
 pub mod nodes;
 pub mod openapi;
 pub mod permissions;
 pub mod publishing;
 pub mod stats;
+pub mod streams;
+pub mod topic_history;
 pub mod ui;
 
 use actix_web::{
@@ -51,6 +54,8 @@ pub struct AppState {
     pub min_insync_replicas: u32,
     /// Traffic counters of this gateway, for `/stats` and the dashboard.
     pub stats: stats::Stats,
+    /// The receipts this gateway's SSE streams have in flight, for their credit.
+    pub streams: streams::Streams,
 }
 
 fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -278,6 +283,7 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         pull_rotation: AtomicUsize::new(0),
         min_insync_replicas: config.min_insync_replicas,
         stats: stats::Stats::default(),
+        streams: streams::Streams::default(),
     });
     tokio::spawn(stats::forget_deleted(state.clone().into_inner()));
     let max_body = config.max_body_bytes;
@@ -294,6 +300,17 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
             .configure(routes)
             .default_service(web::to(not_found))
     })
+    // Nagle's algorithm would hold a stream's next small event until the client ACKs the one
+    // before, which a delayed ACK makes tens of milliseconds.
+    .on_connect(|connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
+    // A client that closes its connection is gone, even while its response is still being
+    // sent: that drops an SSE stream's body at once, which ends the stream's pulling (HTTP
+    // clients do not half-close a connection they still read from).
+    .h1_allow_half_closed(false)
     .bind(config.listen)?;
     for addr in server.addrs() {
         let advertise = mom_common::advertise::advertised_address(addr, None);

@@ -1,9 +1,19 @@
 //! Consuming from a queue or subscription: its messages are spread over the nodes that own the
 //! partitions they were published to, so pulls, acks and counts fan out over the live nodes.
+//!
+//! A pull that waits (`wait_ms`) asks every live node at once to wait for a message (the nodes
+//! are woken when one is applied; nobody polls) and answers with the first that has some. The
+//! others are never simply dropped, since a node may have leased messages in an answer still on
+//! its way: they are told to stop waiting (`StopWaiting`), their answers are awaited (after the
+//! pull was answered, in the round's own task), and what they leased is put back (`Release`),
+//! ready again at once.
 
 use crate::nodes::retry_while_unavailable;
 use crate::{caller::Caller, error::ApiError, AppState};
+use actix_web::web;
 use base64::Engine as _;
+use futures::stream::{FuturesUnordered, StreamExt};
+use mom_catalog::NodeInfo;
 use mom_common::receipt::Receipt;
 use mom_common::rest::{AckOutcome, Delivery, QueueDepth};
 use mom_common::{proto, MailboxName};
@@ -11,11 +21,16 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 pub const MAX_PULL: u32 = 100;
 pub const MAX_WAIT_MS: u64 = 20_000;
 /// One hour: longer leases would hide a crashed consumer's messages for too long.
 pub const MAX_VISIBILITY_TIMEOUT_MS: u64 = 3_600_000;
+/// How long one waiting call to a node may wait: within the node channels' call timeout
+/// ([`crate::nodes::NODE_CALL_TIMEOUT`]), so a longer wait is several calls, each of which also
+/// picks up nodes that joined or took over partitions meanwhile.
+pub const NODE_WAIT: Duration = Duration::from_millis(4_000);
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +56,7 @@ pub struct AckBody {
 }
 
 pub async fn pull(
-    state: &AppState,
+    state: &web::Data<AppState>,
     caller: &Caller,
     mailbox: &MailboxName,
     body: PullBody,
@@ -67,15 +82,190 @@ pub async fn pull(
         )));
     }
     let deadline = Instant::now() + Duration::from_millis(wait);
-    let mut backoff = Duration::from_millis(20);
-    loop {
-        let messages = pull_once(state, caller, mailbox, max, visibility).await?;
-        if !messages.is_empty() || Instant::now() >= deadline {
-            state.stats.pulled(mailbox, &caller.user, messages.len());
-            return Ok(messages);
+    // What is ready now, spread fairly over the nodes; only when there is nothing, wait.
+    let mut messages = pull_once(state, caller, mailbox, max, visibility).await?;
+    while messages.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
         }
-        tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
-        backoff = (backoff * 2).min(Duration::from_millis(200));
+        let started = Instant::now();
+        let round =
+            wait_round(state, caller, mailbox, max, visibility, left.min(NODE_WAIT)).await?;
+        messages = round.messages;
+        if messages.is_empty() && round.failed && started.elapsed() < Duration::from_millis(50) {
+            // Every node failed at once (restarting, unreachable): not a reason to spin.
+            tokio::time::sleep(Duration::from_millis(100).min(left)).await;
+        }
+    }
+    state.stats.pulled(mailbox, &caller.user, messages.len());
+    Ok(messages)
+}
+
+/// What one round of waiting calls got.
+struct Round {
+    messages: Vec<Delivery>,
+    /// Whether some node's call failed (rather than waited in vain).
+    failed: bool,
+}
+
+/// Asks every live node to wait up to `wait` for messages, answers with the first that has
+/// some (or nothing when all waited in vain). The calls run in a task of their own, which
+/// answers as soon as it can and then stops the other calls and puts back what they leased;
+/// so neither an early answer nor a request dropped halfway leaves messages leased to nobody.
+async fn wait_round(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    mailbox: &MailboxName,
+    max: u32,
+    visibility_timeout_ms: u64,
+    wait: Duration,
+) -> Result<Round, ApiError> {
+    let nodes = state.nodes.live();
+    if nodes.is_empty() {
+        return Err(ApiError::Unavailable("no live broker nodes".into()));
+    }
+    let (answer, answered) = oneshot::channel();
+    let (state, caller, mailbox) = (state.clone(), caller.clone(), mailbox.clone());
+    let ask = Ask {
+        max,
+        visibility_timeout_ms,
+        wait,
+    };
+    actix_web::rt::spawn(async move {
+        waiting_calls(&state, &caller, &mailbox, nodes, ask, answer).await;
+    });
+    answered
+        .await
+        .map_err(|_| ApiError::Internal("the waiting pull's task ended unanswered".into()))
+}
+
+/// What each node of a waiting round is asked for.
+#[derive(Clone, Copy)]
+struct Ask {
+    max: u32,
+    visibility_timeout_ms: u64,
+    wait: Duration,
+}
+
+/// The calls of one waiting round, run to the end whatever becomes of the request.
+async fn waiting_calls(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: &MailboxName,
+    nodes: Vec<NodeInfo>,
+    ask: Ask,
+    answer: oneshot::Sender<Round>,
+) {
+    let calls: Vec<(NodeInfo, String)> = nodes
+        .into_iter()
+        .map(|node| (node, uuid::Uuid::now_v7().to_string()))
+        .collect();
+    let mut pending: FuturesUnordered<_> = calls
+        .iter()
+        .enumerate()
+        .map(|(index, (node, wait_id))| async move {
+            let request = proto::PullRequest {
+                mailbox: Some(mailbox.to_proto()),
+                max: ask.max,
+                visibility_timeout_ms: ask.visibility_timeout_ms,
+                wait_ms: ask.wait.as_millis() as u64,
+                wait_id: wait_id.clone(),
+            };
+            (index, try_pull_from(state, caller, node, request).await)
+        })
+        .collect();
+    let mut answered = vec![false; calls.len()];
+    let mut failed = false;
+    let mut first = None;
+    while let Some((index, reply)) = pending.next().await {
+        answered[index] = true;
+        match reply {
+            Ok(reply) if !reply.is_empty() => {
+                first = Some((index, reply));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => failed = true,
+        }
+    }
+    // Messages leased at a node (by index) that nobody will get: they go back.
+    let mut back: Vec<(usize, Vec<Delivery>)> = Vec::new();
+    match first {
+        // Every call answered, with nothing.
+        None => {
+            let _ = answer.send(Round {
+                messages: Vec::new(),
+                failed,
+            });
+            return;
+        }
+        Some((index, messages)) => {
+            if let Err(round) = answer.send(Round { messages, failed }) {
+                back.push((index, round.messages));
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let stops = calls
+            .iter()
+            .zip(&answered)
+            .filter(|(_, answered)| !**answered)
+            .map(|((node, wait_id), _)| stop_waiting(state, caller, node, wait_id));
+        let (_, rest) = futures::join!(
+            futures::future::join_all(stops),
+            pending.collect::<Vec<_>>()
+        );
+        back.extend(
+            rest.into_iter()
+                .filter_map(|(index, reply)| Some((index, reply.ok()?))),
+        );
+    }
+    let releases = back
+        .into_iter()
+        .filter(|(_, deliveries)| !deliveries.is_empty())
+        .map(|(index, deliveries)| {
+            let receipts = deliveries.into_iter().map(|d| d.receipt).collect();
+            release(state, caller, mailbox, &calls[index].0, receipts)
+        });
+    futures::future::join_all(releases).await;
+}
+
+/// Tells `node` to end the waiting pull `wait_id` now (it then answers what it holds).
+pub async fn stop_waiting(state: &AppState, caller: &Caller, node: &NodeInfo, wait_id: &str) {
+    let request = proto::StopWaitingRequest {
+        wait_id: wait_id.to_owned(),
+    };
+    let outcome = match state.nodes.broker(node, &caller.act) {
+        Ok(mut broker) => broker.stop_waiting(request).await.map(|_| ()),
+        Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+    };
+    if let Err(status) = outcome {
+        // Its call then ends when its wait does, within NODE_WAIT.
+        tracing::debug!(node = %node.id, %status, "stop waiting failed");
+    }
+}
+
+/// Puts messages leased at `node` but handed to nobody back, ready again at once. If that
+/// fails their leases lapse instead, after the visibility timeout.
+pub async fn release(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: &MailboxName,
+    node: &NodeInfo,
+    receipts: Vec<String>,
+) {
+    let count = receipts.len();
+    let request = proto::ReleaseRequest {
+        mailbox: Some(mailbox.to_proto()),
+        receipts,
+    };
+    let outcome = match state.nodes.broker(node, &caller.act) {
+        Ok(mut broker) => broker.release(request).await.map(|_| ()),
+        Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+    };
+    if let Err(status) = outcome {
+        tracing::warn!(node = %node.id, count, %status, "release failed; leases lapse instead");
     }
 }
 
@@ -87,15 +277,27 @@ async fn pull_from(
     node: &mom_catalog::NodeInfo,
     request: proto::PullRequest,
 ) -> Vec<Delivery> {
+    try_pull_from(state, caller, node, request)
+        .await
+        .unwrap_or_default()
+}
+
+/// One node's deliveries, or why it failed (logged).
+pub async fn try_pull_from(
+    state: &AppState,
+    caller: &Caller,
+    node: &mom_catalog::NodeInfo,
+    request: proto::PullRequest,
+) -> Result<Vec<Delivery>, tonic::Status> {
     let reply = match state.nodes.broker(node, &caller.act) {
         Ok(mut broker) => broker.pull(request).await,
         Err(e) => {
             tracing::warn!(node = %node.id, error = %e, "no channel to node");
-            return Vec::new();
+            return Err(tonic::Status::unavailable(e.to_string()));
         }
     };
     match reply {
-        Ok(reply) => reply
+        Ok(reply) => Ok(reply
             .into_inner()
             .deliveries
             .into_iter()
@@ -111,10 +313,10 @@ async fn pull_from(
                 delivery_count: d.delivery_count,
                 published_at_ms: d.published_at_ms,
             })
-            .collect(),
+            .collect()),
         Err(status) => {
             tracing::warn!(node = %node.id, %status, "pull from node failed");
-            Vec::new()
+            Err(status)
         }
     }
 }
@@ -141,6 +343,7 @@ async fn pull_once(
         mailbox: Some(mailbox.to_proto()),
         max: wanted,
         visibility_timeout_ms,
+        ..Default::default()
     };
     let mut messages = Vec::new();
     let mut may_have_more = Vec::new();
@@ -168,25 +371,16 @@ async fn pull_once(
     Ok(messages)
 }
 
-pub async fn ack(
-    state: &AppState,
-    caller: &Caller,
-    mailbox: &MailboxName,
-    body: AckBody,
-) -> Result<AckOutcome, ApiError> {
-    if body.receipts.is_empty() || body.receipts.len() > 1_000 {
+/// Receipts grouped by the partition they start with (`<partition>/<offset>/<lease>`): each
+/// group goes to that partition's current leader. 1 to 1000 of them.
+pub fn by_partition(receipts: Vec<String>) -> Result<BTreeMap<u32, Vec<String>>, ApiError> {
+    if receipts.is_empty() || receipts.len() > 1_000 {
         return Err(ApiError::BadRequest(
             "receipts must hold 1 to 1000 entries".into(),
         ));
     }
-    // Receipts start with their partition (`<partition>/<offset>/<lease>`): each group goes to
-    // that partition's current leader.
     let mut by_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    let mut result = AckOutcome {
-        acked: 0,
-        stale: Vec::new(),
-    };
-    for text in body.receipts {
+    for text in receipts {
         // A receipt no node could have issued is the caller's mistake, not a stale lease.
         let receipt = Receipt::parse(&text)
             .ok_or_else(|| ApiError::BadRequest(format!("malformed receipt {text:?}")))?;
@@ -195,6 +389,21 @@ pub async fn ack(
             .or_default()
             .push(text);
     }
+    Ok(by_partition)
+}
+
+pub async fn ack(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: &MailboxName,
+    body: AckBody,
+) -> Result<AckOutcome, ApiError> {
+    let mut result = AckOutcome {
+        acked: 0,
+        stale: Vec::new(),
+    };
+    let all_receipts = body.receipts.clone();
+    let by_partition = by_partition(body.receipts)?;
     // Every partition's leader at once: each ack is a log append there, so doing them one
     // after another would add up their commit latencies.
     let acks = by_partition
@@ -231,6 +440,8 @@ pub async fn ack(
         }
     }
     state.stats.acked(mailbox, result.acked);
+    // Acked or stale, these are no longer in flight on a stream of this gateway.
+    state.streams.settled(&all_receipts);
     Ok(result)
 }
 
@@ -268,6 +479,7 @@ pub async fn purge(state: &AppState, caller: &Caller, mailbox: &MailboxName) {
     for node in state.nodes.live() {
         let request = proto::PurgeRequest {
             mailbox: Some(mailbox.to_proto()),
+            topic_history: String::new(),
         };
         let outcome = match state.nodes.broker(&node, &caller.act) {
             Ok(mut broker) => broker

@@ -48,6 +48,11 @@ impl Nodes {
         }
     }
 
+    /// How many partitions keys hash into.
+    pub fn partition_count(&self) -> u32 {
+        self.partition_count
+    }
+
     /// Live nodes, sorted by id.
     pub fn live(&self) -> Vec<NodeInfo> {
         self.live.borrow().clone()

@@ -135,6 +135,8 @@ impl Routes for RouteList {
         api::delete_queue,
         api::pull_queue,
         api::ack_queue,
+        crate::nack::nack_queue,
+        api::stream_queue,
         api::declare_topic,
         api::list_topics,
         api::get_topic,
@@ -146,6 +148,8 @@ impl Routes for RouteList {
         api::unsubscribe,
         api::pull_subscription,
         api::ack_subscription,
+        crate::nack::nack_subscription,
+        api::stream_subscription,
         permissions::grant,
         permissions::list,
         permissions::revoke,
@@ -476,7 +480,30 @@ pub struct TopicList {
 #[derive(Serialize, ToSchema)]
 pub struct TopicDetail {
     pub name: String,
+    /// How long every message is kept for new subscriptions (0: no history).
+    pub retention_ms: u64,
+    pub retained: Retained,
     pub subscribers: Vec<String>,
+    /// Each subscription with its lag: messages not acked yet (ready or delivered).
+    pub subscriptions: Vec<SubscriptionLag>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Retained {
+    pub messages: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// When the oldest retained message was published (ms since the Unix epoch); none if
+    /// nothing is retained.
+    pub oldest_published_at_ms: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionLag {
+    pub subscriber: String,
+    pub lag: u64,
+    pub ready: u64,
+    pub leased: u64,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -148,6 +148,142 @@ impl Leases {
         }
     }
 
+    /// Puts a leased message back, ready at once, if `receipt` is still its lease: the gateway
+    /// leased it but handed it to nobody, so the delivery does not count either. The lease keeps
+    /// its name, so the receipt still acks the message until someone leases it again.
+    pub fn put_back(
+        &mut self,
+        epoch: Epoch,
+        mailbox: &str,
+        receipt: &Receipt,
+        now_ms: u64,
+    ) -> bool {
+        self.for_epoch(epoch);
+        let Some(lease) = self
+            .by_mailbox
+            .get_mut(mailbox)
+            .and_then(|l| l.get_mut(&receipt.offset))
+        else {
+            return false;
+        };
+        if lease.name != receipt.lease || lease.visible_at_ms <= now_ms {
+            return false;
+        }
+        lease.visible_at_ms = 0;
+        lease.deliveries = lease.deliveries.saturating_sub(1);
+        true
+    }
+
+    /// When the next lease of `mailbox` that is running now lapses (its message is ready
+    /// again then), for pulls that wait.
+    pub fn next_lapse(&mut self, epoch: Epoch, mailbox: &str, now_ms: u64) -> Option<u64> {
+        self.for_epoch(epoch);
+        self.by_mailbox.get(mailbox).and_then(|leases| {
+            leases
+                .values()
+                .map(|l| l.visible_at_ms)
+                .filter(|at| *at > now_ms)
+                .min()
+        })
+    }
+
+    /// Takes out of `candidates` the messages delivered `max_deliveries` times already that
+    /// nobody holds now, and holds them for `hold_ms` (invisible) while they are
+    /// dead-lettered; with their delivery counts. Should dead-lettering fail, they come back
+    /// when the hold ends, and go the same way then.
+    pub fn exhausted(
+        &mut self,
+        epoch: Epoch,
+        mailbox: &str,
+        candidates: &mut Vec<PendingMessage>,
+        max_deliveries: u32,
+        (now_ms, hold_ms): (u64, u64),
+    ) -> Vec<(PendingMessage, u32)> {
+        self.for_epoch(epoch);
+        let Some(leases) = self.by_mailbox.get_mut(mailbox) else {
+            return Vec::new();
+        };
+        let mut exhausted = Vec::new();
+        let mut kept = Vec::with_capacity(candidates.len());
+        for message in candidates.drain(..) {
+            match leases.get_mut(&message.offset) {
+                Some(lease)
+                    if lease.visible_at_ms <= now_ms && lease.deliveries >= max_deliveries =>
+                {
+                    lease.visible_at_ms = now_ms.saturating_add(hold_ms);
+                    exhausted.push((message, lease.deliveries));
+                }
+                _ => kept.push(message),
+            }
+        }
+        *candidates = kept;
+        exhausted
+    }
+
+    /// The leases that ran out (their messages ready again), as (mailbox, offset, deliveries):
+    /// for the sweep that dead-letters messages past their queue's delivery limit.
+    pub fn lapsed(&mut self, epoch: Epoch, now_ms: u64) -> Vec<(String, Offset, u32)> {
+        self.for_epoch(epoch);
+        let mut lapsed = Vec::new();
+        for (mailbox, leases) in &self.by_mailbox {
+            for (offset, lease) in leases {
+                if lease.visible_at_ms <= now_ms && lease.deliveries > 0 {
+                    lapsed.push((mailbox.clone(), *offset, lease.deliveries));
+                }
+            }
+        }
+        lapsed
+    }
+
+    /// Holds a message whose lease ran out (invisible until `until_ms`) while it is
+    /// dead-lettered; false if it is leased again or gone.
+    pub fn hold(
+        &mut self,
+        epoch: Epoch,
+        mailbox: &str,
+        offset: Offset,
+        (now_ms, until_ms): (u64, u64),
+    ) -> bool {
+        self.for_epoch(epoch);
+        match self
+            .by_mailbox
+            .get_mut(mailbox)
+            .and_then(|l| l.get_mut(&offset))
+        {
+            Some(lease) if lease.visible_at_ms <= now_ms => {
+                lease.visible_at_ms = until_ms;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A consumer gave a leased message back (`nack`) while `receipt` is still its lease:
+    /// with `requeue` it is ready again at once, its delivery counted; without, it is held
+    /// for `hold_ms` while it is dead-lettered. Returns its delivery count, or None if the
+    /// receipt is stale.
+    pub fn give_back(
+        &mut self,
+        epoch: Epoch,
+        mailbox: &str,
+        receipt: &Receipt,
+        requeue: bool,
+        (now_ms, hold_ms): (u64, u64),
+    ) -> Option<u32> {
+        self.for_epoch(epoch);
+        let lease = self
+            .by_mailbox
+            .get_mut(mailbox)?
+            .get_mut(&receipt.offset)
+            .filter(|l| l.name == receipt.lease && l.visible_at_ms > now_ms)?;
+        lease.visible_at_ms = if requeue {
+            0
+        } else {
+            now_ms.saturating_add(hold_ms)
+        };
+        Some(lease.deliveries)
+    }
+
     /// Drops the leases of a purged mailbox.
     pub fn forget(&mut self, mailbox: &str) {
         self.by_mailbox.remove(mailbox);
@@ -214,6 +350,25 @@ mod tests {
     }
 
     #[test]
+    fn a_message_put_back_is_ready_at_once_and_its_delivery_not_counted() {
+        let mut leases = Leases::default();
+        let taken = leases.take(1, 0, "q/x", vec![message(0)], wanted(1, 100, 50));
+        assert_eq!(leases.next_lapse(1, "q/x", 100), Some(150));
+        assert!(leases.put_back(1, "q/x", &taken[0].receipt, 110));
+        assert!(!leases.put_back(1, "q/x", &taken[0].receipt, 110), "once");
+        assert_eq!(leases.next_lapse(1, "q/x", 110), None);
+        let again = leases.take(1, 0, "q/x", vec![message(0)], wanted(1, 120, 50));
+        assert_eq!(
+            again[0].delivery_count, 1,
+            "the put-back delivery never happened"
+        );
+        assert!(
+            !leases.put_back(1, "q/x", &taken[0].receipt, 130),
+            "leased again since"
+        );
+    }
+
+    #[test]
     fn a_new_leadership_forgets_leases_and_accepts_old_receipts() {
         let mut leases = Leases::default();
         let taken = leases.take(1, 0, "q/x", vec![message(0)], wanted(1, 100, 50_000));
@@ -242,5 +397,62 @@ mod tests {
             taken.is_empty(),
             "nothing over the budget after other partitions"
         );
+    }
+    #[test]
+    fn a_message_delivered_max_times_is_held_for_dead_lettering() {
+        let mut leases = Leases::default();
+        let first = leases.take(
+            1,
+            0,
+            "q/x",
+            vec![message(0), message(1)],
+            wanted(2, 100, 50),
+        );
+        assert_eq!(first.len(), 2);
+        // Both lapse; message 0 was delivered once, which is the limit.
+        let mut candidates = vec![message(0), message(1)];
+        let dead = leases.exhausted(1, "q/x", &mut candidates, 1, (200, 1_000));
+        assert_eq!(
+            dead.iter().map(|(m, n)| (m.offset, *n)).collect::<Vec<_>>(),
+            [(0, 1), (1, 1)]
+        );
+        assert!(candidates.is_empty());
+        // Held: neither exhausted again nor leased while it is being dead-lettered.
+        let mut again = vec![message(0)];
+        assert!(leases
+            .exhausted(1, "q/x", &mut again, 1, (300, 1_000))
+            .is_empty());
+        assert!(leases
+            .take(1, 0, "q/x", again, wanted(1, 300, 50))
+            .is_empty());
+    }
+
+    #[test]
+    fn a_nacked_message_is_ready_again_or_held_and_a_stale_nack_changes_nothing() {
+        let mut leases = Leases::default();
+        let taken = leases.take(
+            1,
+            0,
+            "q/x",
+            vec![message(0), message(1)],
+            wanted(2, 100, 50),
+        );
+        assert_eq!(
+            leases.give_back(1, "q/x", &taken[0].receipt, true, (110, 1_000)),
+            Some(1)
+        );
+        let again = leases.take(1, 0, "q/x", vec![message(0)], wanted(1, 120, 50));
+        assert_eq!(again[0].delivery_count, 2, "a requeued delivery counts");
+        assert_eq!(
+            leases.give_back(1, "q/x", &taken[0].receipt, true, (130, 1_000)),
+            None
+        );
+        assert_eq!(
+            leases.give_back(1, "q/x", &taken[1].receipt, false, (130, 1_000)),
+            Some(1)
+        );
+        assert!(leases
+            .take(1, 0, "q/x", vec![message(1)], wanted(1, 500, 50))
+            .is_empty());
     }
 }

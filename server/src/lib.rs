@@ -15,6 +15,7 @@ pub mod partition_log;
 pub mod records;
 pub mod service;
 pub mod store;
+pub mod wakeups;
 
 use mom_catalog::{partitions as zk_partitions, register_node, Catalog, NodeInfo};
 use mom_common::proto::{broker_server::BrokerServer, replica_server::ReplicaServer};
@@ -128,15 +129,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let routes = mom_catalog::RouteCache::new(catalog.clone()).await?;
     // Publishes carry payloads of up to 4 MiB, batches many: tonic's default 4 MiB limit
     // would refuse a maximal message with its envelope.
+    let broker_service =
+        service::BrokerService::new(logs.clone(), routes.clone(), access, credentials);
+    broker_service.spawn_dead_letter_sweep();
     let broker = tonic::service::interceptor::InterceptedService::new(
-        BrokerServer::new(service::BrokerService::new(
-            logs.clone(),
-            routes.clone(),
-            access,
-            credentials,
-        ))
-        .max_decoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES)
-        .max_encoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES),
+        BrokerServer::new(broker_service)
+            .max_decoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES),
         broker_callers,
     );
     let replica = tonic::service::interceptor::InterceptedService::new(

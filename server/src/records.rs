@@ -37,6 +37,29 @@ impl Record {
     }
 }
 
+/// The mailboxes field of a publish record and nothing else: decoding it skips the payload
+/// without copying it. Tags as in the `.proto`'s `LogRecord.publish` and `Publish.mailboxes`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PublishedTo {
+    #[prost(message, optional, tag = "2")]
+    publish: Option<MailboxesOnly>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct MailboxesOnly {
+    #[prost(string, repeated, tag = "7")]
+    mailboxes: Vec<String>,
+}
+
+/// The mailboxes a publish record went to (none for any other record), cheaply.
+pub fn published_to(bytes: &[u8]) -> Vec<String> {
+    PublishedTo::decode(bytes)
+        .ok()
+        .and_then(|r| r.publish)
+        .map(|p| p.mailboxes)
+        .unwrap_or_default()
+}
+
 impl Payload for Record {
     fn epoch_start() -> Self {
         Record::new(Kind::EpochStart(proto::EpochStart {}))
@@ -60,5 +83,26 @@ pub fn from_wire(entry: proto::LogEntry) -> Entry<Record> {
             message_id: (!entry.message_id.is_empty()).then_some(entry.message_id),
             bytes: entry.record,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_to_reads_only_the_mailboxes() {
+        let record = Record::new(Kind::Publish(proto::Publish {
+            message_id: "m".into(),
+            payload: vec![7; 1000],
+            mailboxes: vec!["q/a".into(), "q/b".into()],
+            ..Default::default()
+        }));
+        assert_eq!(published_to(&record.bytes), ["q/a", "q/b"]);
+        let purge = Record::new(Kind::Purge(proto::Purge {
+            mailbox: "q/a".into(),
+            ..Default::default()
+        }));
+        assert!(published_to(&purge.bytes).is_empty());
     }
 }

@@ -4,6 +4,11 @@
 //! forwarded once to the partition's leader. Pulls and counts cover the partitions this node
 //! serves; the gateway asks every node. Every change (publish, ack, purge) is a record in the
 //! partition's log, answered once committed; a pull only takes leader-local leases.
+//!
+//! A pull with `wait_ms` that finds nothing waits without polling: on its mailbox's signal
+//! ([`crate::wakeups`], raised when a publish to it is applied), on a timer for the first of its
+//! leases to lapse, and on `StopWaiting`. It leases only after it stopped waiting, so dropping
+//! the call while it waits loses nothing.
 
 use crate::leases::{Leased, Receipt, Wanted};
 use crate::partition_log::{PartitionLogs, WriteError};
@@ -18,6 +23,9 @@ use mom_common::proto::{
 use mom_common::token::{AttachService, ServiceCredentials};
 use mom_common::MailboxName;
 use std::collections::BTreeMap;
+
+mod dead_letters;
+use dead_letters::{DeliveryLimit, Letter, DEAD_LETTER_HOLD_MS};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::{metadata::MetadataMap, Request, Response, Status};
@@ -28,6 +36,8 @@ pub use mom_common::message::MAX_PAYLOAD_BYTES;
 /// Bounds the messages one pull answers, in bytes of payloads and headers (the first message
 /// always goes, whatever its size), so that a reply stays well within gRPC's message limit.
 pub const MAX_PULL_BYTES: usize = 8 << 20;
+/// The longest a pull waits for a message.
+pub const MAX_PULL_WAIT: Duration = Duration::from_secs(20);
 /// Marks a call one node passed to another, so it is never passed on twice.
 const FORWARDED: &str = "x-mom-forwarded";
 
@@ -38,6 +48,7 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+#[derive(Clone)]
 pub struct BrokerService {
     logs: Arc<PartitionLogs>,
     routes: RouteCache,
@@ -129,13 +140,14 @@ impl BrokerService {
     }
 
     /// Where messages published to `destination` go: one list of mailboxes per routing key,
-    /// from the routes as of after this call started.
+    /// from the routes as of after this call started; and how long a topic retains them (0
+    /// for everything else).
     async fn destinations(
         &self,
         kind: i32,
         destination: &str,
         routing_keys: &[&str],
-    ) -> Result<Vec<Vec<String>>, Status> {
+    ) -> Result<(Vec<Vec<String>>, u64), Status> {
         let kind = DestinationKind::try_from(kind)
             .map_err(|_| Status::invalid_argument("unknown destination kind"))?;
         for key in routing_keys {
@@ -149,7 +161,7 @@ impl BrokerService {
                     .exchange(destination)
                     .await
                     .map_err(catalog_status)?;
-                Ok(routing_keys
+                let mailboxes = routing_keys
                     .iter()
                     .map(|key| {
                         routes
@@ -158,22 +170,24 @@ impl BrokerService {
                             .map(|q| MailboxName::Queue(q).key())
                             .collect()
                     })
-                    .collect())
+                    .collect();
+                Ok((mailboxes, 0))
             }
             // The default exchange: every message goes to the queue of that name.
             DestinationKind::Queue => {
                 validate_name("queue", destination).map_err(bad_name)?;
                 let mailbox = MailboxName::Queue(destination.to_owned()).key();
-                Ok(vec![vec![mailbox]; routing_keys.len()])
+                Ok((vec![vec![mailbox]; routing_keys.len()], 0))
             }
             DestinationKind::Topic => {
                 validate_name("topic", destination).map_err(bad_name)?;
-                let subscribers = self
+                let topic = self
                     .routes
-                    .subscribers(destination)
+                    .topic(destination)
                     .await
                     .map_err(catalog_status)?;
-                let mailboxes: Vec<String> = subscribers
+                let mailboxes: Vec<String> = topic
+                    .subscribers
                     .into_iter()
                     .map(|subscriber| {
                         MailboxName::Subscription {
@@ -183,17 +197,18 @@ impl BrokerService {
                         .key()
                     })
                     .collect();
-                Ok(vec![mailboxes; routing_keys.len()])
+                Ok((vec![mailboxes; routing_keys.len()], topic.retention_ms))
             }
         }
     }
 
     /// The record of one published message, and what its publisher is told; no record when
-    /// nothing is bound to it.
+    /// nothing is bound to it and its topic retains nothing (`retention_ms` 0).
     fn publish_record(
         destination: &str,
         message: proto::BatchMessage,
         mailboxes: Vec<String>,
+        retention_ms: u64,
     ) -> Result<(Option<Record>, proto::PublishReply), Status> {
         mom_common::message::check_message(
             message.payload.len(),
@@ -211,7 +226,7 @@ impl BrokerService {
             message_id: message_id.clone(),
             routed: mailboxes.len() as u32,
         };
-        if mailboxes.is_empty() {
+        if mailboxes.is_empty() && retention_ms == 0 {
             return Ok((None, reply));
         }
         let published_at_ms = now_ms();
@@ -241,6 +256,13 @@ impl BrokerService {
             headers: message.headers,
             content_type: message.content_type,
             deliver_at_ms,
+            retain_until_ms: if retention_ms > 0 {
+                published_at_ms
+                    .saturating_add(retention_ms)
+                    .min(i64::MAX as u64)
+            } else {
+                0
+            },
         }));
         Ok((Some(record), reply))
     }
@@ -369,8 +391,72 @@ impl BrokerService {
         Ok((current.len() as u32, stale))
     }
 
+    /// Leases up to `max` ready messages of the mailbox `key` from every partition this node
+    /// serves, of at most [`MAX_PULL_BYTES`] in all (at least one message).
+    fn lease_all(
+        &self,
+        key: &str,
+        max: u32,
+        visibility_ms: u64,
+        limit: Option<&DeliveryLimit>,
+    ) -> Result<Vec<proto::Delivery>, Status> {
+        let mut deliveries = Vec::new();
+        let mut bytes_left = MAX_PULL_BYTES;
+        for partition in self.logs.led() {
+            let wanted = max - deliveries.len() as u32;
+            if wanted == 0 || bytes_left == 0 {
+                break;
+            }
+            let budget = (bytes_left, deliveries.is_empty());
+            let leased = self.lease(key, partition, wanted, visibility_ms, budget, limit)?;
+            let taken: usize = leased.iter().map(|l| l.message.size()).sum();
+            bytes_left = bytes_left.saturating_sub(taken);
+            deliveries.extend(leased.into_iter().map(|l| proto::Delivery {
+                receipt: l.receipt.to_string(),
+                message_id: l.message.message_id,
+                exchange: l.message.exchange,
+                routing_key: l.message.routing_key,
+                payload: l.message.payload,
+                delivery_count: l.delivery_count,
+                published_at_ms: l.message.published_at_ms,
+                headers: l.message.headers,
+                content_type: l.message.content_type,
+            }));
+        }
+        Ok(deliveries)
+    }
+
+    /// When the first lease of `key` on this node lapses, or its first delayed message
+    /// becomes due, as an instant to sleep until.
+    fn next_lapse(&self, key: &str) -> Option<tokio::time::Instant> {
+        let now = now_ms();
+        let at = self
+            .logs
+            .led()
+            .into_iter()
+            .filter_map(|partition| {
+                let epoch = self.logs.serving(partition)?;
+                let lapse = self
+                    .logs
+                    .with_leases(partition, |leases| leases.next_lapse(epoch, key, now))
+                    .flatten();
+                let due = self
+                    .logs
+                    .store()
+                    .next_visible_at(key, partition, now)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "reading delayed messages failed");
+                        None
+                    });
+                lapse.into_iter().chain(due).min()
+            })
+            .min()?;
+        Some(tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now)))
+    }
+
     /// Leases up to `max` ready messages of one partition this node serves, of at most
-    /// `max_bytes` in all (the first may be larger when `first_may_exceed`).
+    /// `max_bytes` in all (the first may be larger when `first_may_exceed`). Messages past
+    /// the queue's delivery `limit` are dead-lettered instead.
     fn lease(
         &self,
         key: &str,
@@ -378,6 +464,7 @@ impl BrokerService {
         max: u32,
         visibility_ms: u64,
         (max_bytes, first_may_exceed): (usize, bool),
+        limit: Option<&DeliveryLimit>,
     ) -> Result<Vec<Leased>, Status> {
         let Some(epoch) = self.logs.serving(partition) else {
             return Ok(Vec::new());
@@ -389,9 +476,27 @@ impl BrokerService {
                 // Leased messages are skipped, so look at enough to find `max` free ones.
                 let held = leases.active(epoch, key, now);
                 let scan = (u64::from(max) + held).min(u64::from(u32::MAX)) as u32;
-                let candidates =
+                let mut candidates =
                     tokio::task::block_in_place(|| store.pending(key, partition, None, scan, now))
                         .map_err(storage_status)?;
+                if let Some(limit) = limit {
+                    let exhausted = leases.exhausted(
+                        epoch,
+                        key,
+                        &mut candidates,
+                        limit.max_deliveries,
+                        (now, DEAD_LETTER_HOLD_MS),
+                    );
+                    let letters = exhausted
+                        .into_iter()
+                        .map(|(message, deliveries)| Letter {
+                            message,
+                            deliveries,
+                            reason: "max_deliveries",
+                        })
+                        .collect();
+                    self.dead_letter_later(limit.queue.clone(), partition, letters);
+                }
                 let wanted = Wanted {
                     max: max as usize,
                     max_bytes,
@@ -467,13 +572,14 @@ impl Broker for BrokerService {
             .iter()
             .map(|m| m.routing_key.as_str())
             .collect();
-        let destinations = self
+        let (destinations, retention_ms) = self
             .destinations(request.kind, &request.destination, &keys)
             .await?;
         let mut records = Vec::new();
         let mut published = Vec::new();
         for (message, mailboxes) in request.messages.into_iter().zip(destinations) {
-            let (record, reply) = Self::publish_record(&request.destination, message, mailboxes)?;
+            let (record, reply) =
+                Self::publish_record(&request.destination, message, mailboxes, retention_ms)?;
             records.extend(record);
             published.push(reply);
         }
@@ -504,37 +610,89 @@ impl Broker for BrokerService {
             .await?;
         let key = mailbox.key();
         let max = request.max.clamp(1, MAX_PULL);
-        let mut deliveries = Vec::new();
-        let mut bytes_left = MAX_PULL_BYTES;
-        for partition in self.logs.led() {
-            let wanted = max - deliveries.len() as u32;
-            if wanted == 0 || bytes_left == 0 {
-                break;
+        let visibility = request.visibility_timeout_ms;
+        let wait = Duration::from_millis(request.wait_ms).min(MAX_PULL_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
+        let limit = self.delivery_limit(&mailbox).await;
+        // Subscribed before the first look, so a message applied in between still wakes us.
+        let mut signal = (!wait.is_zero()).then(|| self.logs.wakeups().watch(&key));
+        let mut stop = (!wait.is_zero() && !request.wait_id.is_empty())
+            .then(|| self.logs.wakeups().stop_watch(&request.wait_id));
+        let deliveries = loop {
+            if let Some(signal) = &mut signal {
+                signal.mark_seen();
             }
-            let budget = (bytes_left, deliveries.is_empty());
-            let leased = self.lease(
-                &key,
-                partition,
-                wanted,
-                request.visibility_timeout_ms,
-                budget,
-            )?;
-            let taken: usize = leased.iter().map(|l| l.message.size()).sum();
-            bytes_left = bytes_left.saturating_sub(taken);
-            deliveries.extend(leased.into_iter().map(|l| proto::Delivery {
-                receipt: l.receipt.to_string(),
-                message_id: l.message.message_id,
-                exchange: l.message.exchange,
-                routing_key: l.message.routing_key,
-                payload: l.message.payload,
-                delivery_count: l.delivery_count,
-                published_at_ms: l.message.published_at_ms,
-                headers: l.message.headers,
-                content_type: l.message.content_type,
-            }));
-        }
+            let deliveries = self.lease_all(&key, max, visibility, limit.as_ref())?;
+            let (Some(signal), false) = (&mut signal, !deliveries.is_empty()) else {
+                break deliveries;
+            };
+            if tokio::time::Instant::now() >= deadline {
+                break deliveries;
+            }
+            let until = self
+                .next_lapse(&key)
+                .map_or(deadline, |at| at.min(deadline));
+            let stopped = async {
+                match &mut stop {
+                    Some(stop) => stop.stopped().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = signal.signalled() => {}
+                _ = tokio::time::sleep_until(until) => {}
+                _ = stopped => break Vec::new(),
+            }
+        };
         metrics::counter!("mom_delivered_messages_total").increment(deliveries.len() as u64);
         Ok(Response::new(proto::PullReply { deliveries }))
+    }
+
+    async fn stop_waiting(
+        &self,
+        request: Request<proto::StopWaitingRequest>,
+    ) -> Result<Response<proto::StopWaitingReply>, Status> {
+        let id = &request.get_ref().wait_id;
+        if !id.is_empty() {
+            self.logs.wakeups().stop(id);
+        }
+        Ok(Response::new(proto::StopWaitingReply {}))
+    }
+
+    async fn release(
+        &self,
+        request: Request<proto::ReleaseRequest>,
+    ) -> Result<Response<proto::ReleaseReply>, Status> {
+        let metadata = request.metadata().clone();
+        let request = request.into_inner();
+        let mailbox = mailbox_of(request.mailbox.as_ref())?;
+        let (kind, name) = consumed_resource(&mailbox);
+        self.authorize(&metadata, kind, name, Permission::Read)
+            .await?;
+        let key = mailbox.key();
+        let now = now_ms();
+        let mut released = 0;
+        for text in &request.receipts {
+            // Leases are this node's own: a receipt of another node (or an earlier leadership)
+            // names no lease here, and its message is ready already or soon.
+            let Some(receipt) = Receipt::parse(text) else {
+                continue;
+            };
+            let Some(epoch) = self.logs.serving(receipt.partition) else {
+                continue;
+            };
+            let put_back = self
+                .logs
+                .with_leases(receipt.partition, |leases| {
+                    leases.put_back(epoch, &key, &receipt, now)
+                })
+                .unwrap_or(false);
+            released += u32::from(put_back);
+        }
+        if released > 0 {
+            self.logs.wakeups().wake([key.as_str()]);
+        }
+        Ok(Response::new(proto::ReleaseReply { released }))
     }
 
     async fn ack(
@@ -629,11 +787,17 @@ impl Broker for BrokerService {
         &self,
         request: Request<proto::PurgeRequest>,
     ) -> Result<Response<proto::PurgeReply>, Status> {
-        let key = mailbox_of(request.get_ref().mailbox.as_ref())?.key();
+        let history_of_topic = request.get_ref().topic_history.clone();
+        let key = match request.get_ref().mailbox.as_ref() {
+            // A deleted topic's retained messages only.
+            None if !history_of_topic.is_empty() => String::new(),
+            mailbox => mailbox_of(mailbox)?.key(),
+        };
         let mut purged = 0;
         for partition in self.logs.led() {
             let record = Record::new(Kind::Purge(proto::Purge {
                 mailbox: key.clone(),
+                history_of_topic: history_of_topic.clone(),
             }));
             self.logs
                 .propose(partition, vec![record])
@@ -692,6 +856,104 @@ impl Broker for BrokerService {
         }
         Ok(Response::new(reply))
     }
+
+    async fn nack(
+        &self,
+        request: Request<proto::NackRequest>,
+    ) -> Result<Response<proto::NackReply>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let mailbox = mailbox_of(request.mailbox.as_ref())?;
+        let (kind, name) = consumed_resource(&mailbox);
+        self.authorize(&metadata, kind, name, Permission::Read)
+            .await?;
+        let mut by_partition: BTreeMap<u32, Vec<(String, Receipt)>> = BTreeMap::new();
+        for text in request.receipts {
+            let receipt = Receipt::parse(&text)
+                .ok_or_else(|| Status::invalid_argument(format!("malformed receipt {text:?}")))?;
+            self.check_partition(receipt.partition)?;
+            by_partition
+                .entry(receipt.partition)
+                .or_default()
+                .push((text, receipt));
+        }
+        let mut reply = proto::NackReply::default();
+        for (partition, receipts) in by_partition {
+            let part = self
+                .nack_in_partition(&metadata, &mailbox, partition, receipts, request.requeue)
+                .await?;
+            reply.nacked += part.nacked;
+            reply.stale.extend(part.stale);
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn replay(
+        &self,
+        request: Request<proto::ReplayRequest>,
+    ) -> Result<Response<proto::ReplayReply>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        validate_name("topic", &request.topic).map_err(bad_name)?;
+        validate_name("subscriber", &request.subscriber).map_err(bad_name)?;
+        self.authorize(
+            &metadata,
+            ResourceKind::Topic,
+            &request.topic,
+            Permission::Read,
+        )
+        .await?;
+        let partition = request.partition;
+        if let Some(leader) = self.leader_elsewhere(partition)? {
+            return self
+                .forward_to(&leader, &metadata)?
+                .replay(Self::forwarded(request))
+                .await;
+        }
+        let mailbox = MailboxName::Subscription {
+            topic: request.topic.clone(),
+            subscriber: request.subscriber,
+        }
+        .key();
+        let record = Record::new(Kind::Replay(proto::Replay {
+            topic: request.topic,
+            mailbox: mailbox.clone(),
+            from_offset: request.from_offset,
+            from_time_ms: request.from_time_ms,
+            at_ms: now_ms(),
+        }));
+        self.logs
+            .propose(partition, vec![record])
+            .await
+            .map_err(write_status)?;
+        self.logs.wakeups().wake([mailbox.as_str()]);
+        Ok(Response::new(proto::ReplayReply {}))
+    }
+
+    async fn history(
+        &self,
+        request: Request<proto::HistoryRequest>,
+    ) -> Result<Response<proto::HistoryReply>, Status> {
+        let topic = request.get_ref().topic.clone();
+        validate_name("topic", &topic).map_err(bad_name)?;
+        let store = self.logs.store().clone();
+        let now = now_ms();
+        let mut reply = proto::HistoryReply::default();
+        for partition in self.logs.led() {
+            if self.logs.serving(partition).is_none() {
+                continue;
+            }
+            let (messages, bytes, oldest) =
+                tokio::task::block_in_place(|| store.history(&topic, partition, now))
+                    .map_err(storage_status)?;
+            reply.messages += messages;
+            reply.bytes += bytes;
+            if let Some(oldest) = oldest {
+                if reply.oldest_ms == 0 || oldest < reply.oldest_ms {
+                    reply.oldest_ms = oldest;
+                }
+            }
+        }
+        Ok(Response::new(reply))
+    }
 }
 
 #[cfg(test)]
@@ -717,6 +979,7 @@ mod tests {
             "ex",
             message(&[("trace-id", "t")], "image/png"),
             vec!["q/x".into()],
+            0,
         )
         .unwrap();
         assert_eq!(reply.routed, 1);
@@ -747,7 +1010,8 @@ mod tests {
                 ..Default::default()
             },
         ] {
-            let status = BrokerService::publish_record("ex", bad, vec!["q/x".into()]).unwrap_err();
+            let status =
+                BrokerService::publish_record("ex", bad, vec!["q/x".into()], 0).unwrap_err();
             assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
         }
     }

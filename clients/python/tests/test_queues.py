@@ -158,7 +158,7 @@ def test_expired_messages_are_not_delivered(conn: Connection, unique) -> None:
 
 
 def test_delayed_messages_are_not_delivered_early(conn: Connection, unique) -> None:
-    queue = f"delayed-{unique}"
+    queue = unique("delayed")
     conn.declare_queue(queue)
     published = time.monotonic()
     conn.publish_to_queue(queue, "later", delay_ms=800)
@@ -235,3 +235,19 @@ def test_the_default_exchange_mandatory_and_own_message_ids(conn, unique) -> Non
     for _ in range(3):
         assert conn.publish_to_queue(queue, "once", message_id=f"{queue}-m1").message_id == f"{queue}-m1"
     assert sorted(payloads(drain(conn, queue, 10, quiet_ms=1000))) == ["once", "straight in"]
+
+
+def test_rejected_and_exhausted_messages_are_dead_lettered(conn: Connection, unique) -> None:
+    dlx, dead, work = unique("dlx"), unique("dead"), unique("work")
+    conn.declare_exchange(dlx, ExchangeKind.FANOUT)
+    conn.declare_queue(dead)
+    conn.bind(dlx, dead, "")
+    conn.declare_queue(work, dead_letter_exchange=dlx, max_deliveries=2)
+    conn.publish_to_queue(work, "again")
+    [first] = conn.pull(work, 1, wait_ms=5_000)
+    assert conn.nack(work, [first], requeue=True).acked == 1
+    [second] = conn.pull(work, 1)
+    assert second.delivery_count == 2
+    assert conn.nack(work, [second], requeue=False).acked == 1
+    [letter] = conn.pull(dead, 1, wait_ms=5_000)
+    assert (letter.payload, letter.headers["x-death-reason"]) == ("again", "rejected")

@@ -46,3 +46,23 @@ def test_a_subscription_consumer_and_unsubscribe(conn: Connection, unique) -> No
         conn.pull_subscription(topic, "worker")
     conn.delete_topic(topic)
     assert topic not in conn.list_topics()
+
+
+def test_a_late_subscription_replays_the_retained_history(conn: Connection, unique) -> None:
+    from mom_client import Conflict
+
+    topic = unique("history")
+    conn.declare_topic(topic, retention_ms=600_000)
+    with pytest.raises(Conflict):
+        conn.declare_topic(topic, retention_ms=5)
+    for n in range(3):
+        assert conn.publish_topic(topic, f"old-{n}").routed == 0
+    info = conn.get_topic(topic)
+    assert (info["retention_ms"], info["retained"]["messages"]) == (600_000, 3)
+    conn.subscribe(topic, "late", start="earliest")
+    conn.subscribe(topic, "now")
+    conn.publish_topic(topic, "new")
+    lags = {s["subscriber"]: s["lag"] for s in conn.get_topic(topic)["subscriptions"]}
+    assert lags == {"late": 4, "now": 1}
+    got = conn.pull_subscription(topic, "late", 10, wait_ms=5_000)
+    assert [d.payload for d in got] == ["old-0", "old-1", "old-2", "new"]

@@ -29,6 +29,11 @@ impl Mom {
         Mom { cluster, conn }
     }
 
+    /// The benchmark user's connection to the gateway.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Services of the cluster that are no longer running (crashed during the bench), each
     /// with the end of its log.
     pub fn exited(&mut self) -> Vec<(String, String)> {

@@ -3,7 +3,9 @@
 //! needed), RabbitMQ the 3-node cluster of scripts/rabbitmq-cluster.sh with one quorum queue.
 //! Rows: (a) 1 publish in flight, (b) 32 in flight, (c) consume + ack of the backlog; 1 KiB
 //! persistent messages, confirmed publishes. Prints msg/s, p50/p99 latency, broker CPU per
-//! message and the MOM/RabbitMQ ratio, as medians over `BENCH_RUNS` runs.
+//! message and the MOM/RabbitMQ ratio, as medians over `BENCH_RUNS` runs. Then MOM alone:
+//! (d) publish→deliver latency through an SSE stream at `BENCH_SSE_RATE` msg/s (1000; 0 skips
+//! it) for `BENCH_ROW_SECS`.
 //!
 //! Run it with `bash scripts/bench.sh`, which builds in release and starts RabbitMQ. Settings
 //! (environment): `BENCH_RUNS` (3), `BENCH_ROW_SECS` (10), `BENCH_MESSAGES_1` (5000),
@@ -154,6 +156,28 @@ async fn bench() -> ExitCode {
     if let Some(rabbit) = &rabbit {
         rabbit.close().await;
     }
+    let sse_rate = setting("BENCH_SSE_RATE", 1_000) as u32;
+    let sse_row = if sse_rate == 0 {
+        None
+    } else {
+        let outcome = match mom.declare_queue("bench-sse").await {
+            Ok(()) => {
+                bench::latency::stream_latency(
+                    mom.conn(),
+                    "bench-sse",
+                    "bench-sse",
+                    sse_rate,
+                    row_time,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        Some(match outcome {
+            Ok(row) => format!("(d) MOM at {sse_rate} msg/s, {} ", row.line()),
+            Err(e) => format!("(d) MOM publish→deliver via SSE could not run: {e}"),
+        })
+    };
     for (service, log) in mom.exited() {
         println!("MOM's {service} exited during the bench; the end of its log:\n{log}");
     }
@@ -189,6 +213,9 @@ async fn bench() -> ExitCode {
         bench::rabbitmq::PREFETCH,
         load::CONSUME_BATCH
     );
+    if let Some(line) = sse_row {
+        println!("{line}\n    (latency: from just before the publish is sent to the event's arrival at the stream's consumer; includes replication and commit)");
+    }
     println!(
         "whole bench binary: {:.0} s",
         started.elapsed().as_secs_f64()

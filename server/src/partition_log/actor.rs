@@ -12,10 +12,14 @@
 //!
 //! Recent entries stay in memory (`tail`), so a leader serves followers what it has just
 //! appended while its own fsync runs alongside theirs.
+//!
+//! Once a commit is applied here, the pulls waiting on the mailboxes its publishes went to are
+//! woken ([`crate::wakeups`]); when the partition starts being served, every waiting pull is.
 
 use super::Shared;
 use crate::records::{self, Record};
 use crate::store::Write;
+use crate::wakeups::Wakeups;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
@@ -26,6 +30,7 @@ use mom_replicator::protocol::{
     Role, View,
 };
 use mom_replicator::{wire, MAX_FETCH_BYTES};
+use std::collections::BTreeSet;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -132,6 +137,18 @@ struct Actor {
     /// Appends and resets not durable yet, oldest first, each with the log end it makes
     /// durable: reported to the core strictly in the order they were written.
     durable: FuturesOrdered<BoxFuture<'static, Option<Offset>>>,
+    /// Where waiting pulls are woken.
+    wakeups: Arc<Wakeups>,
+    /// The HW up to which waiting pulls were (or will be, once applied) woken.
+    woken_to: Offset,
+    /// Whether the partition was served at the last status, to wake everyone when it starts.
+    was_serving: bool,
+}
+
+/// Which waiting pulls a commit wakes.
+enum Woken {
+    All,
+    Mailboxes(BTreeSet<String>),
 }
 
 pub fn spawn(
@@ -141,6 +158,7 @@ pub fn spawn(
     hw: Offset,
     mut views: watch::Receiver<BTreeMap<u32, Versioned>>,
     mut connected: watch::Receiver<bool>,
+    wakeups: Arc<Wakeups>,
 ) -> (
     mpsc::UnboundedSender<Event>,
     watch::Receiver<PartitionStatus>,
@@ -167,6 +185,9 @@ pub fn spawn(
         recent_ids: HashMap::new(),
         dropped: false,
         durable: FuturesOrdered::new(),
+        wakeups,
+        woken_to: hw,
+        was_serving: false,
     };
     let mut live = actor.shared.live.clone();
     tokio::spawn(async move {
@@ -242,9 +263,7 @@ impl Actor {
                         .message_id
                         .as_ref()
                         .and_then(|m| self.recent_ids.get(m))
-                        .filter(|(_, at)| {
-                            now.saturating_sub(*at) < self.shared.dedup_window_ms
-                        })
+                        .filter(|(_, at)| now.saturating_sub(*at) < self.shared.dedup_window_ms)
                         .map(|(offset, _)| *offset);
                     match known {
                         Some(offset) => after = after.max(Some(offset)),
@@ -299,9 +318,36 @@ impl Actor {
         }
     }
 
+    /// The mailboxes that committed publishes in `[from, to)` went to; `All` when the tail no
+    /// longer holds them all.
+    fn published_to(&self, from: Offset, to: Offset) -> Woken {
+        let mut mailboxes = BTreeSet::new();
+        if from >= to {
+            return Woken::Mailboxes(mailboxes);
+        }
+        let Some(first) = self.tail.front().map(|e| e.offset) else {
+            return Woken::All;
+        };
+        if from < first || to > first + self.tail.len() as u64 {
+            return Woken::All;
+        }
+        for entry in self
+            .tail
+            .range((from - first) as usize..(to - first) as usize)
+        {
+            // Only publishes carry a message id; the others make nothing ready.
+            if entry.data.message_id.is_none() {
+                continue;
+            }
+            mailboxes.extend(records::published_to(&entry.data.bytes));
+        }
+        Woken::Mailboxes(mailboxes)
+    }
+
     fn execute(&mut self, actions: Vec<Action<Record>>) {
         let mut answers = Vec::new();
         let mut applied: Option<oneshot::Receiver<()>> = None;
+        let mut woken: Option<Woken> = None;
         for action in actions {
             match action {
                 Action::Append(entries) => self.append(entries),
@@ -328,6 +374,12 @@ impl Actor {
                         .push_back(async move { done.await.ok().map(|_| start) }.boxed());
                 }
                 Action::Commit(hw) => {
+                    // Only a serving leader has pulls to wake; what a follower applies is woken
+                    // for all at once if it comes to serve.
+                    if self.replica.serving() && hw > self.woken_to {
+                        woken = Some(self.published_to(self.woken_to, hw));
+                    }
+                    self.woken_to = self.woken_to.max(hw);
                     applied = Some(self.shared.store.submit(Write::Commit {
                         partition: self.partition,
                         hw,
@@ -348,7 +400,8 @@ impl Actor {
                 Action::Reply { id, result } => answers.push((id, result)),
             }
         }
-        if answers.is_empty() {
+        let woken = woken.filter(|w| !matches!(w, Woken::Mailboxes(m) if m.is_empty()));
+        if answers.is_empty() && woken.is_none() {
             return;
         }
         // Refusals go out at once; acknowledgements only once what they promise is applied.
@@ -361,9 +414,20 @@ impl Actor {
         match wait {
             Some(done) => {
                 let events = self.events.clone();
+                let wakeups = self.wakeups.clone();
                 tokio::spawn(async move {
                     if done.await.is_ok() {
-                        let _ = events.send(Event::Applied(answers));
+                        // Applied: a pull woken now finds the messages in the store.
+                        match woken {
+                            Some(Woken::All) => wakeups.wake_all(),
+                            Some(Woken::Mailboxes(mailboxes)) => {
+                                wakeups.wake(mailboxes.iter().map(String::as_str))
+                            }
+                            None => {}
+                        }
+                        if !answers.is_empty() {
+                            let _ = events.send(Event::Applied(answers));
+                        }
                     }
                 });
             }
@@ -615,7 +679,13 @@ impl Actor {
         actions
     }
 
-    fn publish_status(&self) {
+    fn publish_status(&mut self) {
+        let serving = self.replica.serving();
+        if serving && !self.was_serving {
+            // What was applied while not serving (or before a new epoch) is now pullable here.
+            self.wakeups.wake_all();
+        }
+        self.was_serving = serving;
         let log_end = self.replica.log().end;
         let view = self.replica.view();
         let follower_lag = self

@@ -12,6 +12,7 @@ mod actor;
 use crate::leases::Leases;
 use crate::records::Record;
 use crate::store::Store;
+use crate::wakeups::Wakeups;
 use actor::Event;
 pub use actor::PartitionStatus;
 use mom_catalog::partitions::Versioned;
@@ -66,6 +67,8 @@ pub struct PartitionLogs {
     shared: Arc<Shared>,
     partitions: Vec<Partition>,
     views: watch::Receiver<BTreeMap<u32, Versioned>>,
+    /// Pulls waiting for messages, woken by the partitions' tasks.
+    wakeups: Arc<Wakeups>,
 }
 
 pub fn to_view(versioned: &Versioned) -> View {
@@ -90,6 +93,7 @@ impl PartitionLogs {
         connected: watch::Receiver<bool>,
     ) -> anyhow::Result<PartitionLogs> {
         let shared = Arc::new(shared);
+        let wakeups = Arc::new(Wakeups::default());
         let mut partitions = Vec::new();
         for partition in 0..partition_count {
             let (log, hw) = shared.store.outline(partition)?;
@@ -100,6 +104,7 @@ impl PartitionLogs {
                 hw,
                 views.clone(),
                 connected.clone(),
+                wakeups.clone(),
             );
             partitions.push(Partition {
                 events,
@@ -111,11 +116,17 @@ impl PartitionLogs {
             shared,
             partitions,
             views,
+            wakeups,
         })
     }
 
     pub fn count(&self) -> u32 {
         self.partitions.len() as u32
+    }
+
+    /// Where pulls wait for messages ([`crate::wakeups`]).
+    pub fn wakeups(&self) -> &Arc<Wakeups> {
+        &self.wakeups
     }
 
     pub fn store(&self) -> &Arc<Store> {

@@ -66,6 +66,19 @@ CREATE TABLE IF NOT EXISTS dedup (
     PRIMARY KEY (partition, message_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedup_by_age ON dedup(partition, published_at_ms);
+-- Topic messages retained for new subscriptions (the topic's retention), by log entry.
+CREATE TABLE IF NOT EXISTS history (
+    partition       INTEGER NOT NULL,
+    offset          INTEGER NOT NULL,
+    topic           TEXT    NOT NULL,
+    published_at_ms INTEGER NOT NULL,
+    retain_until_ms INTEGER NOT NULL,
+    expires_at_ms   INTEGER,
+    bytes           INTEGER NOT NULL,
+    PRIMARY KEY (partition, offset)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_by_topic ON history(topic, partition, offset);
+CREATE INDEX IF NOT EXISTS history_by_age ON history(partition, retain_until_ms);
 CREATE TABLE IF NOT EXISTS partitions (
     partition  INTEGER PRIMARY KEY,
     log_start  INTEGER NOT NULL,
@@ -89,6 +102,19 @@ pub struct PendingMessage {
 }
 
 impl PendingMessage {
+    fn of(offset: Offset, publish: mom_common::proto::Publish) -> PendingMessage {
+        PendingMessage {
+            offset,
+            message_id: publish.message_id,
+            exchange: publish.exchange,
+            routing_key: publish.routing_key,
+            payload: publish.payload,
+            published_at_ms: publish.published_at_ms,
+            headers: publish.headers,
+            content_type: publish.content_type,
+        }
+    }
+
     /// About how many bytes the message takes in a delivery: its payload, headers and
     /// content type.
     pub fn size(&self) -> usize {
@@ -283,19 +309,38 @@ impl Store {
         for row in rows {
             let (offset, bytes) = row?;
             if let Some(Kind::Publish(publish)) = Record::decode(&bytes) {
-                messages.push(PendingMessage {
-                    offset,
-                    message_id: publish.message_id,
-                    exchange: publish.exchange,
-                    routing_key: publish.routing_key,
-                    payload: publish.payload,
-                    published_at_ms: publish.published_at_ms,
-                    headers: publish.headers,
-                    content_type: publish.content_type,
-                });
+                messages.push(PendingMessage::of(offset, publish));
             }
         }
         Ok(messages)
+    }
+
+    /// The message at `offset` if it still waits in `mailbox` (not acked, purged, expired),
+    /// visible or not.
+    pub fn pending_at(
+        &self,
+        mailbox: &str,
+        partition: u32,
+        offset: Offset,
+        now_ms: u64,
+    ) -> Result<Option<PendingMessage>> {
+        let conn = self.reader();
+        let bytes: Option<Vec<u8>> = conn
+            .prepare_cached(
+                "SELECT l.record FROM pending p
+                 JOIN log l ON l.partition = p.partition AND l.offset = p.offset
+                 WHERE p.mailbox = ?1 AND p.partition = ?2 AND p.offset = ?3
+                   AND (p.expires_at_ms IS NULL OR p.expires_at_ms > ?4)",
+            )?
+            .query_row(
+                params![mailbox, partition, offset as i64, now_ms as i64],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(bytes.and_then(|b| match Record::decode(&b) {
+            Some(Kind::Publish(publish)) => Some(PendingMessage::of(offset, publish)),
+            _ => None,
+        }))
     }
 
     /// Whether the message at `offset` still waits in `mailbox` (not acked, purged, expired).
@@ -362,15 +407,42 @@ impl Store {
         Ok(at.map(|t| t as u64))
     }
 
+    /// How many messages of `topic` this partition retains for new subscriptions, their
+    /// payload bytes, and the publish time of the oldest (if any).
+    pub fn history(
+        &self,
+        topic: &str,
+        partition: u32,
+        now_ms: u64,
+    ) -> Result<(u64, u64, Option<u64>)> {
+        let conn = self.reader();
+        let (count, bytes, oldest): (i64, Option<i64>, Option<i64>) = conn
+            .prepare_cached(
+                "SELECT COUNT(*), SUM(bytes), MIN(published_at_ms) FROM history
+                 WHERE topic = ?1 AND partition = ?2 AND retain_until_ms > ?3",
+            )?
+            .query_row(params![topic, partition, now_ms as i64], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        Ok((
+            count as u64,
+            bytes.unwrap_or(0) as u64,
+            oldest.map(|t| t as u64),
+        ))
+    }
+
     /// Where the partition's log may be compacted up to: below the applied HW and below the
-    /// oldest entry a waiting message still needs, read from one snapshot. (The protocol's HW
+    /// oldest entry a waiting or retained message still needs, read from one snapshot. (The protocol's HW
     /// may be ahead of what is applied; entries between them may still become messages.)
     pub fn compaction_point(&self, partition: u32) -> Result<Offset> {
         let mut conn = self.reader();
         let tx = conn.transaction()?;
         let (_, _, hw) = partition_row(&tx, partition)?;
         let oldest: Option<i64> = tx
-            .prepare_cached("SELECT MIN(offset) FROM pending WHERE partition = ?1")?
+            .prepare_cached(
+                "SELECT MIN(o) FROM (SELECT MIN(offset) AS o FROM pending WHERE partition = ?1
+                 UNION ALL SELECT MIN(offset) FROM history WHERE partition = ?1)",
+            )?
             .query_row(params![partition], |row| row.get(0))?;
         Ok(oldest.map_or(hw, |o| (o as u64).min(hw)))
     }
@@ -380,7 +452,8 @@ impl Store {
         let conn = self.reader();
         let exists = conn
             .prepare_cached(
-                "SELECT 1 FROM pending WHERE partition = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2 LIMIT 1",
+                "SELECT 1 FROM pending WHERE partition = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2
+                 UNION ALL SELECT 1 FROM history WHERE partition = ?1 AND retain_until_ms <= ?2 LIMIT 1",
             )?
             .exists(params![partition, now_ms as i64])?;
         Ok(exists)

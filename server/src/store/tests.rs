@@ -152,6 +152,7 @@ async fn purge_and_expiry_are_records_too() {
         Record::new(Kind::Expire(Expire { until_ms: 150 })),
         Record::new(Kind::Purge(Purge {
             mailbox: "q/y".into(),
+            ..Default::default()
         })),
     ];
     write(
@@ -403,4 +404,78 @@ async fn an_applied_message_id_outlives_compaction_until_the_window_forgets_it()
     )
     .await;
     assert_eq!(store.find_message(4, "once").unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_replay_puts_retained_topic_messages_into_a_new_subscription_once() {
+    let (_dir, store) = open();
+    let retained = |id: &str, mailboxes: &[&str], published_at_ms: u64| {
+        Record::new(Kind::Publish(Publish {
+            message_id: id.into(),
+            exchange: "news".into(),
+            payload: id.as_bytes().to_vec(),
+            published_at_ms,
+            retain_until_ms: published_at_ms + 1_000,
+            mailboxes: mailboxes.iter().map(|m| m.to_string()).collect(),
+            ..Default::default()
+        }))
+    };
+    let replay = |from_offset: u64, from_time_ms: u64, at_ms: u64| {
+        Record::new(Kind::Replay(mom_common::proto::Replay {
+            topic: "news".into(),
+            mailbox: "t/news/late".into(),
+            from_offset,
+            from_time_ms,
+            at_ms,
+        }))
+    };
+    let records = vec![
+        retained("a", &[], 100),
+        retained("b", &["t/news/early"], 200),
+        // Routed to the new subscription already (published while it was being made).
+        retained("c", &["t/news/late"], 300),
+        replay(1, 0, 400),
+        replay(0, 0, 1_150),
+    ];
+    write(
+        &store,
+        Write::Append {
+            partition: 5,
+            entries: entries(0, 1, records),
+        },
+    )
+    .await;
+    write(
+        &store,
+        Write::Commit {
+            partition: 5,
+            hw: 4,
+        },
+    )
+    .await;
+    assert_eq!(
+        ids(&store.pending("t/news/late", 5, None, 10, 400).unwrap()),
+        ["b", "c"],
+        "from offset 1, and c only once"
+    );
+    assert_eq!(store.history("news", 5, 400).unwrap(), (3, 3, Some(100)));
+    assert_eq!(
+        store.compaction_point(5).unwrap(),
+        0,
+        "retained entries stay"
+    );
+    // At 1150, a's retention (until 1100) has run out: not replayed, expiry record or not.
+    write(
+        &store,
+        Write::Commit {
+            partition: 5,
+            hw: 5,
+        },
+    )
+    .await;
+    assert_eq!(
+        ids(&store.pending("t/news/late", 5, None, 10, 1_150).unwrap()),
+        ["b", "c"]
+    );
+    assert_eq!(store.history("news", 5, 1_150).unwrap(), (2, 2, Some(200)));
 }

@@ -161,7 +161,10 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             start,
             prev_epoch,
         } => {
-            for table in ["log", "pending", "dedup"] {
+            // The dedup table stays: its ids are of committed publishes, true whatever the
+            // log restarts from (a follower reset behind its leader's log start would
+            // otherwise forget ids the leader still honours, and lead without them).
+            for table in ["log", "pending", "history"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE partition = ?1"),
                     params![partition],
@@ -190,7 +193,7 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             )?;
         }
         Write::Drop { partition } => {
-            for table in ["log", "pending", "dedup", "partitions"] {
+            for table in ["log", "pending", "dedup", "history", "partitions"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE partition = ?1"),
                     params![partition],
@@ -240,6 +243,21 @@ fn apply(tx: &Transaction<'_>, partition: u32, hw: Offset) -> rusqlite::Result<(
                 for mailbox in &publish.mailboxes {
                     insert.execute(params![mailbox, partition, offset, expires, visible])?;
                 }
+                if publish.retain_until_ms > 0 {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO history (partition, offset, topic, published_at_ms, retain_until_ms, expires_at_ms, bytes)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        partition,
+                        offset,
+                        publish.exchange,
+                        publish.published_at_ms as i64,
+                        publish.retain_until_ms.min(i64::MAX as u64) as i64,
+                        expires,
+                        publish.payload.len() as i64
+                    ])?;
+                }
                 // Remembered past compaction, for the deduplication window.
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO dedup (partition, message_id, offset, published_at_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -262,10 +280,38 @@ fn apply(tx: &Transaction<'_>, partition: u32, hw: Offset) -> rusqlite::Result<(
             Some(Kind::Purge(purge)) => {
                 tx.prepare_cached("DELETE FROM pending WHERE mailbox = ?1 AND partition = ?2")?
                     .execute(params![purge.mailbox, partition])?;
+                if !purge.history_of_topic.is_empty() {
+                    tx.prepare_cached("DELETE FROM history WHERE topic = ?1 AND partition = ?2")?
+                        .execute(params![purge.history_of_topic, partition])?;
+                }
+            }
+            Some(Kind::Replay(replay)) => {
+                // Entries applied before this one only: later publishes reach the new
+                // subscription through routing. INSERT OR IGNORE: a message routed to it as
+                // well is there once.
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO pending (mailbox, partition, offset, expires_at_ms)
+                     SELECT ?1, partition, offset, expires_at_ms FROM history
+                     WHERE topic = ?2 AND partition = ?3 AND offset >= ?4 AND offset < ?5
+                       AND published_at_ms >= ?6 AND retain_until_ms > ?7",
+                )?
+                .execute(params![
+                    replay.mailbox,
+                    replay.topic,
+                    partition,
+                    replay.from_offset.min(i64::MAX as u64) as i64,
+                    offset,
+                    replay.from_time_ms.min(i64::MAX as u64) as i64,
+                    replay.at_ms.min(i64::MAX as u64) as i64
+                ])?;
             }
             Some(Kind::Expire(expire)) => {
                 tx.prepare_cached(
                     "DELETE FROM pending WHERE partition = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2",
+                )?
+                .execute(params![partition, expire.until_ms as i64])?;
+                tx.prepare_cached(
+                    "DELETE FROM history WHERE partition = ?1 AND retain_until_ms <= ?2",
                 )?
                 .execute(params![partition, expire.until_ms as i64])?;
             }

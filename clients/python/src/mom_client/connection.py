@@ -448,9 +448,26 @@ class Connection:
 
     # ---- queues ----
 
-    def declare_queue(self, name: str) -> bool:
-        """Declares a queue; ``True`` if it was created, ``False`` if it existed."""
-        status, _ = self._call("POST", "/queues", {"name": name})
+    def declare_queue(
+        self,
+        name: str,
+        *,
+        dead_letter_exchange: str | None = None,
+        max_deliveries: int | None = None,
+    ) -> bool:
+        """Declares a queue; ``True`` if it was created, ``False`` if it existed.
+
+        A message delivered ``max_deliveries`` times without an ack, or rejected
+        (:meth:`nack` with ``requeue=False``), goes to ``dead_letter_exchange`` with
+        ``x-death-*`` headers saying why (dropped without one). Declaring an existing queue
+        with other settings is :class:`~mom_client.Conflict`.
+        """
+        body: dict[str, Any] = {"name": name}
+        if dead_letter_exchange is not None:
+            body["dead_letter_exchange"] = dead_letter_exchange
+        if max_deliveries is not None:
+            body["max_deliveries"] = max_deliveries
+        status, _ = self._call("POST", "/queues", body)
         return status == 201
 
     def list_queues(self) -> list[str]:
@@ -493,6 +510,12 @@ class Connection:
         """
         return self._ack(f"/queues/{_segment(queue)}", receipts)
 
+    def nack(self, queue: str, receipts: Receipts, *, requeue: bool = True) -> AckOutcome:
+        """Gives deliveries back: with ``requeue`` they are ready again at once (the delivery
+        counts towards ``max_deliveries``); without, they are dead-lettered (see
+        :meth:`declare_queue`). ``acked`` of the answer counts the deliveries given back."""
+        return self._nack(f"/queues/{_segment(queue)}", receipts, requeue)
+
     def consume(
         self,
         queue: str,
@@ -513,10 +536,26 @@ class Connection:
 
     # ---- topics and subscriptions ----
 
-    def declare_topic(self, name: str) -> bool:
-        """Declares a topic; ``True`` if it was created, ``False`` if it existed."""
-        status, _ = self._call("POST", "/topics", {"name": name})
+    def declare_topic(self, name: str, *, retention_ms: int | None = None) -> bool:
+        """Declares a topic; ``True`` if it was created, ``False`` if it existed.
+
+        With ``retention_ms``, the topic keeps every message that long after its publish (also
+        with no subscriber), so that a new subscription can start in the past (see
+        :meth:`subscribe`). Declaring an existing topic with another retention is
+        :class:`~mom_client.Conflict`.
+        """
+        body: dict[str, Any] = {"name": name}
+        if retention_ms is not None:
+            body["retention_ms"] = retention_ms
+        status, _ = self._call("POST", "/topics", body)
         return status == 201
+
+    def get_topic(self, name: str) -> dict[str, Any]:
+        """A topic's ``retention_ms``, what it ``retained`` (``messages``, ``bytes``,
+        ``oldest_published_at_ms``), its ``subscribers`` and their ``subscriptions`` with each
+        one's ``lag`` (messages not acked yet)."""
+        _, answer = self._call("GET", f"/topics/{_segment(name)}")
+        return answer
 
     def list_topics(self) -> list[str]:
         """Names of all topics."""
@@ -527,13 +566,30 @@ class Connection:
         """Deletes a topic with its subscriptions and their messages; NotFound if there is none."""
         self._call("DELETE", f"/topics/{_segment(name)}")
 
-    def subscribe(self, topic: str, subscriber: str) -> bool:
+    def subscribe(
+        self,
+        topic: str,
+        subscriber: str,
+        *,
+        start: str | None = None,
+        start_offsets: dict[int, int] | None = None,
+        start_time_ms: int | None = None,
+    ) -> bool:
         """Creates the subscription ``subscriber`` of ``topic``; ``True`` if it is new.
 
         Each subscription gets its own copy of every message published to the topic after it
-        was made; consumers sharing one subscription share its messages.
+        was made; consumers sharing one subscription share its messages. On a topic with
+        retention, a new subscription may start in the past: ``start="earliest"`` (everything
+        retained), ``start_offsets`` (per partition, from that offset on) or ``start_time_ms``
+        (published then or later); at most one of them.
         """
-        body = {"subscriber": subscriber}
+        body: dict[str, Any] = {"subscriber": subscriber}
+        if start is not None:
+            body["start"] = start
+        if start_offsets is not None:
+            body["start_offsets"] = {str(p): o for p, o in start_offsets.items()}
+        if start_time_ms is not None:
+            body["start_time_ms"] = start_time_ms
         status, _ = self._call("POST", f"/topics/{_segment(topic)}/subscriptions", body)
         return status == 201
 
@@ -688,3 +744,8 @@ class Connection:
     def _ack(self, path: str, receipts: Receipts) -> AckOutcome:
         _, answer = self._call("POST", f"{path}/ack", {"receipts": _receipt_list(receipts)})
         return AckOutcome(int(answer["acked"]), list(answer.get("stale", [])))
+
+    def _nack(self, path: str, receipts: Receipts, requeue: bool) -> AckOutcome:
+        body = {"receipts": _receipt_list(receipts), "requeue": requeue}
+        _, answer = self._call("POST", f"{path}/nack", body)
+        return AckOutcome(int(answer["nacked"]), list(answer.get("stale", [])))

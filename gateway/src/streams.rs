@@ -1,0 +1,414 @@
+//! Streaming consume over Server-Sent Events: `GET /queues/{q}/stream` and
+//! `GET /topics/{t}/subscriptions/{s}/stream` push each message as one event, with its receipt,
+//! as soon as a node has it; the consumer acks through the ordinary ack endpoint.
+//!
+//! Credit: at most `prefetch` messages the stream sent are in flight (neither acked through
+//! this gateway nor past their visibility timeout, after which the lease lapsed and the message
+//! is someone else's again). The stream keeps one waiting pull per live node while it has
+//! credit (the nodes wake it when a message lands; nothing polls), asks each for at most the
+//! free credit, and puts back ([`mailboxes::release`]) what the nodes leased beyond it.
+//!
+//! Invariants: a waiting call is never dropped while it may hold leases: to end one the stream
+//! sends `StopWaiting` and awaits its answer (at the end, also when the client went away), and
+//! whatever such an answer holds is released, not lost until its lease lapses. Messages the
+//! client was sent but did not ack stay leased until their visibility timeout.
+
+use crate::caller::Caller;
+use crate::error::ApiError;
+use crate::mailboxes::{self, MAX_VISIBILITY_TIMEOUT_MS, NODE_WAIT};
+use crate::AppState;
+use actix_web::{web, HttpResponse};
+use futures::stream::{FuturesUnordered, StreamExt};
+use mom_catalog::NodeInfo;
+use mom_common::rest::Delivery;
+use mom_common::{proto, MailboxName};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+pub const DEFAULT_PREFETCH: u32 = 100;
+pub const MAX_PREFETCH: u32 = 1_000;
+/// How often an idle stream sends a comment, so that proxies keep it open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a node whose waiting call failed is left alone before it is asked again.
+const NODE_RETRY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// How many messages sent on this stream may be unacked at once (100 unless given).
+    #[param(minimum = 1, maximum = 1_000)]
+    pub prefetch: Option<u32>,
+    /// How long each streamed message stays leased to the stream's consumer (the gateway's
+    /// `default_visibility_timeout_ms` unless given); unacked by then, it is delivered again
+    /// and no longer counts against `prefetch`.
+    #[param(minimum = 1, maximum = 3_600_000)]
+    pub visibility_timeout_ms: Option<u64>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Maps of receipts: a panic cannot leave them half-changed.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The receipts this gateway's streams sent and have not seen acked or lapse, so that an ack
+/// through the ack endpoint frees its stream's credit.
+#[derive(Default)]
+pub struct Streams {
+    receipts: Mutex<HashMap<String, Weak<Credit>>>,
+}
+
+impl Streams {
+    /// These receipts were acked (or refused as stale): no longer in flight on any stream.
+    /// Whatever else settles a delivery through this gateway (a nack, say) calls it too.
+    pub fn settled(&self, receipts: &[String]) {
+        let credits: Vec<(Arc<Credit>, &String)> = {
+            let mut map = lock(&self.receipts);
+            if map.is_empty() {
+                return;
+            }
+            receipts
+                .iter()
+                .filter_map(|r| Some((map.remove(r)?.upgrade()?, r)))
+                .collect()
+        };
+        for (credit, receipt) in credits {
+            credit.settle(receipt);
+        }
+    }
+
+    fn track(&self, receipt: &str, credit: &Arc<Credit>) {
+        lock(&self.receipts).insert(receipt.to_owned(), Arc::downgrade(credit));
+    }
+
+    fn forget<'a>(&self, receipts: impl IntoIterator<Item = &'a String>) {
+        let mut map = lock(&self.receipts);
+        for receipt in receipts {
+            map.remove(receipt);
+        }
+    }
+}
+
+/// One stream's messages in flight, by receipt, with when their leases lapse.
+#[derive(Default)]
+struct Credit {
+    in_flight: Mutex<HashMap<String, Instant>>,
+    freed: Notify,
+}
+
+impl Credit {
+    fn settle(&self, receipt: &str) {
+        if lock(&self.in_flight).remove(receipt).is_some() {
+            // A permit is kept if the stream is not waiting right now.
+            self.freed.notify_one();
+        }
+    }
+
+    /// Drops what lapsed by `now`; returns those receipts, how many remain, and when the
+    /// first of those lapses.
+    fn prune(&self, now: Instant) -> (Vec<String>, usize, Option<Instant>) {
+        let mut in_flight = lock(&self.in_flight);
+        let lapsed: Vec<String> = in_flight
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(r, _)| r.clone())
+            .collect();
+        for receipt in &lapsed {
+            in_flight.remove(receipt);
+        }
+        let next = in_flight.values().min().copied();
+        (lapsed, in_flight.len(), next)
+    }
+}
+
+/// One SSE event carrying `delivery`, as JSON on one `data:` line.
+fn event(delivery: &Delivery) -> web::Bytes {
+    let json = serde_json::to_string(delivery).unwrap_or_else(|_| "{}".into());
+    web::Bytes::from(format!("data: {json}\n\n"))
+}
+
+fn error_event(error: &str) -> web::Bytes {
+    let json = serde_json::json!({ "error": error });
+    web::Bytes::from(format!("event: error\ndata: {json}\n\n"))
+}
+
+/// Starts a stream of `mailbox` (whose read permission and existence the caller checked).
+pub fn open(
+    state: web::Data<AppState>,
+    caller: Caller,
+    mailbox: MailboxName,
+    query: &str,
+) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<StreamQuery>::from_query(query)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
+        .into_inner();
+    let prefetch = query.prefetch.unwrap_or(DEFAULT_PREFETCH);
+    if !(1..=MAX_PREFETCH).contains(&prefetch) {
+        return Err(ApiError::BadRequest(format!(
+            "prefetch must be between 1 and {MAX_PREFETCH}"
+        )));
+    }
+    let visibility = query
+        .visibility_timeout_ms
+        .unwrap_or(state.default_visibility_timeout_ms);
+    if !(1..=MAX_VISIBILITY_TIMEOUT_MS).contains(&visibility) {
+        return Err(ApiError::BadRequest(format!(
+            "visibility_timeout_ms must be between 1 and {MAX_VISIBILITY_TIMEOUT_MS}"
+        )));
+    }
+    let (sender, receiver) = mpsc::channel::<web::Bytes>(16);
+    let stream = Stream {
+        state: state.into_inner(),
+        caller,
+        mailbox,
+        prefetch: prefetch as usize,
+        visibility: Duration::from_millis(visibility),
+        sender,
+        credit: Arc::default(),
+    };
+    actix_web::rt::spawn(stream.run());
+    // The body ends when the stream's task does; dropping the body (the client went away)
+    // closes the channel, which ends the task.
+    let body = futures::stream::unfold(receiver, |mut receiver| async move {
+        let bytes = receiver.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(bytes), receiver))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+struct Stream {
+    state: Arc<AppState>,
+    caller: Caller,
+    mailbox: MailboxName,
+    prefetch: usize,
+    visibility: Duration,
+    sender: mpsc::Sender<web::Bytes>,
+    credit: Arc<Credit>,
+}
+
+/// Why a stream ends.
+enum End {
+    /// The client went away.
+    Gone,
+    /// A node refused the stream (permission revoked, say): told to the client.
+    Refused(String),
+}
+
+impl Stream {
+    /// A node's answer to a waiting pull of up to `max`.
+    async fn ask(
+        &self,
+        node: NodeInfo,
+        max: usize,
+        wait_id: String,
+    ) -> (NodeInfo, Result<Vec<Delivery>, tonic::Status>) {
+        let request = proto::PullRequest {
+            mailbox: Some(self.mailbox.to_proto()),
+            max: max.min(mailboxes::MAX_PULL as usize) as u32,
+            visibility_timeout_ms: self.visibility.as_millis() as u64,
+            wait_ms: NODE_WAIT.as_millis() as u64,
+            wait_id,
+        };
+        let reply = mailboxes::try_pull_from(&self.state, &self.caller, &node, request).await;
+        (node, reply)
+    }
+
+    /// Frees what lapsed; the free credit, and when the first message in flight lapses.
+    fn free_credit(&self) -> (usize, Option<Instant>) {
+        let (lapsed, in_flight, next) = self.credit.prune(Instant::now());
+        self.state.streams.forget(&lapsed);
+        (self.prefetch.saturating_sub(in_flight), next)
+    }
+
+    async fn send(&self, bytes: web::Bytes) -> Result<(), End> {
+        self.sender.send(bytes).await.map_err(|_| End::Gone)
+    }
+
+    /// Sends what fits the credit (each as in flight), puts the rest back at `node`.
+    async fn deliver(&self, node: &NodeInfo, deliveries: Vec<Delivery>) -> Result<(), End> {
+        let (free, _) = self.free_credit();
+        let mut deliveries = deliveries.into_iter();
+        let sent: Vec<Delivery> = deliveries.by_ref().take(free).collect();
+        let back: Vec<String> = deliveries.map(|d| d.receipt).collect();
+        if !back.is_empty() {
+            mailboxes::release(&self.state, &self.caller, &self.mailbox, node, back).await;
+        }
+        self.state
+            .stats
+            .pulled(&self.mailbox, &self.caller.user, sent.len());
+        for delivery in sent {
+            let lapses = Instant::now() + self.visibility;
+            lock(&self.credit.in_flight).insert(delivery.receipt.clone(), lapses);
+            self.state.streams.track(&delivery.receipt, &self.credit);
+            self.send(event(&delivery)).await?;
+        }
+        Ok(())
+    }
+
+    async fn run(self) {
+        let mut calls = FuturesUnordered::new();
+        // Node id -> the wait id of its call in flight.
+        let mut waiting: HashMap<String, (NodeInfo, String)> = HashMap::new();
+        let mut retry_at: HashMap<String, Instant> = HashMap::new();
+        let mut stopped_for_credit = false;
+        let mut keep_alive = tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+        // `retry` tells EventSource clients to reconnect after a second.
+        let mut end = self
+            .send(": stream open\nretry: 1000\n\n".into())
+            .await
+            .err();
+        while end.is_none() {
+            let now = Instant::now();
+            retry_at.retain(|_, at| *at > now);
+            let (free, next_lapse) = self.free_credit();
+            if free > 0 {
+                stopped_for_credit = false;
+                for node in self.state.nodes.live() {
+                    if waiting.contains_key(&node.id) || retry_at.contains_key(&node.id) {
+                        continue;
+                    }
+                    let wait_id = uuid::Uuid::now_v7().to_string();
+                    waiting.insert(node.id.clone(), (node.clone(), wait_id.clone()));
+                    calls.push(self.ask(node, free, wait_id));
+                }
+            } else if !stopped_for_credit {
+                // No credit: what the waiting calls would lease could only go back.
+                stopped_for_credit = true;
+                self.stop(waiting.values()).await;
+            }
+            let next_retry = retry_at.values().min().copied();
+            let outcome = tokio::select! {
+                Some((node, reply)) = calls.next(), if !calls.is_empty() => {
+                    waiting.remove(&node.id);
+                    match reply {
+                        Ok(deliveries) => self.deliver(&node, deliveries).await,
+                        Err(status) if matches!(
+                            status.code(),
+                            tonic::Code::PermissionDenied | tonic::Code::NotFound
+                                | tonic::Code::InvalidArgument | tonic::Code::Unauthenticated
+                        ) => Err(End::Refused(status.message().to_owned())),
+                        Err(_) => {
+                            retry_at.insert(node.id.clone(), Instant::now() + NODE_RETRY);
+                            Ok(())
+                        }
+                    }
+                }
+                _ = self.credit.freed.notified() => Ok(()),
+                _ = sleep_until(next_lapse), if free == 0 && next_lapse.is_some() => Ok(()),
+                _ = sleep_until(next_retry), if next_retry.is_some() => Ok(()),
+                // Credit but no call out (no live node): look for nodes again soon.
+                _ = tokio::time::sleep(NODE_RETRY), if free > 0 && calls.is_empty() => Ok(()),
+                _ = keep_alive.tick() => self.send(": keep-alive\n\n".into()).await,
+                _ = self.sender.closed() => Err(End::Gone),
+            };
+            end = outcome.err();
+        }
+        if let Some(End::Refused(why)) = &end {
+            tracing::info!(mailbox = %self.mailbox, %why, "stream refused by a node");
+            let _ = self.send(error_event(why)).await;
+        }
+        // Every call still out is stopped and awaited; what it leased goes back.
+        self.stop(waiting.values()).await;
+        while let Some((node, reply)) = calls.next().await {
+            if let Ok(deliveries) = reply {
+                let receipts: Vec<String> = deliveries.into_iter().map(|d| d.receipt).collect();
+                if !receipts.is_empty() {
+                    mailboxes::release(&self.state, &self.caller, &self.mailbox, &node, receipts)
+                        .await;
+                }
+            }
+        }
+        let in_flight: Vec<String> = lock(&self.credit.in_flight).keys().cloned().collect();
+        self.state.streams.forget(&in_flight);
+    }
+
+    async fn stop<'a>(&self, calls: impl Iterator<Item = &'a (NodeInfo, String)>) {
+        let stops =
+            calls.map(|(node, id)| mailboxes::stop_waiting(&self.state, &self.caller, node, id));
+        futures::future::join_all(stops).await;
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ack_frees_its_streams_credit_and_lapsed_messages_free_theirs() {
+        let streams = Streams::default();
+        let credit = Arc::new(Credit::default());
+        let now = Instant::now();
+        for (receipt, lapses) in [("a", 10), ("b", 10), ("c", 1)] {
+            lock(&credit.in_flight).insert(receipt.into(), now + Duration::from_secs(lapses));
+            streams.track(receipt, &credit);
+        }
+        streams.settled(&["a".to_owned(), "unknown".to_owned()]);
+        let (lapsed, in_flight, next) = credit.prune(now + Duration::from_secs(2));
+        assert_eq!(lapsed, ["c"]);
+        assert_eq!(in_flight, 1);
+        assert_eq!(next, Some(now + Duration::from_secs(10)));
+        streams.forget(&lapsed);
+        assert_eq!(lock(&streams.receipts).len(), 1, "only b is tracked");
+    }
+
+    #[test]
+    fn the_documented_stream_routes_have_the_codes_limits() {
+        let doc: serde_json::Value = serde_json::from_str(crate::openapi::document()).unwrap();
+        for path in [
+            "/queues/{name}/stream",
+            "/topics/{name}/subscriptions/{subscriber}/stream",
+        ] {
+            let operation = &doc["paths"][path]["get"];
+            let parameter = |name: &str| {
+                operation["parameters"]
+                    .as_array()
+                    .and_then(|all| all.iter().find(|p| p["name"] == name))
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{path} documents {name}"))
+            };
+            assert_eq!(parameter("prefetch")["schema"]["maximum"], MAX_PREFETCH);
+            assert_eq!(
+                parameter("visibility_timeout_ms")["schema"]["maximum"],
+                MAX_VISIBILITY_TIMEOUT_MS
+            );
+            assert!(
+                operation["responses"]["200"]["content"]["text/event-stream"].is_object(),
+                "{operation}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_is_one_data_line() {
+        let delivery = Delivery {
+            message_id: "m".into(),
+            receipt: "0/1/2.3".into(),
+            exchange: "x".into(),
+            routing_key: "k".into(),
+            payload: "two\nlines".into(),
+            payload_base64: String::new(),
+            headers: Default::default(),
+            content_type: None,
+            delivery_count: 1,
+            published_at_ms: 0,
+        };
+        let text = String::from_utf8(event(&delivery).to_vec()).unwrap();
+        assert!(text.starts_with("data: {") && text.ends_with("}\n\n"));
+        assert_eq!(text.matches('\n').count(), 2, "{text}");
+    }
+}
