@@ -11,7 +11,7 @@
 //! each other.
 
 use mom_e2e::connect;
-use mom_e2e::nemesis::{declare, Report, Workload, EXCHANGE};
+use mom_e2e::nemesis::{declare, Workload, EXCHANGE};
 use mom_testkit::netns::Network;
 use mom_testkit::{poll_until, Cluster, ClusterOptions};
 use std::time::{Duration, Instant};
@@ -95,7 +95,7 @@ async fn conclude(
     fault_start: Instant,
     failover: Option<Duration>,
     heal: impl FnOnce(&mut Cluster),
-) -> Report {
+) {
     let left = FAULT.saturating_sub(fault_start.elapsed());
     tokio::time::sleep(left).await;
     let fault_end = Instant::now();
@@ -113,103 +113,69 @@ async fn conclude(
         .await;
     report.print();
     report.assert_safe(|| cluster.logs());
-    report
 }
 
-fn assert_failover_within_bound(report: &Report) {
-    let failover = report.failover.expect("measured");
+/// A fault on the leader of `k0`'s partition: `inject` breaks it, `heal` mends it; a new
+/// leader must be named within [`FAILOVER_BOUND`], and the checker must find nothing amiss.
+async fn leader_fault(
+    name: &str,
+    namespaces: bool,
+    inject: impl FnOnce(&mut Cluster, usize),
+    heal: impl FnOnce(&mut Cluster, usize),
+) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if namespaces && !namespaces_available(name) {
+        return;
+    }
+    let (mut cluster, _conn, workload, victim, partition) = start(namespaces).await;
+    let fault_start = Instant::now();
+    inject(&mut cluster, victim);
+    let failover = new_leader(&cluster, partition, victim, fault_start).await;
+    conclude(
+        &mut cluster,
+        workload,
+        name,
+        fault_start,
+        Some(failover),
+        |c| heal(c, victim),
+    )
+    .await;
     assert!(
         failover <= FAILOVER_BOUND,
-        "{}: a new leader took {failover:?}, more than {FAILOVER_BOUND:?}",
-        report.name
+        "{name}: a new leader took {failover:?}, more than {FAILOVER_BOUND:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_its_followers_is_replaced() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    if !namespaces_available("leader cut from followers") {
-        return;
-    }
-    let (mut cluster, _conn, workload, victim, partition) = start(true).await;
-    let fault_start = Instant::now();
-    for other in (0..3).filter(|n| *n != victim) {
-        cluster.network().cut(victim, other);
-    }
-    let failover = new_leader(&cluster, partition, victim, fault_start).await;
-    let report = conclude(
-        &mut cluster,
-        workload,
-        "leader cut from followers",
-        fault_start,
-        Some(failover),
-        |c| c.network().heal(),
-    )
-    .await;
-    assert_failover_within_bound(&report);
+    let cut_from_peers = |c: &mut Cluster, victim: usize| {
+        for other in (0..3).filter(|n| *n != victim) {
+            c.network().cut(victim, other);
+        }
+    };
+    let heal = |c: &mut Cluster, _| c.network().heal();
+    leader_fault("leader cut from followers", true, cut_from_peers, heal).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_zookeeper_is_replaced() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    if !namespaces_available("leader cut from ZooKeeper") {
-        return;
-    }
-    let (mut cluster, _conn, workload, victim, partition) = start(true).await;
-    let fault_start = Instant::now();
-    cluster.network().cut_from_zookeeper(victim);
-    let failover = new_leader(&cluster, partition, victim, fault_start).await;
-    let report = conclude(
-        &mut cluster,
-        workload,
-        "leader cut from ZooKeeper",
-        fault_start,
-        Some(failover),
-        |c| c.network().heal(),
-    )
-    .await;
-    assert_failover_within_bound(&report);
+    let cut = |c: &mut Cluster, victim| c.network().cut_from_zookeeper(victim);
+    let heal = |c: &mut Cluster, _| c.network().heal();
+    leader_fault("leader cut from ZooKeeper", true, cut, heal).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_is_replaced() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    if !namespaces_available("isolated leader") {
-        return;
-    }
-    let (mut cluster, _conn, workload, victim, partition) = start(true).await;
-    let fault_start = Instant::now();
-    cluster.network().isolate(victim);
-    let failover = new_leader(&cluster, partition, victim, fault_start).await;
-    let report = conclude(
-        &mut cluster,
-        workload,
-        "leader isolated",
-        fault_start,
-        Some(failover),
-        |c| c.network().heal(),
-    )
-    .await;
-    assert_failover_within_bound(&report);
+    let isolate = |c: &mut Cluster, victim| c.network().isolate(victim);
+    let heal = |c: &mut Cluster, _| c.network().heal();
+    leader_fault("leader isolated", true, isolate, heal).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_paused_past_its_session_is_replaced() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (mut cluster, _conn, workload, victim, partition) = start(false).await;
-    let fault_start = Instant::now();
-    cluster.nodes[victim].pause();
-    let failover = new_leader(&cluster, partition, victim, fault_start).await;
-    let report = conclude(
-        &mut cluster,
-        workload,
-        "leader paused (SIGSTOP)",
-        fault_start,
-        Some(failover),
-        |c| c.nodes[victim].resume(),
-    )
-    .await;
-    assert_failover_within_bound(&report);
+    let pause = |c: &mut Cluster, victim: usize| c.nodes[victim].pause();
+    let resume = |c: &mut Cluster, victim: usize| c.nodes[victim].resume();
+    leader_fault("leader paused (SIGSTOP)", false, pause, resume).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

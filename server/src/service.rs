@@ -117,6 +117,19 @@ impl BrokerService {
         }
     }
 
+    /// The mailbox a consuming call names, once the user it is made for may read it.
+    async fn readable_mailbox(
+        &self,
+        metadata: &MetadataMap,
+        mailbox: Option<&proto::Mailbox>,
+    ) -> Result<MailboxName, Status> {
+        let mailbox = mailbox_of(mailbox)?;
+        let (kind, name) = consumed_resource(&mailbox);
+        self.authorize(metadata, kind, name, Permission::Read)
+            .await?;
+        Ok(mailbox)
+    }
+
     /// Checks that the user the call is made for may exercise `permission` on the resource;
     /// returns that user.
     async fn authorize(
@@ -604,9 +617,8 @@ impl Broker for BrokerService {
     ) -> Result<Response<proto::PullReply>, Status> {
         let metadata = request.metadata().clone();
         let request = request.into_inner();
-        let mailbox = mailbox_of(request.mailbox.as_ref())?;
-        let (kind, name) = consumed_resource(&mailbox);
-        self.authorize(&metadata, kind, name, Permission::Read)
+        let mailbox = self
+            .readable_mailbox(&metadata, request.mailbox.as_ref())
             .await?;
         let key = mailbox.key();
         let max = request.max.clamp(1, MAX_PULL);
@@ -665,9 +677,8 @@ impl Broker for BrokerService {
     ) -> Result<Response<proto::ReleaseReply>, Status> {
         let metadata = request.metadata().clone();
         let request = request.into_inner();
-        let mailbox = mailbox_of(request.mailbox.as_ref())?;
-        let (kind, name) = consumed_resource(&mailbox);
-        self.authorize(&metadata, kind, name, Permission::Read)
+        let mailbox = self
+            .readable_mailbox(&metadata, request.mailbox.as_ref())
             .await?;
         let key = mailbox.key();
         let now = now_ms();
@@ -701,9 +712,8 @@ impl Broker for BrokerService {
     ) -> Result<Response<proto::AckReply>, Status> {
         let metadata = request.metadata().clone();
         let request = request.into_inner();
-        let mailbox = mailbox_of(request.mailbox.as_ref())?;
-        let (kind, name) = consumed_resource(&mailbox);
-        self.authorize(&metadata, kind, name, Permission::Read)
+        let mailbox = self
+            .readable_mailbox(&metadata, request.mailbox.as_ref())
             .await?;
         let mut reply = proto::AckReply::default();
         let mut failures = Vec::new();
@@ -832,9 +842,8 @@ impl Broker for BrokerService {
         &self,
         request: Request<proto::DepthRequest>,
     ) -> Result<Response<proto::DepthReply>, Status> {
-        let mailbox = mailbox_of(request.get_ref().mailbox.as_ref())?;
-        let (kind, name) = consumed_resource(&mailbox);
-        self.authorize(request.metadata(), kind, name, Permission::Read)
+        let mailbox = self
+            .readable_mailbox(request.metadata(), request.get_ref().mailbox.as_ref())
             .await?;
         let key = mailbox.key();
         let store = self.logs.store().clone();
@@ -862,9 +871,8 @@ impl Broker for BrokerService {
         request: Request<proto::NackRequest>,
     ) -> Result<Response<proto::NackReply>, Status> {
         let (metadata, _, request) = request.into_parts();
-        let mailbox = mailbox_of(request.mailbox.as_ref())?;
-        let (kind, name) = consumed_resource(&mailbox);
-        self.authorize(&metadata, kind, name, Permission::Read)
+        let mailbox = self
+            .readable_mailbox(&metadata, request.mailbox.as_ref())
             .await?;
         let mut by_partition: BTreeMap<u32, Vec<(String, Receipt)>> = BTreeMap::new();
         for text in request.receipts {

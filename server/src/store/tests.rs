@@ -38,6 +38,13 @@ async fn write(store: &Store, write: Write) {
     store.submit(write).await.unwrap();
 }
 
+/// Appends `records` to an empty `partition` at epoch 1 and commits them up to `hw`.
+async fn append_and_commit(store: &Store, partition: u32, records: Vec<Record>, hw: Offset) {
+    let entries = entries(0, 1, records);
+    write(store, Write::Append { partition, entries }).await;
+    write(store, Write::Commit { partition, hw }).await;
+}
+
 fn ids(messages: &[PendingMessage]) -> Vec<&str> {
     messages.iter().map(|m| m.message_id.as_str()).collect()
 }
@@ -155,22 +162,7 @@ async fn purge_and_expiry_are_records_too() {
             ..Default::default()
         })),
     ];
-    write(
-        &store,
-        Write::Append {
-            partition: 1,
-            entries: entries(0, 1, records),
-        },
-    )
-    .await;
-    write(
-        &store,
-        Write::Commit {
-            partition: 1,
-            hw: 2,
-        },
-    )
-    .await;
+    append_and_commit(&store, 1, records, 2).await;
     // Expired but not swept yet: never handed out.
     assert_eq!(
         ids(&store.pending("q/x", 1, None, 10, 120).unwrap()),
@@ -196,22 +188,7 @@ async fn reset_and_compaction_move_the_log_start() {
     let records = (0..4)
         .map(|i| publish(&format!("m{i}"), &["q/x"], 0))
         .collect();
-    write(
-        &store,
-        Write::Append {
-            partition: 2,
-            entries: entries(0, 1, records),
-        },
-    )
-    .await;
-    write(
-        &store,
-        Write::Commit {
-            partition: 2,
-            hw: 4,
-        },
-    )
-    .await;
+    append_and_commit(&store, 2, records, 4).await;
     write(
         &store,
         Write::Compact {
@@ -320,22 +297,7 @@ async fn a_delayed_message_is_invisible_until_due() {
         ..Default::default()
     }));
     let records = vec![delayed, publish("now", &["q/x"], 0)];
-    write(
-        &store,
-        Write::Append {
-            partition: 2,
-            entries: entries(0, 1, records),
-        },
-    )
-    .await;
-    write(
-        &store,
-        Write::Commit {
-            partition: 2,
-            hw: 2,
-        },
-    )
-    .await;
+    append_and_commit(&store, 2, records, 2).await;
     assert_eq!(
         ids(&store.pending("q/x", 2, None, 10, 499).unwrap()),
         ["now"]
@@ -358,22 +320,7 @@ async fn a_delayed_message_is_invisible_until_due() {
 async fn an_applied_message_id_outlives_compaction_until_the_window_forgets_it() {
     let (_dir, store) = open();
     let records = vec![publish("once", &["q/x"], 0)];
-    write(
-        &store,
-        Write::Append {
-            partition: 4,
-            entries: entries(0, 1, records),
-        },
-    )
-    .await;
-    write(
-        &store,
-        Write::Commit {
-            partition: 4,
-            hw: 1,
-        },
-    )
-    .await;
+    append_and_commit(&store, 4, records, 1).await;
     write(
         &store,
         Write::Compact {
@@ -437,22 +384,7 @@ async fn a_replay_puts_retained_topic_messages_into_a_new_subscription_once() {
         replay(1, 0, 400),
         replay(0, 0, 1_150),
     ];
-    write(
-        &store,
-        Write::Append {
-            partition: 5,
-            entries: entries(0, 1, records),
-        },
-    )
-    .await;
-    write(
-        &store,
-        Write::Commit {
-            partition: 5,
-            hw: 4,
-        },
-    )
-    .await;
+    append_and_commit(&store, 5, records, 4).await;
     assert_eq!(
         ids(&store.pending("t/news/late", 5, None, 10, 400).unwrap()),
         ["b", "c"],
