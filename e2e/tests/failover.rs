@@ -507,3 +507,75 @@ async fn a_node_paused_past_its_session_rejoins_as_a_follower_by_itself() {
     acknowledged.extend(publish_batch(&conn, n, KEYS).await);
     assert_all_delivered_in_order(&conn, &acknowledged, &cluster).await;
 }
+
+/// A pull of what is ready asks every node at once; a frozen node (SIGSTOP: its socket stays
+/// open, its calls hang until they time out) must not hold up the others' messages, whose
+/// leases would otherwise run out before the consumer ever saw them and come back, out of
+/// order, to somebody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_does_not_hold_up_a_pull_of_what_the_others_have() {
+    let mut cluster = Cluster::start().await;
+    let conn = connect(&cluster).await;
+    conn.declare_exchange("spread", mom_client::ExchangeKind::Topic)
+        .await
+        .unwrap();
+    conn.declare_queue("spread-work").await.unwrap();
+    conn.bind("spread", "spread-work", "#").await.unwrap();
+    let keys: Vec<String> = (0..24).map(|k| format!("k{k}")).collect();
+    for key in &keys {
+        conn.publish("spread", key, format!("m-{key}"))
+            .await
+            .unwrap();
+    }
+    // Freeze the leader of one key's partition; the other keys' partitions have other leaders.
+    let (victim, _) = cluster.leader_of("e/spread/k0").await.unwrap();
+    let victim = Cluster::node_index(&victim);
+    cluster.nodes[victim].pause();
+    let started = Instant::now();
+    let pulled = conn
+        .pull(
+            "spread-work",
+            24,
+            Some(Duration::from_secs(30)),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    cluster.nodes[victim].resume();
+    assert!(
+        !pulled.is_empty(),
+        "the other nodes' messages should have been handed out"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "a pull waited {took:?} on a frozen node (its call timeout is 5 s)"
+    );
+    // Nothing is left leased to nobody: with 30 s leases, whatever the pull did not hand out
+    // must be ready again (put back, or never leased) as soon as the node is back.
+    conn.ack(
+        "spread-work",
+        &pulled
+            .iter()
+            .map(|d| d.receipt.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    let rest = drain(
+        &conn,
+        "spread-work",
+        keys.len() - pulled.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut got: Vec<String> = pulled
+        .iter()
+        .chain(&rest)
+        .map(|d| d.payload.clone())
+        .collect();
+    got.sort();
+    let mut sent: Vec<String> = keys.iter().map(|k| format!("m-{k}")).collect();
+    sent.sort();
+    assert_eq!(got, sent);
+}

@@ -6,7 +6,8 @@
 //! others are never simply dropped, since a node may have leased messages in an answer still on
 //! its way: they are told to stop waiting (`StopWaiting`), their answers are awaited (after the
 //! pull was answered, in the round's own task), and what they leased is put back (`Release`),
-//! ready again at once.
+//! ready again at once. A pull of what is ready now asks every node at once too, and likewise
+//! does not wait on a slow node for long nor drop what an answer arriving late leased.
 
 use crate::nodes::retry_while_unavailable;
 use crate::{caller::Caller, error::ApiError, AppState};
@@ -269,19 +270,6 @@ pub async fn release(
     }
 }
 
-/// One node's deliveries; a node that fails is skipped (the others' messages are still worth
-/// handing out).
-async fn pull_from(
-    state: &AppState,
-    caller: &Caller,
-    node: &mom_catalog::NodeInfo,
-    request: proto::PullRequest,
-) -> Vec<Delivery> {
-    try_pull_from(state, caller, node, request)
-        .await
-        .unwrap_or_default()
-}
-
 /// One node's deliveries, or why it failed (logged).
 pub async fn try_pull_from(
     state: &AppState,
@@ -321,8 +309,12 @@ pub async fn try_pull_from(
     }
 }
 
+/// What is ready now, spread fairly over the live nodes. The calls run in a task of their
+/// own, like a waiting round's, so that neither a slow node nor a request dropped halfway
+/// leaves messages leased to nobody: once some node has answered with messages, the others get
+/// [`SLOW_NODE_GRACE`] to answer too, and what a later answer leased is put back.
 async fn pull_once(
-    state: &AppState,
+    state: &web::Data<AppState>,
     caller: &Caller,
     mailbox: &MailboxName,
     max: u32,
@@ -335,40 +327,112 @@ async fn pull_once(
     // Start at a different node each time so that no node's messages starve the others'.
     let start = state.pull_rotation.fetch_add(1, Ordering::Relaxed) % nodes.len();
     nodes.rotate_left(start);
-    // Ask every node at once for an equal share (never more than `max` in all), then go
-    // round again for what is still missing, from nodes that filled their share (they may
-    // have more) or, when `max` is smaller than the node count, from every node in turn.
-    let share = max / nodes.len() as u32;
+    let (answer, answered) = oneshot::channel();
+    let (state, caller, mailbox) = (state.clone(), caller.clone(), mailbox.clone());
+    let ask = Ask {
+        max,
+        visibility_timeout_ms,
+        wait: Duration::ZERO,
+    };
+    actix_web::rt::spawn(async move {
+        ready_calls(&state, &caller, &mailbox, nodes, ask, answer).await;
+    });
+    answered
+        .await
+        .map_err(|_| ApiError::Internal("the pull's task ended unanswered".into()))
+}
+
+/// How long, once one node has answered a pull with messages, the others may take to answer
+/// too. A node that is cut off answers only at the call timeout, by when the messages the
+/// others leased would have sat unseen for seconds, their leases perhaps lapsed and handed
+/// to another consumer (a redelivery, out of order, of a message nobody had seen).
+const SLOW_NODE_GRACE: Duration = Duration::from_millis(100);
+
+/// The calls of one pull of what is ready, run to the end whatever becomes of the request.
+/// Every node is asked at once for an equal share (never more than `max` in all), then those
+/// that filled their share (they may have more) or, when `max` is smaller than the node count,
+/// every node in turn are asked for what is still missing.
+async fn ready_calls(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: &MailboxName,
+    nodes: Vec<NodeInfo>,
+    ask: Ask,
+    answer: oneshot::Sender<Vec<Delivery>>,
+) {
     let request = |wanted: u32| proto::PullRequest {
         mailbox: Some(mailbox.to_proto()),
         max: wanted,
-        visibility_timeout_ms,
+        visibility_timeout_ms: ask.visibility_timeout_ms,
         ..Default::default()
     };
-    let mut messages = Vec::new();
-    let mut may_have_more = Vec::new();
+    let share = ask.max / nodes.len() as u32;
+    // What each node (by index) leased for this pull.
+    let mut got: Vec<(usize, Vec<Delivery>)> = Vec::new();
+    let mut may_have_more: Vec<usize> = Vec::new();
+    let mut calls = FuturesUnordered::new();
     if share == 0 {
-        may_have_more.extend(nodes.iter());
+        may_have_more.extend(0..nodes.len());
     } else {
-        let asks = nodes.iter().map(|node| async move {
-            let reply = pull_from(state, caller, node, request(share)).await;
-            (node, reply)
-        });
-        for (node, reply) in futures::future::join_all(asks).await {
-            if reply.len() as u32 == share {
-                may_have_more.push(node);
+        calls.extend(nodes.iter().enumerate().map(|(index, node)| async move {
+            (
+                index,
+                try_pull_from(state, caller, node, request(share)).await,
+            )
+        }));
+        let grace = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(grace);
+        let mut waiting_for_stragglers = false;
+        loop {
+            tokio::select! {
+                next = calls.next() => {
+                    let Some((index, reply)) = next else { break };
+                    let reply = reply.unwrap_or_default();
+                    if reply.len() as u32 == share {
+                        may_have_more.push(index);
+                    }
+                    if !reply.is_empty() && !waiting_for_stragglers {
+                        waiting_for_stragglers = true;
+                        grace.as_mut().reset(tokio::time::Instant::now() + SLOW_NODE_GRACE);
+                    }
+                    got.push((index, reply));
+                }
+                () = &mut grace => break,
             }
-            messages.extend(reply);
         }
     }
-    for node in may_have_more {
-        let wanted = max.saturating_sub(messages.len() as u32);
+    for index in may_have_more {
+        let wanted = ask
+            .max
+            .saturating_sub(got.iter().map(|(_, d)| d.len() as u32).sum());
         if wanted == 0 {
             break;
         }
-        messages.extend(pull_from(state, caller, node, request(wanted)).await);
+        let more = try_pull_from(state, caller, &nodes[index], request(wanted)).await;
+        got.push((index, more.unwrap_or_default()));
     }
-    Ok(messages)
+    let receipts: Vec<(usize, Vec<String>)> = got
+        .iter()
+        .map(|(index, d)| (*index, d.iter().map(|d| d.receipt.clone()).collect()))
+        .collect();
+    let mut back: Vec<(usize, Vec<String>)> = Vec::new();
+    if answer
+        .send(got.into_iter().flat_map(|(_, d)| d).collect())
+        .is_err()
+    {
+        back = receipts;
+    }
+    // Calls still out when the grace ran out: what they leased goes back.
+    for (index, reply) in calls.collect::<Vec<_>>().await {
+        if let Ok(deliveries) = reply {
+            back.push((index, deliveries.into_iter().map(|d| d.receipt).collect()));
+        }
+    }
+    let releases = back
+        .into_iter()
+        .filter(|(_, receipts)| !receipts.is_empty())
+        .map(|(index, receipts)| release(state, caller, mailbox, &nodes[index], receipts));
+    futures::future::join_all(releases).await;
 }
 
 /// Receipts grouped by the partition they start with (`<partition>/<offset>/<lease>`): each
