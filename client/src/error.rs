@@ -20,6 +20,10 @@ pub enum ClientError {
     /// refused it), or sent an event that is not a delivery.
     #[error("stream ended: {0}")]
     Stream(String),
+    /// The gateway's gRPC service could not be reached, or a call to it failed midway (a
+    /// gateway restarting, say): worth trying again.
+    #[error("gRPC: {0}")]
+    Unreachable(String),
 }
 
 impl ClientError {
@@ -49,7 +53,7 @@ impl ClientError {
         match self {
             ClientError::Api { status, .. } => Some(*status),
             ClientError::Http(e) => e.status().map(|s| s.as_u16()),
-            ClientError::Stream(_) => None,
+            ClientError::Stream(_) | ClientError::Unreachable(_) => None,
         }
     }
 }

@@ -18,6 +18,7 @@ mod access;
 mod connection;
 mod dead_letters;
 mod error;
+mod grpc_stream;
 mod history;
 mod puller;
 mod stream;
@@ -30,7 +31,7 @@ pub use error::ClientError;
 pub use history::{Retained, SubscriptionLag, SubscriptionStart, TopicInfo};
 pub use mom_common::{ExchangeKind, MailboxName};
 pub use puller::{Consumer, Puller, Subscription, DEFAULT_BATCH, MAX_WAIT};
-pub use stream::{DeliveryStream, StreamOptions};
+pub use stream::{DeliveryStream, StreamOptions, Transport};
 pub use types::{
     AckOutcome, Binding, ClusterView, Delivery, ExchangeInfo, ExchangeSummary, Health, NodeView,
     PartitionView, PayloadDecodeError, PublishOptions, Published, QueueDepth,

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use list_commands::ListCommand;
 use mom_client::{
     Connection, DeliveryStream, ExchangeKind, MailboxName, PublishOptions, Puller, StreamOptions,
+    Transport,
 };
 use std::process::ExitCode;
 use std::time::Duration;
@@ -173,12 +174,15 @@ struct ConsumeOpts {
     /// Give up if no message arrives within this many seconds.
     #[arg(long, default_value_t = 20)]
     wait_secs: u64,
-    /// Have the gateway push messages (Server-Sent Events) instead of pulling them.
+    /// Have the gateway push messages (its gRPC stream) instead of pulling them.
     #[arg(long)]
     stream: bool,
     /// With --stream: at most this many messages unacked at once (the gateway's default: 100).
     #[arg(long, requires = "stream")]
     prefetch: Option<u32>,
+    /// With --stream: Server-Sent Events over the REST API instead of gRPC.
+    #[arg(long, requires = "stream")]
+    sse: bool,
 }
 
 /// Where `consume` and `subscribe` get messages: pulls, or the gateway's stream.
@@ -196,6 +200,11 @@ impl Source {
                 .or((!opts.follow).then_some(opts.count.clamp(1, 1_000)));
             let options = StreamOptions {
                 prefetch,
+                transport: if opts.sse {
+                    Transport::Sse
+                } else {
+                    Transport::Grpc
+                },
                 ..Default::default()
             };
             return Source::Stream(conn.stream_from(mailbox, options));

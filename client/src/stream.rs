@@ -1,6 +1,7 @@
 //! [`DeliveryStream`]: consumes a mailbox (queue or topic subscription) over the gateway's
-//! Server-Sent Events stream (`GET .../stream`): messages are pushed as they land, at most
-//! `prefetch` unacked at once; acks go through the ack endpoint, which frees the credit.
+//! gRPC `Consume` stream ([`crate::grpc_stream`], the default) or its Server-Sent Events
+//! stream (`GET .../stream`): messages are pushed as they land, at most `prefetch` unacked at
+//! once; acks go through the ack endpoint, which frees the credit.
 //!
 //! The stream reconnects by itself when the connection ends or fails (a gateway restarting,
 //! say), with a back-off; what the old connection had sent but not been acked comes again once
@@ -12,17 +13,30 @@
 
 use crate::connection::{mailbox_path, Connection};
 use crate::error::ClientError;
+use crate::grpc_stream;
 use crate::types::Delivery;
 use mom_common::MailboxName;
 use reqwest::Method;
 use std::collections::VecDeque;
 use std::time::Duration;
+use sync_wrapper::SyncWrapper;
 use tokio::time::Instant;
 
 /// No bytes for this long (the gateway sends a comment every 15 s) means the connection died.
 const IDLE_LIMIT: Duration = Duration::from_secs(45);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How a [`DeliveryStream`] reaches the gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// The gateway's gRPC `mom.v1.Consumer/Consume` call (at the address `GET /version`
+    /// names): protobuf frames, the payload as bytes.
+    #[default]
+    Grpc,
+    /// Server-Sent Events over the REST API (`GET .../stream`): JSON events.
+    Sse,
+}
 
 /// A [`DeliveryStream`]'s settings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,6 +45,24 @@ pub struct StreamOptions {
     pub prefetch: Option<u32>,
     /// How long each message stays leased to this consumer; the gateway's default if `None`.
     pub visibility_timeout: Option<Duration>,
+    pub transport: Transport,
+}
+
+/// The stream's open connection.
+enum Open {
+    Sse(reqwest::Response),
+    /// Only ever used through `&mut` (a gRPC stream is not `Sync`; the wrapper keeps
+    /// `DeliveryStream` shareable, e.g. for `ack(&self)` across an await).
+    Grpc(Box<SyncWrapper<grpc_stream::Deliveries>>),
+}
+
+impl std::fmt::Debug for Open {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Open::Sse(_) => "Sse",
+            Open::Grpc(_) => "Grpc",
+        })
+    }
 }
 
 /// Pushed deliveries of one mailbox, one at a time; see the module's comment.
@@ -39,8 +71,8 @@ pub struct DeliveryStream {
     conn: Connection,
     mailbox: MailboxName,
     options: StreamOptions,
-    response: Option<reqwest::Response>,
-    /// Bytes of an event not complete yet.
+    open: Option<Open>,
+    /// Bytes of an SSE event not complete yet.
     partial: Vec<u8>,
     ready: VecDeque<Delivery>,
     connects: u64,
@@ -49,7 +81,7 @@ pub struct DeliveryStream {
 /// Whether a failure to open the stream may pass (the gateway restarting or overloaded).
 fn transient(error: &ClientError) -> bool {
     match error {
-        ClientError::Http(_) => true,
+        ClientError::Http(_) | ClientError::Unreachable(_) => true,
         ClientError::Api { status, .. } => *status >= 500,
         ClientError::Stream(_) => false,
     }
@@ -101,7 +133,7 @@ impl DeliveryStream {
             conn,
             mailbox,
             options,
-            response: None,
+            open: None,
             partial: Vec::new(),
             ready: VecDeque::new(),
             connects: 0,
@@ -127,7 +159,7 @@ impl DeliveryStream {
             if let Some(delivery) = self.ready.pop_front() {
                 return Ok(delivery);
             }
-            let Some(response) = self.response.as_mut() else {
+            let Some(open) = self.open.as_mut() else {
                 match self.open().await {
                     Ok(()) => backoff = FIRST_BACKOFF,
                     Err(e) if transient(&e) => {
@@ -138,13 +170,28 @@ impl DeliveryStream {
                 }
                 continue;
             };
-            match tokio::time::timeout(IDLE_LIMIT, response.chunk()).await {
-                Ok(Ok(Some(bytes))) => self.feed(&bytes)?,
-                // Ended, failed or silent too long: open it again.
-                _ => {
-                    self.response = None;
-                    self.partial.clear();
+            match open {
+                Open::Sse(response) => {
+                    match tokio::time::timeout(IDLE_LIMIT, response.chunk()).await {
+                        Ok(Ok(Some(bytes))) => self.feed(&bytes)?,
+                        // Ended, failed or silent too long: open it again.
+                        _ => {
+                            self.open = None;
+                            self.partial.clear();
+                        }
+                    }
                 }
+                Open::Grpc(deliveries) => match deliveries.get_mut().message().await {
+                    Ok(Some(delivery)) => self.ready.push_back(delivery.into()),
+                    // Ended, or failed (a dead connection fails its keep-alive pings).
+                    Ok(None) => self.open = None,
+                    Err(status) => {
+                        self.open = None;
+                        if let Some(refused) = grpc_stream::refusal(&status) {
+                            return Err(refused);
+                        }
+                    }
+                },
             }
         }
     }
@@ -172,6 +219,19 @@ impl DeliveryStream {
     }
 
     async fn open(&mut self) -> Result<(), ClientError> {
+        let open = match self.options.transport {
+            Transport::Grpc => Open::Grpc(Box::new(SyncWrapper::new(
+                grpc_stream::open(&self.conn, &self.mailbox, &self.options).await?,
+            ))),
+            Transport::Sse => Open::Sse(self.open_sse().await?),
+        };
+        self.open = Some(open);
+        self.partial.clear();
+        self.connects += 1;
+        Ok(())
+    }
+
+    async fn open_sse(&self) -> Result<reqwest::Response, ClientError> {
         let mut query = Vec::new();
         if let Some(prefetch) = self.options.prefetch {
             query.push(format!("prefetch={prefetch}"));
@@ -190,11 +250,7 @@ impl DeliveryStream {
             .conn
             .request(Method::GET, &path)
             .header(reqwest::header::ACCEPT, "text/event-stream");
-        let response = self.conn.send(request).await?;
-        self.response = Some(response);
-        self.partial.clear();
-        self.connects += 1;
-        Ok(())
+        self.conn.send(request).await
     }
 
     /// Adds received bytes; every complete event becomes a delivery (or the stream's end).
@@ -215,7 +271,7 @@ impl DeliveryStream {
                     self.ready.push_back(delivery);
                 }
                 "error" => {
-                    self.response = None;
+                    self.open = None;
                     let message = serde_json::from_str::<serde_json::Value>(&data)
                         .ok()
                         .and_then(|v| v["error"].as_str().map(str::to_owned))

@@ -52,6 +52,26 @@ impl Delivery {
     }
 }
 
+/// A node's delivery as the REST API (and a gRPC stream's reader) shows it: the payload as
+/// text and as base64.
+impl From<crate::proto::Delivery> for Delivery {
+    fn from(d: crate::proto::Delivery) -> Self {
+        use base64::Engine as _;
+        Delivery {
+            payload: String::from_utf8_lossy(&d.payload).into_owned(),
+            payload_base64: base64::engine::general_purpose::STANDARD.encode(&d.payload),
+            receipt: d.receipt,
+            message_id: d.message_id,
+            exchange: d.exchange,
+            routing_key: d.routing_key,
+            headers: d.headers,
+            content_type: (!d.content_type.is_empty()).then_some(d.content_type),
+            delivery_count: d.delivery_count,
+            published_at_ms: d.published_at_ms,
+        }
+    }
+}
+
 /// Messages in a queue.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

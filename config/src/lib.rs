@@ -192,6 +192,11 @@ fn default_virtual_nodes() -> u32 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
+    /// Where the gateway serves its gRPC `Consumer` service (streaming consume for gRPC
+    /// clients, e.g. the Rust client's streams); none if unset. `GET /version` tells clients
+    /// its address.
+    #[serde(default)]
+    pub grpc_listen: Option<SocketAddr>,
     /// HS256 secret of user tokens, shared with the auth service.
     pub jwt_secret: String,
     /// Secret of the service tokens services present to each other; never given to users.

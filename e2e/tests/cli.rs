@@ -79,28 +79,33 @@ async fn cli_publishes_and_consumes() {
         "{stdout}"
     );
 
-    // --stream: the gateway pushes the messages (Server-Sent Events); acked as they print.
-    for payload in ["pushed one", "pushed two"] {
-        let (ok, stdout, stderr) = mom(&cluster, &["publish", "greetings", "en", payload]);
-        assert!(ok, "{stdout}{stderr}");
+    // --stream: the gateway pushes the messages (its gRPC stream; --sse: Server-Sent Events);
+    // acked as they print.
+    for transport in [None, Some("--sse")] {
+        for payload in ["pushed one", "pushed two"] {
+            let (ok, stdout, stderr) = mom(&cluster, &["publish", "greetings", "en", payload]);
+            assert!(ok, "{stdout}{stderr}");
+        }
+        let mut args = vec![
+            "consume",
+            "hello",
+            "--stream",
+            "--count",
+            "2",
+            "--wait-secs",
+            "5",
+        ];
+        args.extend(transport);
+        let (ok, stdout, stderr) = mom(&cluster, &args);
+        assert!(ok, "{transport:?}: {stderr}");
+        assert_eq!(
+            stdout.lines().collect::<Vec<_>>(),
+            ["pushed one", "pushed two"],
+            "{transport:?}"
+        );
+        let (ok, stdout, _) = mom(&cluster, &["depth", "hello"]);
+        assert!(ok && stdout.contains("ready 0 leased 0"), "acked: {stdout}");
     }
-    let args = [
-        "consume",
-        "hello",
-        "--stream",
-        "--count",
-        "2",
-        "--wait-secs",
-        "5",
-    ];
-    let (ok, stdout, stderr) = mom(&cluster, &args);
-    assert!(ok, "{stderr}");
-    assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
-        ["pushed one", "pushed two"]
-    );
-    let (ok, stdout, _) = mom(&cluster, &["depth", "hello"]);
-    assert!(ok && stdout.contains("ready 0 leased 0"), "acked: {stdout}");
     let (ok, _, stderr) = mom(
         &cluster,
         &["publish", "greetings", "en", "x", "--header", "bad"],

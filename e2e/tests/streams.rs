@@ -1,19 +1,49 @@
-//! Push consume: Server-Sent Events streams (every message once per subscriber, in order per
-//! key; `prefetch` bounds what is unacked; a stream resumes after a gateway restart and loses
-//! nothing) and long-poll pulls that nodes wake when a message lands (no polling).
+//! Push consume, over both transports (Server-Sent Events and the gateway's gRPC `Consume`
+//! stream): every message once per subscriber, in order per key; `prefetch` bounds what is
+//! unacked; a stream resumes after a gateway restart or its leader's death and loses nothing.
+//! And long-poll pulls that nodes wake when a message lands (no polling).
 
-use mom_client::{Connection, Delivery, ExchangeKind, StreamOptions};
-use mom_e2e::{call, connect};
+use mom_client::{Connection, Delivery, ExchangeKind, MailboxName, StreamOptions, Transport};
+use mom_e2e::{call, connect, fast_failover};
 use mom_testkit::{poll_until, Cluster};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-fn options(prefetch: u32, visibility_ms: u64) -> StreamOptions {
+fn options(prefetch: u32, visibility_ms: u64, transport: Transport) -> StreamOptions {
     StreamOptions {
         prefetch: Some(prefetch),
         visibility_timeout: Some(Duration::from_millis(visibility_ms)),
+        transport,
     }
 }
+
+/// Each scenario as two tests, one per transport.
+macro_rules! over_both_transports {
+    ($scenario:ident: $sse:ident, $grpc:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sse() {
+            $scenario(Transport::Sse).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $grpc() {
+            $scenario(Transport::Grpc).await;
+        }
+    };
+}
+
+over_both_transports!(every_message_once_per_subscriber_in_key_order:
+    an_sse_stream_delivers_every_message_once_per_subscriber_in_key_order,
+    a_grpc_stream_delivers_every_message_once_per_subscriber_in_key_order);
+over_both_transports!(prefetch_bounds_the_unacked_messages_in_flight:
+    prefetch_bounds_the_unacked_messages_of_an_sse_stream,
+    prefetch_bounds_the_unacked_messages_of_a_grpc_stream);
+over_both_transports!(resumes_after_a_gateway_restart:
+    an_sse_stream_resumes_after_a_gateway_restart_and_loses_nothing,
+    a_grpc_stream_resumes_after_a_gateway_restart_and_loses_nothing);
+over_both_transports!(resumes_after_its_leader_is_killed:
+    an_sse_stream_resumes_after_its_leader_is_killed_and_loses_nothing,
+    a_grpc_stream_resumes_after_its_leader_is_killed_and_loses_nothing);
 
 /// Messages per key, in the order they came.
 fn by_key(deliveries: &[Delivery]) -> BTreeMap<String, Vec<String>> {
@@ -26,15 +56,14 @@ fn by_key(deliveries: &[Delivery]) -> BTreeMap<String, Vec<String>> {
     keys
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_sse_stream_delivers_every_message_once_per_subscriber_in_key_order() {
+async fn every_message_once_per_subscriber_in_key_order(transport: Transport) {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
     conn.declare_topic("feed").await.unwrap();
     let mut consumers = Vec::new();
     for subscriber in ["s1", "s2"] {
         let mut stream = conn
-            .subscribe_stream("feed", subscriber, options(20, 60_000))
+            .subscribe_stream("feed", subscriber, options(20, 60_000, transport))
             .await
             .unwrap();
         consumers.push(tokio::spawn(async move {
@@ -99,8 +128,7 @@ async fn an_sse_stream_delivers_every_message_once_per_subscriber_in_key_order()
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prefetch_bounds_the_unacked_messages_in_flight() {
+async fn prefetch_bounds_the_unacked_messages_in_flight(transport: Transport) {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
     conn.declare_queue("bounded").await.unwrap();
@@ -116,7 +144,10 @@ async fn prefetch_bounds_the_unacked_messages_in_flight() {
     let bob = Connection::connect(cluster.gateway_url(), "bob", "bob-password-1")
         .await
         .unwrap();
-    let refused = bob.stream("bounded", options(5, 60_000)).next().await;
+    let refused = bob
+        .stream("bounded", options(5, 60_000, transport))
+        .next()
+        .await;
     assert!(
         matches!(
             refused,
@@ -124,20 +155,45 @@ async fn prefetch_bounds_the_unacked_messages_in_flight() {
         ),
         "{refused:?}"
     );
-    let token = Some(conn.token());
-    for (path, status) in [
-        ("/queues/nowhere/stream", 404),
-        ("/queues/bounded/stream?prefetch=0", 400),
-        ("/queues/bounded/stream?prefetch=1001", 400),
-        ("/queues/bounded/stream?wait_ms=5", 400),
-        ("/topics/feed/subscriptions/nobody/stream", 404),
-    ] {
-        let (got, body) = call(&cluster, reqwest::Method::GET, path, token, None).await;
-        assert_eq!(got, status, "{path}: {body}");
-        assert!(body["error"].is_string(), "{path}: {body}");
+    match transport {
+        Transport::Sse => {
+            let token = Some(conn.token());
+            for (path, status) in [
+                ("/queues/nowhere/stream", 404),
+                ("/queues/bounded/stream?prefetch=0", 400),
+                ("/queues/bounded/stream?prefetch=1001", 400),
+                ("/queues/bounded/stream?wait_ms=5", 400),
+                ("/topics/feed/subscriptions/nobody/stream", 404),
+            ] {
+                let (got, body) = call(&cluster, reqwest::Method::GET, path, token, None).await;
+                assert_eq!(got, status, "{path}: {body}");
+                assert!(body["error"].is_string(), "{path}: {body}");
+            }
+        }
+        Transport::Grpc => {
+            let nobody = MailboxName::Subscription {
+                topic: "feed".into(),
+                subscriber: "nobody".into(),
+            };
+            for (mailbox, prefetch, status) in [
+                (MailboxName::Queue("nowhere".into()), 5, 404),
+                (MailboxName::Queue("bounded".into()), 1001, 400),
+                (nobody, 5, 404),
+            ] {
+                let refused = conn
+                    .stream_from(mailbox.clone(), options(prefetch, 60_000, transport))
+                    .next()
+                    .await;
+                assert!(
+                    matches!(&refused, Err(mom_client::ClientError::Api { status: s, message })
+                        if *s == status && !message.is_empty()),
+                    "{mailbox:?}, prefetch {prefetch}: {refused:?}"
+                );
+            }
+        }
     }
 
-    let mut stream = conn.stream("bounded", options(5, 60_000));
+    let mut stream = conn.stream("bounded", options(5, 60_000, transport));
     let mut held = Vec::new();
     for _ in 0..5 {
         let delivery = stream
@@ -212,8 +268,7 @@ async fn prefetch_bounds_the_unacked_messages_in_flight() {
     assert_eq!((depth.ready, depth.leased), (3, 0), "{depth:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_resumes_after_a_gateway_restart_and_loses_nothing() {
+async fn resumes_after_a_gateway_restart(transport: Transport) {
     let mut cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
     conn.declare_exchange("jobs", ExchangeKind::Direct)
@@ -222,7 +277,7 @@ async fn a_stream_resumes_after_a_gateway_restart_and_loses_nothing() {
     conn.declare_queue("resume").await.unwrap();
     conn.bind("jobs", "resume", "k").await.unwrap();
     // A short visibility timeout: what was in flight when the gateway died comes back soon.
-    let mut stream = conn.stream("resume", options(10, 2_000));
+    let mut stream = conn.stream("resume", options(10, 2_000, transport));
     for n in 0..20 {
         conn.publish("jobs", "k", format!("before-{n:02}"))
             .await
@@ -279,6 +334,54 @@ async fn a_stream_resumes_after_a_gateway_restart_and_loses_nothing() {
         .await
         .unwrap()
         .is_none());
+}
+
+/// Kills the leader of the stream's only key while the stream is open: the stream's call to
+/// it fails, the partition fails over, and every message (those the stream had in flight at
+/// the dead leader come back as its leases died with it) arrives.
+async fn resumes_after_its_leader_is_killed(transport: Transport) {
+    let mut cluster = Cluster::start_with(fast_failover()).await;
+    let conn = connect(&cluster).await;
+    conn.declare_exchange("jobs", ExchangeKind::Direct)
+        .await
+        .unwrap();
+    conn.declare_queue("survive").await.unwrap();
+    conn.bind("jobs", "survive", "k").await.unwrap();
+    let mut stream = conn.stream("survive", options(10, 60_000, transport));
+    for n in 0..20 {
+        conn.publish("jobs", "k", format!("before-{n:02}"))
+            .await
+            .unwrap();
+    }
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    while seen.len() < 10 {
+        let delivery = stream
+            .next_timeout(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .expect("message before the kill");
+        assert!(stream.ack(&delivery).await.unwrap());
+        *seen.entry(delivery.payload).or_default() += 1;
+    }
+    let (leader, _) = cluster.leader_of("e/jobs/k").await.unwrap();
+    cluster.kill_node(Cluster::node_index(&leader));
+    // Published while the partition fails over (the gateway retries them meanwhile).
+    for n in 0..20 {
+        conn.publish("jobs", "k", format!("after-{n:02}"))
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    while seen.len() < 40 && started.elapsed() < Duration::from_secs(30) {
+        let Some(delivery) = stream.next_timeout(Duration::from_secs(10)).await.unwrap() else {
+            break;
+        };
+        let _ = stream.ack(&delivery).await;
+        *seen.entry(delivery.payload).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 40, "every message came: {seen:?}");
+    // A node's death is the gateway's business: the client's stream stayed open throughout.
+    assert_eq!(stream.connects(), 1, "the stream was not reopened");
 }
 
 /// The time from a publish's `201` to the answer of a pull that was already waiting.
@@ -347,9 +450,16 @@ async fn sse_publish_to_deliver_latency_at_1000_per_second() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1_000);
-    let row = bench::latency::stream_latency(&conn, "lat", "lat", rate, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let row = bench::latency::stream_latency(
+        &conn,
+        "lat",
+        "lat",
+        rate,
+        Duration::from_secs(10),
+        Transport::Sse,
+    )
+    .await
+    .unwrap();
     eprintln!("at {rate} msg/s: {}", row.line());
     assert_eq!(row.delivered, row.published);
 }

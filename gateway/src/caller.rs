@@ -18,6 +18,25 @@ pub struct Caller {
     pub act: AttachService,
 }
 
+impl Caller {
+    /// The caller an `Authorization` value (`Bearer <token>`) names, if its token holds; for
+    /// REST requests and gRPC calls alike.
+    pub async fn from_bearer(state: &AppState, header: Option<&str>) -> Result<Caller, ApiError> {
+        let claims = state.tokens.verify_bearer(header)?;
+        let record = state.access.user(&claims.sub).await?;
+        if !record.is_some_and(|r| r.accepts(claims.gen, claims.iat)) {
+            return Err(ApiError::Unauthorized(
+                "token revoked, or its user no longer exists; log in again".into(),
+            ));
+        }
+        let act = state.credentials.acting_for(&claims.sub)?;
+        Ok(Caller {
+            user: claims.sub,
+            act,
+        })
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Caller, ApiError>>;
@@ -31,18 +50,7 @@ impl FromRequest for Caller {
             .map(str::to_owned);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Internal("gateway state missing".into()))?;
-            let claims = state.tokens.verify_bearer(header.as_deref())?;
-            let record = state.access.user(&claims.sub).await?;
-            if !record.is_some_and(|r| r.accepts(claims.gen, claims.iat)) {
-                return Err(ApiError::Unauthorized(
-                    "token revoked, or its user no longer exists; log in again".into(),
-                ));
-            }
-            let act = state.credentials.acting_for(&claims.sub)?;
-            Ok(Caller {
-                user: claims.sub,
-                act,
-            })
+            Caller::from_bearer(&state, header.as_deref()).await
         })
     }
 }

@@ -110,3 +110,21 @@ impl From<tonic::Status> for ApiError {
         }
     }
 }
+
+/// The same refusal for a gRPC client (`Consumer.Consume`): the status code closest to the
+/// HTTP one, with the same message.
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        let code = match &e {
+            ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_) => tonic::Code::InvalidArgument,
+            ApiError::Unauthorized(_) => tonic::Code::Unauthenticated,
+            ApiError::Forbidden(_) => tonic::Code::PermissionDenied,
+            ApiError::NotFound(_) => tonic::Code::NotFound,
+            ApiError::Conflict(_) => tonic::Code::AlreadyExists,
+            ApiError::Unprocessable(_) => tonic::Code::FailedPrecondition,
+            ApiError::Unavailable(_) | ApiError::BadGateway(_) => tonic::Code::Unavailable,
+            ApiError::Internal(_) => tonic::Code::Internal,
+        };
+        tonic::Status::new(code, e.to_string())
+    }
+}

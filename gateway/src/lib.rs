@@ -9,6 +9,7 @@ pub mod auth_routes;
 pub mod caller;
 pub mod cluster;
 pub mod error;
+pub mod grpc;
 pub mod mailboxes;
 pub mod metrics;
 pub mod nack;
@@ -54,8 +55,10 @@ pub struct AppState {
     pub min_insync_replicas: u32,
     /// Traffic counters of this gateway, for `/stats` and the dashboard.
     pub stats: stats::Stats,
-    /// The receipts this gateway's SSE streams have in flight, for their credit.
+    /// The receipts this gateway's streams (SSE and gRPC) have in flight, for their credit.
     pub streams: streams::Streams,
+    /// The address of the gRPC `Consumer` service, if it serves one, for `/version`.
+    pub grpc_address: Option<String>,
 }
 
 fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -96,13 +99,14 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     path = "/version",
     tag = "operations",
     security(()),
-    responses((status = 200, description = "The gateway's name and version", body = openapi::Version)),
+    responses((status = 200, description = "The gateway's name and version, and the address of its gRPC service (streaming consume) if it serves one", body = openapi::Version)),
 )]
-async fn version() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "name": "mom",
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+async fn version(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(openapi::Version {
+        name: "mom".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        grpc: state.grpc_address.clone(),
+    })
 }
 
 /// The broker nodes, the partitions with their leaders, replicas and lag, and the controller.
@@ -262,6 +266,17 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     ));
 
     let access = AccessCache::start(catalog.clone()).await?;
+    let grpc_listener = match config.grpc_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let grpc_address = match &grpc_listener {
+        Some(listener) => Some(mom_common::advertise::advertised_address(
+            listener.local_addr()?,
+            None,
+        )),
+        None => None,
+    };
     let metrics = mom_common::metrics::install()?;
     let state = web::Data::new(AppState {
         catalog,
@@ -284,7 +299,29 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         min_insync_replicas: config.min_insync_replicas,
         stats: stats::Stats::default(),
         streams: streams::Streams::default(),
+        grpc_address,
     });
+    if let Some(listener) = grpc_listener {
+        let consumer = mom_common::proto::consumer_server::ConsumerServer::new(
+            grpc::ConsumerService::new(state.clone().into_inner()),
+        )
+        .max_encoding_message_size(mom_common::message::MAX_GRPC_MESSAGE_BYTES);
+        let addr = listener.local_addr()?;
+        let server = tonic::transport::Server::builder()
+            // Pings keep an idle stream's connection open through proxies and tell a client
+            // whose gateway died that it is gone.
+            .http2_keepalive_interval(Some(streams::KEEP_ALIVE))
+            .add_service(consumer)
+            .serve_with_incoming(
+                mom_common::channels::incoming(listener).map_err(anyhow::Error::from_boxed)?,
+            );
+        tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "gRPC service ended");
+            }
+        });
+        tracing::info!(listen = %addr, "gateway serving gRPC (Consumer)");
+    }
     tokio::spawn(stats::forget_deleted(state.clone().into_inner()));
     let max_body = config.max_body_bytes;
     let server = HttpServer::new(move || {

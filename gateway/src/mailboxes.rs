@@ -12,7 +12,6 @@
 use crate::nodes::retry_while_unavailable;
 use crate::{caller::Caller, error::ApiError, AppState};
 use actix_web::web;
-use base64::Engine as _;
 use futures::stream::{FuturesUnordered, StreamExt};
 use mom_catalog::NodeInfo;
 use mom_common::receipt::Receipt;
@@ -277,6 +276,17 @@ pub async fn try_pull_from(
     node: &mom_catalog::NodeInfo,
     request: proto::PullRequest,
 ) -> Result<Vec<Delivery>, tonic::Status> {
+    let deliveries = try_pull_raw(state, caller, node, request).await?;
+    Ok(deliveries.into_iter().map(Delivery::from).collect())
+}
+
+/// [`try_pull_from`] as the node answered it (the payload as bytes), for streams.
+pub async fn try_pull_raw(
+    state: &AppState,
+    caller: &Caller,
+    node: &mom_catalog::NodeInfo,
+    request: proto::PullRequest,
+) -> Result<Vec<proto::Delivery>, tonic::Status> {
     let reply = match state.nodes.broker(node, &caller.act) {
         Ok(mut broker) => broker.pull(request).await,
         Err(e) => {
@@ -285,23 +295,7 @@ pub async fn try_pull_from(
         }
     };
     match reply {
-        Ok(reply) => Ok(reply
-            .into_inner()
-            .deliveries
-            .into_iter()
-            .map(|d| Delivery {
-                receipt: d.receipt,
-                message_id: d.message_id,
-                exchange: d.exchange,
-                routing_key: d.routing_key,
-                payload: String::from_utf8_lossy(&d.payload).into_owned(),
-                payload_base64: base64::engine::general_purpose::STANDARD.encode(&d.payload),
-                headers: d.headers,
-                content_type: (!d.content_type.is_empty()).then_some(d.content_type),
-                delivery_count: d.delivery_count,
-                published_at_ms: d.published_at_ms,
-            })
-            .collect()),
+        Ok(reply) => Ok(reply.into_inner().deliveries),
         Err(status) => {
             tracing::warn!(node = %node.id, %status, "pull from node failed");
             Err(status)

@@ -554,6 +554,11 @@ pub struct Version {
     #[schema(example = "mom")]
     pub name: String,
     pub version: String,
+    /// `host:port` of the gateway's gRPC service (`mom.v1.Consumer`, streaming consume), if
+    /// it serves one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "127.0.0.1:8081")]
+    pub grpc: Option<String>,
 }
 
 #[cfg(test)]

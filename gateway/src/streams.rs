@@ -1,6 +1,7 @@
-//! Streaming consume over Server-Sent Events: `GET /queues/{q}/stream` and
-//! `GET /topics/{t}/subscriptions/{s}/stream` push each message as one event, with its receipt,
-//! as soon as a node has it; the consumer acks through the ordinary ack endpoint.
+//! Streaming consume: `GET /queues/{q}/stream` and `GET /topics/{t}/subscriptions/{s}/stream`
+//! push each message as one Server-Sent Event, with its receipt, as soon as a node has it; the
+//! consumer acks through the ordinary ack endpoint. The gRPC `Consumer.Consume` call
+//! ([`crate::grpc`]) is the same stream ([`start`]) in another framing.
 //!
 //! Credit: at most `prefetch` messages the stream sent are in flight (neither acked through
 //! this gateway nor past their visibility timeout, after which the lease lapsed and the message
@@ -20,7 +21,6 @@ use crate::AppState;
 use actix_web::{web, HttpResponse};
 use futures::stream::{FuturesUnordered, StreamExt};
 use mom_catalog::NodeInfo;
-use mom_common::rest::Delivery;
 use mom_common::{proto, MailboxName};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -125,18 +125,96 @@ impl Credit {
     }
 }
 
+/// What a stream hands its transport (SSE or gRPC) to send, in order.
+pub enum Event {
+    /// The stream is open.
+    Open,
+    /// One message, leased to this stream.
+    Message(proto::Delivery),
+    /// Nothing for [`KEEP_ALIVE`]: SSE sends a comment, so that proxies keep it open.
+    KeepAlive,
+    /// A node refused the stream (permission revoked, say); the stream ends.
+    Refused(tonic::Status),
+}
+
+/// A stream's checked settings.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    prefetch: usize,
+    visibility: Duration,
+}
+
+impl StreamSettings {
+    /// `prefetch` and `visibility_timeout_ms` as given (the defaults when `None`), checked.
+    pub fn check(
+        state: &AppState,
+        prefetch: Option<u32>,
+        visibility_timeout_ms: Option<u64>,
+    ) -> Result<StreamSettings, ApiError> {
+        let prefetch = prefetch.unwrap_or(DEFAULT_PREFETCH);
+        if !(1..=MAX_PREFETCH).contains(&prefetch) {
+            return Err(ApiError::BadRequest(format!(
+                "prefetch must be between 1 and {MAX_PREFETCH}"
+            )));
+        }
+        let visibility = visibility_timeout_ms.unwrap_or(state.default_visibility_timeout_ms);
+        if !(1..=MAX_VISIBILITY_TIMEOUT_MS).contains(&visibility) {
+            return Err(ApiError::BadRequest(format!(
+                "visibility_timeout_ms must be between 1 and {MAX_VISIBILITY_TIMEOUT_MS}"
+            )));
+        }
+        Ok(StreamSettings {
+            prefetch: prefetch as usize,
+            visibility: Duration::from_millis(visibility),
+        })
+    }
+}
+
+/// Starts a stream of `mailbox` (whose read permission and existence the caller checked) in
+/// a task of its own. Its events come on the receiver; dropping the receiver (the client went
+/// away) ends the task, after it put back whatever its nodes' calls still leased.
+pub fn start(
+    state: Arc<AppState>,
+    caller: Caller,
+    mailbox: MailboxName,
+    settings: StreamSettings,
+) -> mpsc::Receiver<Event> {
+    let (sender, receiver) = mpsc::channel::<Event>(16);
+    let stream = Stream {
+        state,
+        caller,
+        mailbox,
+        prefetch: settings.prefetch,
+        visibility: settings.visibility,
+        sender,
+        credit: Arc::default(),
+    };
+    tokio::spawn(stream.run());
+    receiver
+}
+
 /// One SSE event carrying `delivery`, as JSON on one `data:` line.
-fn event(delivery: &Delivery) -> web::Bytes {
+fn sse_message(delivery: &impl serde::Serialize) -> web::Bytes {
     let json = serde_json::to_string(delivery).unwrap_or_else(|_| "{}".into());
     web::Bytes::from(format!("data: {json}\n\n"))
 }
 
-fn error_event(error: &str) -> web::Bytes {
-    let json = serde_json::json!({ "error": error });
-    web::Bytes::from(format!("event: error\ndata: {json}\n\n"))
+/// An [`Event`] as Server-Sent Event bytes.
+fn sse_bytes(event: Event) -> web::Bytes {
+    match event {
+        // `retry` tells EventSource clients to reconnect after a second.
+        Event::Open => web::Bytes::from_static(b": stream open\nretry: 1000\n\n"),
+        Event::Message(delivery) => sse_message(&mom_common::rest::Delivery::from(delivery)),
+        Event::KeepAlive => web::Bytes::from_static(b": keep-alive\n\n"),
+        Event::Refused(status) => {
+            let json = serde_json::json!({ "error": status.message() });
+            web::Bytes::from(format!("event: error\ndata: {json}\n\n"))
+        }
+    }
 }
 
-/// Starts a stream of `mailbox` (whose read permission and existence the caller checked).
+/// Answers an SSE request with a stream of `mailbox` (whose read permission and existence the
+/// caller checked).
 pub fn open(
     state: web::Data<AppState>,
     caller: Caller,
@@ -146,36 +224,16 @@ pub fn open(
     let query = web::Query::<StreamQuery>::from_query(query)
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
         .into_inner();
-    let prefetch = query.prefetch.unwrap_or(DEFAULT_PREFETCH);
-    if !(1..=MAX_PREFETCH).contains(&prefetch) {
-        return Err(ApiError::BadRequest(format!(
-            "prefetch must be between 1 and {MAX_PREFETCH}"
-        )));
-    }
-    let visibility = query
-        .visibility_timeout_ms
-        .unwrap_or(state.default_visibility_timeout_ms);
-    if !(1..=MAX_VISIBILITY_TIMEOUT_MS).contains(&visibility) {
-        return Err(ApiError::BadRequest(format!(
-            "visibility_timeout_ms must be between 1 and {MAX_VISIBILITY_TIMEOUT_MS}"
-        )));
-    }
-    let (sender, receiver) = mpsc::channel::<web::Bytes>(16);
-    let stream = Stream {
-        state: state.into_inner(),
-        caller,
-        mailbox,
-        prefetch: prefetch as usize,
-        visibility: Duration::from_millis(visibility),
-        sender,
-        credit: Arc::default(),
-    };
-    actix_web::rt::spawn(stream.run());
+    let settings = StreamSettings::check(&state, query.prefetch, query.visibility_timeout_ms)?;
+    let receiver = start(state.into_inner(), caller, mailbox, settings);
     // The body ends when the stream's task does; dropping the body (the client went away)
     // closes the channel, which ends the task.
     let body = futures::stream::unfold(receiver, |mut receiver| async move {
-        let bytes = receiver.recv().await?;
-        Some((Ok::<_, std::convert::Infallible>(bytes), receiver))
+        let event = receiver.recv().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(sse_bytes(event)),
+            receiver,
+        ))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -190,7 +248,7 @@ struct Stream {
     mailbox: MailboxName,
     prefetch: usize,
     visibility: Duration,
-    sender: mpsc::Sender<web::Bytes>,
+    sender: mpsc::Sender<Event>,
     credit: Arc<Credit>,
 }
 
@@ -199,7 +257,7 @@ enum End {
     /// The client went away.
     Gone,
     /// A node refused the stream (permission revoked, say): told to the client.
-    Refused(String),
+    Refused(tonic::Status),
 }
 
 impl Stream {
@@ -209,7 +267,7 @@ impl Stream {
         node: NodeInfo,
         max: usize,
         wait_id: String,
-    ) -> (NodeInfo, Result<Vec<Delivery>, tonic::Status>) {
+    ) -> (NodeInfo, Result<Vec<proto::Delivery>, tonic::Status>) {
         let request = proto::PullRequest {
             mailbox: Some(self.mailbox.to_proto()),
             max: max.min(mailboxes::MAX_PULL as usize) as u32,
@@ -217,7 +275,7 @@ impl Stream {
             wait_ms: NODE_WAIT.as_millis() as u64,
             wait_id,
         };
-        let reply = mailboxes::try_pull_from(&self.state, &self.caller, &node, request).await;
+        let reply = mailboxes::try_pull_raw(&self.state, &self.caller, &node, request).await;
         (node, reply)
     }
 
@@ -228,15 +286,15 @@ impl Stream {
         (self.prefetch.saturating_sub(in_flight), next)
     }
 
-    async fn send(&self, bytes: web::Bytes) -> Result<(), End> {
-        self.sender.send(bytes).await.map_err(|_| End::Gone)
+    async fn send(&self, event: Event) -> Result<(), End> {
+        self.sender.send(event).await.map_err(|_| End::Gone)
     }
 
     /// Sends what fits the credit (each as in flight), puts the rest back at `node`.
-    async fn deliver(&self, node: &NodeInfo, deliveries: Vec<Delivery>) -> Result<(), End> {
+    async fn deliver(&self, node: &NodeInfo, deliveries: Vec<proto::Delivery>) -> Result<(), End> {
         let (free, _) = self.free_credit();
         let mut deliveries = deliveries.into_iter();
-        let sent: Vec<Delivery> = deliveries.by_ref().take(free).collect();
+        let sent: Vec<proto::Delivery> = deliveries.by_ref().take(free).collect();
         let back: Vec<String> = deliveries.map(|d| d.receipt).collect();
         if !back.is_empty() {
             mailboxes::release(&self.state, &self.caller, &self.mailbox, node, back).await;
@@ -248,7 +306,7 @@ impl Stream {
             let lapses = Instant::now() + self.visibility;
             lock(&self.credit.in_flight).insert(delivery.receipt.clone(), lapses);
             self.state.streams.track(&delivery.receipt, &self.credit);
-            self.send(event(&delivery)).await?;
+            self.send(Event::Message(delivery)).await?;
         }
         Ok(())
     }
@@ -260,11 +318,7 @@ impl Stream {
         let mut retry_at: HashMap<String, Instant> = HashMap::new();
         let mut stopped_for_credit = false;
         let mut keep_alive = tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
-        // `retry` tells EventSource clients to reconnect after a second.
-        let mut end = self
-            .send(": stream open\nretry: 1000\n\n".into())
-            .await
-            .err();
+        let mut end = self.send(Event::Open).await.err();
         while end.is_none() {
             let now = Instant::now();
             retry_at.retain(|_, at| *at > now);
@@ -294,7 +348,7 @@ impl Stream {
                             status.code(),
                             tonic::Code::PermissionDenied | tonic::Code::NotFound
                                 | tonic::Code::InvalidArgument | tonic::Code::Unauthenticated
-                        ) => Err(End::Refused(status.message().to_owned())),
+                        ) => Err(End::Refused(status)),
                         Err(_) => {
                             retry_at.insert(node.id.clone(), Instant::now() + NODE_RETRY);
                             Ok(())
@@ -306,14 +360,14 @@ impl Stream {
                 _ = sleep_until(next_retry), if next_retry.is_some() => Ok(()),
                 // Credit but no call out (no live node): look for nodes again soon.
                 _ = tokio::time::sleep(NODE_RETRY), if free > 0 && calls.is_empty() => Ok(()),
-                _ = keep_alive.tick() => self.send(": keep-alive\n\n".into()).await,
+                _ = keep_alive.tick() => self.send(Event::KeepAlive).await,
                 _ = self.sender.closed() => Err(End::Gone),
             };
             end = outcome.err();
         }
-        if let Some(End::Refused(why)) = &end {
-            tracing::info!(mailbox = %self.mailbox, %why, "stream refused by a node");
-            let _ = self.send(error_event(why)).await;
+        if let Some(End::Refused(status)) = end {
+            tracing::info!(mailbox = %self.mailbox, %status, "stream refused by a node");
+            let _ = self.send(Event::Refused(status)).await;
         }
         // Every call still out is stopped and awaited; what it leased goes back.
         self.stop(waiting.values()).await;
@@ -347,6 +401,7 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mom_common::rest::Delivery;
 
     #[test]
     fn an_ack_frees_its_streams_credit_and_lapsed_messages_free_theirs() {
@@ -407,7 +462,7 @@ mod tests {
             delivery_count: 1,
             published_at_ms: 0,
         };
-        let text = String::from_utf8(event(&delivery).to_vec()).unwrap();
+        let text = String::from_utf8(sse_message(&delivery).to_vec()).unwrap();
         assert!(text.starts_with("data: {") && text.ends_with("}\n\n"));
         assert_eq!(text.matches('\n').count(), 2, "{text}");
     }

@@ -198,10 +198,12 @@ impl Cluster {
             .collect();
 
         let gateway_port = free_port();
+        let gateway_grpc_port = free_port();
         let gateway_config = write(
             &root.join("gateway.toml"),
             format!(
-                "listen = \"127.0.0.1:{gateway_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
+                "listen = \"127.0.0.1:{gateway_port}\"\n\
+                 grpc_listen = \"127.0.0.1:{gateway_grpc_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
                  cluster_secret = \"{CLUSTER_SECRET}\"\n\
                  auth_url = \"http://127.0.0.1:{auth_port}\"\nretry_window_ms = {}\n\
                  max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {gateway_timeout}\n\
@@ -235,7 +237,7 @@ impl Cluster {
         for _ in 0..options.nodes {
             cluster.spawn_node();
         }
-        for port in [auth_port, gateway_port]
+        for port in [auth_port, gateway_port, gateway_grpc_port]
             .into_iter()
             .chain(partitioning_ports)
         {

@@ -1,11 +1,11 @@
-//! The publish→deliver row (MOM only): messages published at a steady rate while one SSE stream
-//! (`GET /queues/{q}/stream`) consumes and acks them. A message's latency runs from just before
+//! The publish→deliver rows (MOM only): messages published at a steady rate while one stream
+//! (SSE, `GET /queues/{q}/stream`, or gRPC `Consumer/Consume`) consumes and acks them. A message's latency runs from just before
 //! its publish is sent to the arrival of its event at the consumer (both here, on one clock);
 //! it includes the publish's replication and commit. Acks go in batches beside the stream.
 
 use super::load::{histogram, BenchResult, PAYLOAD_BYTES};
 use hdrhistogram::Histogram;
-use mom_client::{Connection, StreamOptions};
+use mom_client::{Connection, StreamOptions, Transport};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ const PREFETCH: u32 = 1_000;
 const QUIET: Duration = Duration::from_secs(3);
 
 pub struct LatencyRow {
+    pub transport: Transport,
     pub published: usize,
     pub delivered: usize,
     /// Publishes that failed, and deliveries of a message seen before.
@@ -42,7 +43,8 @@ impl LatencyRow {
             d.map_or("-".into(), |d| format!("{:.2} ms", d.as_secs_f64() * 1e3))
         };
         format!(
-            "publish→deliver via SSE: {} published, {} delivered ({:.0} msg/s), p50 {}, p99 {}, p99.9 {}, max {}, {} failed, {} duplicates; publish alone (sent→201): p50 {}, p99 {}",
+            "publish→deliver via {}: {} published, {} delivered ({:.0} msg/s), p50 {}, p99 {}, p99.9 {}, max {}, {} failed, {} duplicates; publish alone (sent→201): p50 {}, p99 {}",
+            transport_name(self.transport),
             self.published,
             self.delivered,
             self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9),
@@ -58,6 +60,13 @@ impl LatencyRow {
     }
 }
 
+pub fn transport_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Sse => "SSE",
+        Transport::Grpc => "gRPC",
+    }
+}
+
 /// Publishes to `exchange` (routed to `queue`, with routing keys spread over the partitions)
 /// at `rate` messages per second for `time`, while a stream of `queue` consumes them.
 pub async fn stream_latency(
@@ -66,6 +75,7 @@ pub async fn stream_latency(
     queue: &str,
     rate: u32,
     time: Duration,
+    transport: Transport,
 ) -> BenchResult<LatencyRow> {
     let base = Instant::now();
     let publishing_done = Arc::new(AtomicBool::new(false));
@@ -74,6 +84,7 @@ pub async fn stream_latency(
         StreamOptions {
             prefetch: Some(PREFETCH),
             visibility_timeout: Some(Duration::from_secs(60)),
+            transport,
         },
     );
     let (acks, mut to_ack) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -175,6 +186,7 @@ pub async fn stream_latency(
         .map_err(|e| format!("consumer task: {e}"))??;
     let refused = acker.await.unwrap_or(0);
     Ok(LatencyRow {
+        transport,
         published: published.load(Ordering::SeqCst),
         delivered,
         failed: failed.load(Ordering::SeqCst) + refused,

@@ -4,8 +4,8 @@
 //! Rows: (a) 1 publish in flight, (b) 32 in flight, (c) consume + ack of the backlog; 1 KiB
 //! persistent messages, confirmed publishes. Prints msg/s, p50/p99 latency, broker CPU per
 //! message and the MOM/RabbitMQ ratio, as medians over `BENCH_RUNS` runs. Then MOM alone:
-//! (d) publish→deliver latency through an SSE stream at `BENCH_SSE_RATE` msg/s (1000; 0 skips
-//! it) for `BENCH_ROW_SECS`.
+//! publish→deliver latency through (d) an SSE stream and (e) a gRPC stream at `BENCH_SSE_RATE`
+//! msg/s (1000; 0 skips them) for `BENCH_ROW_SECS` each.
 //!
 //! Run it with `bash scripts/bench.sh`, which builds in release and starts RabbitMQ. Settings
 //! (environment): `BENCH_RUNS` (3), `BENCH_ROW_SECS` (10), `BENCH_MESSAGES_1` (5000),
@@ -19,6 +19,7 @@ use bench::load::{self, Broker, Limits, Plan, RowResult, ROWS};
 use bench::mom::Mom;
 use bench::rabbitmq::RabbitMq;
 use bench::report;
+use mom_client::Transport;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -157,27 +158,31 @@ async fn bench() -> ExitCode {
         rabbit.close().await;
     }
     let sse_rate = setting("BENCH_SSE_RATE", 1_000) as u32;
-    let sse_row = if sse_rate == 0 {
-        None
-    } else {
-        let outcome = match mom.declare_queue("bench-sse").await {
-            Ok(()) => {
-                bench::latency::stream_latency(
-                    mom.conn(),
-                    "bench-sse",
-                    "bench-sse",
-                    sse_rate,
-                    row_time,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        Some(match outcome {
-            Ok(row) => format!("(d) MOM at {sse_rate} msg/s, {} ", row.line()),
-            Err(e) => format!("(d) MOM publish→deliver via SSE could not run: {e}"),
-        })
-    };
+    let mut stream_rows = Vec::new();
+    if sse_rate > 0 {
+        for (row, transport) in [("d", Transport::Sse), ("e", Transport::Grpc)] {
+            let name = bench::latency::transport_name(transport);
+            let queue = format!("bench-{}", name.to_lowercase());
+            let outcome = match mom.declare_queue(&queue).await {
+                Ok(()) => {
+                    bench::latency::stream_latency(
+                        mom.conn(),
+                        &queue,
+                        &queue,
+                        sse_rate,
+                        row_time,
+                        transport,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            stream_rows.push(match outcome {
+                Ok(line) => format!("({row}) MOM at {sse_rate} msg/s, {} ", line.line()),
+                Err(e) => format!("({row}) MOM publish→deliver via {name} could not run: {e}"),
+            });
+        }
+    }
     for (service, log) in mom.exited() {
         println!("MOM's {service} exited during the bench; the end of its log:\n{log}");
     }
@@ -213,8 +218,11 @@ async fn bench() -> ExitCode {
         bench::rabbitmq::PREFETCH,
         load::CONSUME_BATCH
     );
-    if let Some(line) = sse_row {
-        println!("{line}\n    (latency: from just before the publish is sent to the event's arrival at the stream's consumer; includes replication and commit)");
+    for line in &stream_rows {
+        println!("{line}");
+    }
+    if !stream_rows.is_empty() {
+        println!("    (latency: from just before the publish is sent to the message's arrival at the stream's consumer; includes replication and commit)");
     }
     println!(
         "whole bench binary: {:.0} s",
