@@ -53,6 +53,9 @@ pub struct ClusterOptions {
     pub replication_timeout_ms: u64,
     /// More top-level settings of every node's config (TOML lines).
     pub node_settings: Option<String>,
+    /// The gateway's `max_body_bytes`: small (64 KiB) unless given, so that tests reach the
+    /// limit cheaply; the benchmark's batches need the production default.
+    pub gateway_max_body_bytes: usize,
 }
 
 impl Default for ClusterOptions {
@@ -68,6 +71,7 @@ impl Default for ClusterOptions {
             gateway_session_timeout_ms: None,
             partitioning_session_timeout_ms: None,
             auth_settings: None,
+            gateway_max_body_bytes: 65_536,
             namespaces: false,
             replication_timeout_ms: 2_000,
             node_settings: None,
@@ -206,9 +210,10 @@ impl Cluster {
                  grpc_listen = \"127.0.0.1:{gateway_grpc_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
                  cluster_secret = \"{CLUSTER_SECRET}\"\n\
                  auth_url = \"http://127.0.0.1:{auth_port}\"\nretry_window_ms = {}\n\
-                 max_body_bytes = 65536\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {gateway_timeout}\n\
+                 max_body_bytes = {}\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {gateway_timeout}\n\
                  digest = \"{ZOOKEEPER_DIGEST}\"\n",
-                options.gateway_retry_window_ms
+                options.gateway_retry_window_ms,
+                options.gateway_max_body_bytes
             ),
         );
         let gateway = Service::spawn(

@@ -22,6 +22,8 @@ impl Mom {
         let options = ClusterOptions {
             nodes: 3,
             replication_factor: 3,
+            // Batches of 100 × 1 KiB (row f) are larger than the testkit's 64 KiB default.
+            gateway_max_body_bytes: 8 << 20, // the gateway's own default, 8 MiB
             ..Default::default()
         };
         let cluster = Cluster::start_with(options).await;

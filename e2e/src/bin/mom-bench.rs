@@ -5,7 +5,8 @@
 //! persistent messages, confirmed publishes. Prints msg/s, p50/p99 latency, broker CPU per
 //! message and the MOM/RabbitMQ ratio, as medians over `BENCH_RUNS` runs. Then MOM alone:
 //! publish→deliver latency through (d) an SSE stream and (e) a gRPC stream at `BENCH_SSE_RATE`
-//! msg/s (1000; 0 skips them) for `BENCH_ROW_SECS` each.
+//! msg/s (1000; 0 skips them) for `BENCH_ROW_SECS` each, and (f) batch publishes of 100
+//! messages, `BENCH_BATCHES_IN_FLIGHT` (4; 0 skips it) at once.
 //!
 //! Run it with `bash scripts/bench.sh`, which builds in release and starts RabbitMQ. Settings
 //! (environment): `BENCH_RUNS` (3), `BENCH_ROW_SECS` (10), `BENCH_MESSAGES_1` (5000),
@@ -158,7 +159,7 @@ async fn bench() -> ExitCode {
         rabbit.close().await;
     }
     let sse_rate = setting("BENCH_SSE_RATE", 1_000) as u32;
-    let mut stream_rows = Vec::new();
+    let mut mom_only_rows = Vec::new();
     if sse_rate > 0 {
         for (row, transport) in [("d", Transport::Sse), ("e", Transport::Grpc)] {
             let name = bench::latency::transport_name(transport);
@@ -177,11 +178,31 @@ async fn bench() -> ExitCode {
                 }
                 Err(e) => Err(e),
             };
-            stream_rows.push(match outcome {
+            mom_only_rows.push(match outcome {
                 Ok(line) => format!("({row}) MOM at {sse_rate} msg/s, {} ", line.line()),
                 Err(e) => format!("({row}) MOM publish→deliver via {name} could not run: {e}"),
             });
         }
+    }
+    let batch_in_flight = setting("BENCH_BATCHES_IN_FLIGHT", 4);
+    if batch_in_flight > 0 {
+        let outcome = match mom.declare_queue("bench-batches").await {
+            Ok(()) => {
+                bench::batches::batch_throughput(
+                    mom.conn(),
+                    "bench-batches",
+                    100,
+                    batch_in_flight,
+                    row_time,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        mom_only_rows.push(match outcome {
+            Ok(row) => format!("(f) MOM {}", row.line()),
+            Err(e) => format!("(f) MOM batch publish could not run: {e}"),
+        });
     }
     for (service, log) in mom.exited() {
         println!("MOM's {service} exited during the bench; the end of its log:\n{log}");
@@ -218,11 +239,11 @@ async fn bench() -> ExitCode {
         bench::rabbitmq::PREFETCH,
         load::CONSUME_BATCH
     );
-    for line in &stream_rows {
+    for line in &mom_only_rows {
         println!("{line}");
     }
-    if !stream_rows.is_empty() {
-        println!("    (latency: from just before the publish is sent to the message's arrival at the stream's consumer; includes replication and commit)");
+    if !mom_only_rows.is_empty() {
+        println!("    ((d), (e) latency: from just before the publish is sent to the message's arrival at the stream's consumer; includes replication and commit)");
     }
     println!(
         "whole bench binary: {:.0} s",
