@@ -3,7 +3,9 @@
 //! unacked; a stream resumes after a gateway restart or its leader's death and loses nothing.
 //! And long-poll pulls that nodes wake when a message lands (no polling).
 
-use mom_client::{Connection, Delivery, ExchangeKind, MailboxName, StreamOptions, Transport};
+use mom_client::{
+    Connection, Delivery, DeliveryStream, ExchangeKind, MailboxName, StreamOptions, Transport,
+};
 use mom_e2e::{call, connect, fast_failover};
 use mom_testkit::{poll_until, Cluster};
 use std::collections::{BTreeMap, HashMap};
@@ -268,16 +270,19 @@ async fn prefetch_bounds_the_unacked_messages_in_flight(transport: Transport) {
     assert_eq!((depth.ready, depth.leased), (3, 0), "{depth:?}");
 }
 
-async fn resumes_after_a_gateway_restart(transport: Transport) {
-    let mut cluster = Cluster::start().await;
-    let conn = connect(&cluster).await;
+/// A queue `resume` bound to `jobs` with the key `k`, 20 messages published to it and a
+/// stream of it (credit 10) that has received and acked 10 of them: what it saw, by payload.
+async fn a_stream_half_way(
+    conn: &Connection,
+    visibility_ms: u64,
+    transport: Transport,
+) -> (DeliveryStream, HashMap<String, u32>) {
     conn.declare_exchange("jobs", ExchangeKind::Direct)
         .await
         .unwrap();
     conn.declare_queue("resume").await.unwrap();
     conn.bind("jobs", "resume", "k").await.unwrap();
-    // A short visibility timeout: what was in flight when the gateway died comes back soon.
-    let mut stream = conn.stream("resume", options(10, 2_000, transport));
+    let mut stream = conn.stream("resume", options(10, visibility_ms, transport));
     for n in 0..20 {
         conn.publish("jobs", "k", format!("before-{n:02}"))
             .await
@@ -289,10 +294,43 @@ async fn resumes_after_a_gateway_restart(transport: Transport) {
             .next_timeout(Duration::from_secs(10))
             .await
             .unwrap()
-            .expect("message before the restart");
-        stream.ack(&delivery).await.unwrap();
+            .expect("a message before the fault");
+        assert!(stream.ack(&delivery).await.unwrap());
         *seen.entry(delivery.payload).or_default() += 1;
     }
+    (stream, seen)
+}
+
+/// Publishes `after-00`..`after-19` through `publisher`, then reads (and acks) the stream until
+/// all 40 messages were seen or 30 s passed.
+async fn publish_the_rest_and_read(
+    publisher: &Connection,
+    stream: &mut DeliveryStream,
+    seen: &mut HashMap<String, u32>,
+) {
+    for n in 0..20 {
+        publisher
+            .publish("jobs", "k", format!("after-{n:02}"))
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    while seen.len() < 40 && started.elapsed() < Duration::from_secs(30) {
+        let Some(delivery) = stream.next_timeout(Duration::from_secs(10)).await.unwrap() else {
+            break;
+        };
+        // A message received just before the fault may have its ack refused: it comes again.
+        let _ = stream.ack(&delivery).await;
+        *seen.entry(delivery.payload).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 40, "every message came: {seen:?}");
+}
+
+async fn resumes_after_a_gateway_restart(transport: Transport) {
+    let mut cluster = Cluster::start().await;
+    let conn = connect(&cluster).await;
+    // A short visibility timeout: what was in flight when the gateway died comes back soon.
+    let (mut stream, mut seen) = a_stream_half_way(&conn, 2_000, transport).await;
     cluster.gateway.kill();
     cluster.gateway.start();
     let url = cluster.gateway_url().to_owned();
@@ -312,22 +350,7 @@ async fn resumes_after_a_gateway_restart(transport: Transport) {
     let publisher = Connection::connect(&url, mom_e2e::USER, mom_e2e::PASSWORD)
         .await
         .unwrap();
-    for n in 0..20 {
-        publisher
-            .publish("jobs", "k", format!("after-{n:02}"))
-            .await
-            .unwrap();
-    }
-    let started = Instant::now();
-    while seen.len() < 40 && started.elapsed() < Duration::from_secs(30) {
-        let Some(delivery) = stream.next_timeout(Duration::from_secs(10)).await.unwrap() else {
-            break;
-        };
-        // A message acked just before the kill may have its ack refused: it came again.
-        let _ = stream.ack(&delivery).await;
-        *seen.entry(delivery.payload).or_default() += 1;
-    }
-    assert_eq!(seen.len(), 40, "every message came: {seen:?}");
+    publish_the_rest_and_read(&publisher, &mut stream, &mut seen).await;
     assert!(stream.connects() >= 2, "the stream reconnected");
     assert!(stream
         .next_timeout(Duration::from_millis(2_500))
@@ -342,44 +365,11 @@ async fn resumes_after_a_gateway_restart(transport: Transport) {
 async fn resumes_after_its_leader_is_killed(transport: Transport) {
     let mut cluster = Cluster::start_with(fast_failover()).await;
     let conn = connect(&cluster).await;
-    conn.declare_exchange("jobs", ExchangeKind::Direct)
-        .await
-        .unwrap();
-    conn.declare_queue("survive").await.unwrap();
-    conn.bind("jobs", "survive", "k").await.unwrap();
-    let mut stream = conn.stream("survive", options(10, 60_000, transport));
-    for n in 0..20 {
-        conn.publish("jobs", "k", format!("before-{n:02}"))
-            .await
-            .unwrap();
-    }
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    while seen.len() < 10 {
-        let delivery = stream
-            .next_timeout(Duration::from_secs(10))
-            .await
-            .unwrap()
-            .expect("message before the kill");
-        assert!(stream.ack(&delivery).await.unwrap());
-        *seen.entry(delivery.payload).or_default() += 1;
-    }
+    let (mut stream, mut seen) = a_stream_half_way(&conn, 60_000, transport).await;
     let (leader, _) = cluster.leader_of("e/jobs/k").await.unwrap();
     cluster.kill_node(Cluster::node_index(&leader));
     // Published while the partition fails over (the gateway retries them meanwhile).
-    for n in 0..20 {
-        conn.publish("jobs", "k", format!("after-{n:02}"))
-            .await
-            .unwrap();
-    }
-    let started = Instant::now();
-    while seen.len() < 40 && started.elapsed() < Duration::from_secs(30) {
-        let Some(delivery) = stream.next_timeout(Duration::from_secs(10)).await.unwrap() else {
-            break;
-        };
-        let _ = stream.ack(&delivery).await;
-        *seen.entry(delivery.payload).or_default() += 1;
-    }
-    assert_eq!(seen.len(), 40, "every message came: {seen:?}");
+    publish_the_rest_and_read(&conn, &mut stream, &mut seen).await;
     // A node's death is the gateway's business: the client's stream stayed open throughout.
     assert_eq!(stream.connects(), 1, "the stream was not reopened");
 }
