@@ -52,8 +52,11 @@ pub enum Write {
     Barrier,
 }
 
+/// A write waiting for the writer: when it was submitted, and who to tell once it is done.
+type Queued = (Write, std::time::Instant, oneshot::Sender<()>);
+
 pub struct Writer {
-    queue: mpsc::Sender<(Write, oneshot::Sender<()>)>,
+    queue: mpsc::Sender<Queued>,
 }
 
 impl Writer {
@@ -69,7 +72,7 @@ impl Writer {
     pub fn submit(&self, write: Write) -> oneshot::Receiver<()> {
         let (done, receiver) = oneshot::channel();
         // The writer thread lives as long as the process (it exits it on failure).
-        let _ = self.queue.send((write, done));
+        let _ = self.queue.send((write, std::time::Instant::now(), done));
         receiver
     }
 }
@@ -86,7 +89,16 @@ fn must_sync(write: &Write) -> bool {
     )
 }
 
-fn run(mut conn: Connection, incoming: mpsc::Receiver<(Write, oneshot::Sender<()>)>) {
+/// The kind of a write, for the queue-wait metric.
+fn kind(write: &Write) -> &'static str {
+    match write {
+        Write::Append { .. } => "append",
+        Write::Commit { .. } => "commit",
+        _ => "other",
+    }
+}
+
+fn run(mut conn: Connection, incoming: mpsc::Receiver<Queued>) {
     let mut syncing = true;
     while let Ok(first) = incoming.recv() {
         let mut batch = vec![first];
@@ -96,8 +108,12 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<(Write, oneshot::Sender<()
                 Err(_) => break,
             }
         }
-        let sync = batch.iter().any(|(write, _)| must_sync(write));
+        let sync = batch.iter().any(|(write, _, _)| must_sync(write));
         let started = std::time::Instant::now();
+        for (write, submitted, _) in &batch {
+            metrics::histogram!("mom_store_queue_seconds", "write" => kind(write))
+                .record(started.duration_since(*submitted).as_secs_f64());
+        }
         let outcome = (|| -> rusqlite::Result<()> {
             if sync != syncing {
                 // FULL: the commit is fsync'd before it returns; NORMAL: written, not fsync'd.
@@ -105,7 +121,7 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<(Write, oneshot::Sender<()
                 syncing = sync;
             }
             let tx = conn.transaction()?;
-            for (write, _) in &batch {
+            for (write, _, _) in &batch {
                 execute(&tx, write)?;
             }
             tx.commit()
@@ -118,7 +134,7 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<(Write, oneshot::Sender<()
         metrics::histogram!("mom_store_commit_seconds", "durability" => durability)
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("mom_store_writes_total").increment(batch.len() as u64);
-        for (_, done) in batch {
+        for (_, _, done) in batch {
             let _ = done.send(());
         }
     }
