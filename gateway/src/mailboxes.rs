@@ -221,12 +221,24 @@ async fn waiting_calls(
                 .filter_map(|(index, reply)| Some((index, reply.ok()?))),
         );
     }
-    let releases = back
+    let nodes: Vec<&NodeInfo> = calls.iter().map(|(node, _)| node).collect();
+    put_back(state, caller, mailbox, &nodes, back).await;
+}
+
+/// Releases what nodes (by index into `nodes`) leased for a pull that nobody will get.
+async fn put_back(
+    state: &AppState,
+    caller: &Caller,
+    mailbox: &MailboxName,
+    nodes: &[&NodeInfo],
+    leased: Vec<(usize, Vec<Delivery>)>,
+) {
+    let releases = leased
         .into_iter()
         .filter(|(_, deliveries)| !deliveries.is_empty())
         .map(|(index, deliveries)| {
             let receipts = deliveries.into_iter().map(|d| d.receipt).collect();
-            release(state, caller, mailbox, &calls[index].0, receipts)
+            release(state, caller, mailbox, nodes[index], receipts)
         });
     futures::future::join_all(releases).await;
 }
@@ -405,28 +417,24 @@ async fn ready_calls(
         let more = try_pull_from(state, caller, &nodes[index], request(wanted)).await;
         got.push((index, more.unwrap_or_default()));
     }
-    let receipts: Vec<(usize, Vec<String>)> = got
-        .iter()
-        .map(|(index, d)| (*index, d.iter().map(|d| d.receipt.clone()).collect()))
-        .collect();
-    let mut back: Vec<(usize, Vec<String>)> = Vec::new();
-    if answer
-        .send(got.into_iter().flat_map(|(_, d)| d).collect())
-        .is_err()
-    {
-        back = receipts;
+    // How many of the answer's messages each node leased, in order, so that an answer
+    // nobody takes can go back node by node.
+    let counts: Vec<(usize, usize)> = got.iter().map(|(index, d)| (*index, d.len())).collect();
+    let mut back: Vec<(usize, Vec<Delivery>)> = Vec::new();
+    if let Err(messages) = answer.send(got.into_iter().flat_map(|(_, d)| d).collect()) {
+        let mut messages = messages.into_iter();
+        for (index, count) in counts {
+            back.push((index, messages.by_ref().take(count).collect()));
+        }
     }
     // Calls still out when the grace ran out: what they leased goes back.
     for (index, reply) in calls.collect::<Vec<_>>().await {
         if let Ok(deliveries) = reply {
-            back.push((index, deliveries.into_iter().map(|d| d.receipt).collect()));
+            back.push((index, deliveries));
         }
     }
-    let releases = back
-        .into_iter()
-        .filter(|(_, receipts)| !receipts.is_empty())
-        .map(|(index, receipts)| release(state, caller, mailbox, &nodes[index], receipts));
-    futures::future::join_all(releases).await;
+    let nodes: Vec<&NodeInfo> = nodes.iter().collect();
+    put_back(state, caller, mailbox, &nodes, back).await;
 }
 
 /// Receipts grouped by the partition they start with (`<partition>/<offset>/<lease>`): each
