@@ -171,3 +171,24 @@ pub fn acting_for(token: &str) -> mom_common::token::AttachService {
         .acting_for(&user)
         .expect("a user name fits a header")
 }
+
+/// A service's Prometheus text, from its metrics endpoint `url`.
+pub async fn scrape(url: &str) -> String {
+    let reply = reqwest::get(url).await.expect("metrics endpoint reachable");
+    assert_eq!(reply.status(), 200, "{url}");
+    reply.text().await.unwrap()
+}
+
+/// The sum of every sample of `name` whose labels contain all of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let bare = series.split('{').next()?;
+            (bare == name && labels.iter().all(|l| series.contains(l)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}

@@ -1,29 +1,9 @@
 //! Prometheus metrics on the gateway, every node and the partitioning service, scraped from
 //! a real cluster after some traffic.
 
-use mom_e2e::{connect, declare_ledger, drain, publish_batch};
+use mom_e2e::{connect, declare_ledger, drain, metric_sum as sum, publish_batch, scrape};
 use mom_testkit::{poll_until, Cluster};
 use std::time::Duration;
-
-async fn scrape(url: &str) -> String {
-    let reply = reqwest::get(url).await.expect("metrics endpoint reachable");
-    assert_eq!(reply.status(), 200, "{url}");
-    reply.text().await.unwrap()
-}
-
-/// The sum of every sample of `name` whose labels contain all of `labels`.
-fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let bare = series.split('{').next()?;
-            (bare == name && labels.iter().all(|l| series.contains(l)))
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-        })
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_exposes_prometheus_metrics() {

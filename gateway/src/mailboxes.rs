@@ -1,13 +1,15 @@
 //! Consuming from a queue or subscription: its messages are spread over the nodes that own the
 //! partitions they were published to, so pulls, acks and counts fan out over the live nodes.
 //!
-//! A pull that waits (`wait_ms`) asks every live node at once to wait for a message (the nodes
-//! are woken when one is applied; nobody polls) and answers with the first that has some. The
-//! others are never simply dropped, since a node may have leased messages in an answer still on
-//! its way: they are told to stop waiting (`StopWaiting`), their answers are awaited (after the
-//! pull was answered, in the round's own task), and what they leased is put back (`Release`),
-//! ready again at once. A pull of what is ready now asks every node at once too, and likewise
-//! does not wait on a slow node for long nor drop what an answer arriving late leased.
+//! A pull that waits (`wait_ms`) asks every live node at once to wait until a message is
+//! ready (the nodes are woken when one is applied; nobody polls), leasing nothing
+//! (`wait_only`); as soon as one says so, the others are told to stop waiting
+//! (`StopWaiting`) and the messages are taken from that node as a pull of what is ready now,
+//! one round trip more. Waiting calls lease nothing because several nodes may wake at once:
+//! what the answers the pull does not use leased would have to be put back, and meanwhile
+//! other consumers would get the messages behind them, out of order. A pull of what is ready
+//! now asks every node at once too, does not wait on a slow node for long, and puts back
+//! (`Release`) what an answer arriving late leased, ready again at once.
 
 use crate::nodes::retry_while_unavailable;
 use crate::{caller::Caller, error::ApiError, AppState};
@@ -93,6 +95,12 @@ pub async fn pull(
         let round =
             wait_round(state, caller, mailbox, max, visibility, left.min(NODE_WAIT)).await?;
         messages = round.messages;
+        if let (true, Some(node)) = (messages.is_empty(), round.ready_at) {
+            // That node has messages now: take them from it (none, when another consumer
+            // was quicker; then wait again).
+            messages = pull_ready(state, caller, mailbox, vec![node], max, visibility).await?;
+            continue;
+        }
         if messages.is_empty() && round.failed && started.elapsed() < Duration::from_millis(50) {
             // Every node failed at once (restarting, unreachable): not a reason to spin.
             tokio::time::sleep(Duration::from_millis(100).min(left)).await;
@@ -104,15 +112,19 @@ pub async fn pull(
 
 /// What one round of waiting calls got.
 struct Round {
+    /// Messages a node leased all the same (one that does not know `wait_only`).
     messages: Vec<Delivery>,
+    /// The node that said first it has messages ready.
+    ready_at: Option<NodeInfo>,
     /// Whether some node's call failed (rather than waited in vain).
     failed: bool,
 }
 
-/// Asks every live node to wait up to `wait` for messages, answers with the first that has
-/// some (or nothing when all waited in vain). The calls run in a task of their own, which
-/// answers as soon as it can and then stops the other calls and puts back what they leased;
-/// so neither an early answer nor a request dropped halfway leaves messages leased to nobody.
+/// Asks every live node to wait up to `wait` until a message is ready, and answers as soon as
+/// one says so (or when all waited in vain). The calls run in a task of their own, which
+/// answers as soon as it can and then stops the other calls; should a node have leased
+/// messages all the same, what the pull does not use goes back, so that neither an early
+/// answer nor a request dropped halfway leaves messages leased to nobody.
 async fn wait_round(
     state: &web::Data<AppState>,
     caller: &Caller,
@@ -171,8 +183,9 @@ async fn waiting_calls(
                 visibility_timeout_ms: ask.visibility_timeout_ms,
                 wait_ms: ask.wait.as_millis() as u64,
                 wait_id: wait_id.clone(),
+                wait_only: true,
             };
-            (index, try_pull_from(state, caller, node, request).await)
+            (index, try_pull_reply(state, caller, node, request).await)
         })
         .collect();
     let mut answered = vec![false; calls.len()];
@@ -181,8 +194,9 @@ async fn waiting_calls(
     while let Some((index, reply)) = pending.next().await {
         answered[index] = true;
         match reply {
-            Ok(reply) if !reply.is_empty() => {
-                first = Some((index, reply));
+            Ok(reply) if reply.ready || !reply.deliveries.is_empty() => {
+                let messages = reply.deliveries.into_iter().map(Delivery::from).collect();
+                first = Some((index, messages));
                 break;
             }
             Ok(_) => {}
@@ -196,12 +210,18 @@ async fn waiting_calls(
         None => {
             let _ = answer.send(Round {
                 messages: Vec::new(),
+                ready_at: None,
                 failed,
             });
             return;
         }
         Some((index, messages)) => {
-            if let Err(round) = answer.send(Round { messages, failed }) {
+            let round = Round {
+                messages,
+                ready_at: Some(calls[index].0.clone()),
+                failed,
+            };
+            if let Err(round) = answer.send(round) {
                 back.push((index, round.messages));
             }
         }
@@ -216,10 +236,10 @@ async fn waiting_calls(
             futures::future::join_all(stops),
             pending.collect::<Vec<_>>()
         );
-        back.extend(
-            rest.into_iter()
-                .filter_map(|(index, reply)| Some((index, reply.ok()?))),
-        );
+        back.extend(rest.into_iter().filter_map(|(index, reply)| {
+            let deliveries = reply.ok()?.deliveries;
+            Some((index, deliveries.into_iter().map(Delivery::from).collect()))
+        }));
     }
     let nodes: Vec<&NodeInfo> = calls.iter().map(|(node, _)| node).collect();
     put_back(state, caller, mailbox, &nodes, back).await;
@@ -276,8 +296,13 @@ pub async fn release(
         Ok(mut broker) => broker.release(request).await.map(|_| ()),
         Err(e) => Err(tonic::Status::unavailable(e.to_string())),
     };
-    if let Err(status) = outcome {
-        tracing::warn!(node = %node.id, count, %status, "release failed; leases lapse instead");
+    match outcome {
+        Ok(()) => {
+            metrics::counter!("mom_pull_released_messages_total").increment(count as u64);
+        }
+        Err(status) => {
+            tracing::warn!(node = %node.id, count, %status, "release failed; leases lapse instead");
+        }
     }
 }
 
@@ -299,6 +324,18 @@ pub async fn try_pull_raw(
     node: &mom_catalog::NodeInfo,
     request: proto::PullRequest,
 ) -> Result<Vec<proto::Delivery>, tonic::Status> {
+    Ok(try_pull_reply(state, caller, node, request)
+        .await?
+        .deliveries)
+}
+
+/// The node's whole answer to a pull, or why it failed (logged).
+async fn try_pull_reply(
+    state: &AppState,
+    caller: &Caller,
+    node: &mom_catalog::NodeInfo,
+    request: proto::PullRequest,
+) -> Result<proto::PullReply, tonic::Status> {
     let reply = match state.nodes.broker(node, &caller.act) {
         Ok(mut broker) => broker.pull(request).await,
         Err(e) => {
@@ -307,7 +344,7 @@ pub async fn try_pull_raw(
         }
     };
     match reply {
-        Ok(reply) => Ok(reply.into_inner().deliveries),
+        Ok(reply) => Ok(reply.into_inner()),
         Err(status) => {
             tracing::warn!(node = %node.id, %status, "pull from node failed");
             Err(status)
@@ -333,6 +370,18 @@ async fn pull_once(
     // Start at a different node each time so that no node's messages starve the others'.
     let start = state.pull_rotation.fetch_add(1, Ordering::Relaxed) % nodes.len();
     nodes.rotate_left(start);
+    pull_ready(state, caller, mailbox, nodes, max, visibility_timeout_ms).await
+}
+
+/// What is ready now at `nodes` (at least one), asked as [`pull_once`] asks them.
+async fn pull_ready(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    mailbox: &MailboxName,
+    nodes: Vec<NodeInfo>,
+    max: u32,
+    visibility_timeout_ms: u64,
+) -> Result<Vec<Delivery>, ApiError> {
     let (answer, answered) = oneshot::channel();
     let (state, caller, mailbox) = (state.clone(), caller.clone(), mailbox.clone());
     let ask = Ask {

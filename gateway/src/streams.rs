@@ -274,6 +274,7 @@ impl Stream {
             visibility_timeout_ms: self.visibility.as_millis() as u64,
             wait_ms: NODE_WAIT.as_millis() as u64,
             wait_id,
+            wait_only: false,
         };
         let reply = mailboxes::try_pull_raw(&self.state, &self.caller, &node, request).await;
         (node, reply)

@@ -71,6 +71,23 @@ impl Leases {
         })
     }
 
+    /// Whether some of `candidates` is free to lease now (nobody holds it), leasing nothing.
+    pub fn any_free(
+        &mut self,
+        epoch: Epoch,
+        mailbox: &str,
+        candidates: &[PendingMessage],
+        now_ms: u64,
+    ) -> bool {
+        self.for_epoch(epoch);
+        let leases = self.by_mailbox.get(mailbox);
+        candidates.iter().any(|message| {
+            leases
+                .and_then(|l| l.get(&message.offset))
+                .is_none_or(|lease| lease.visible_at_ms <= now_ms)
+        })
+    }
+
     /// Leases up to `max` of `candidates` (oldest first) that nobody holds now.
     pub fn take(
         &mut self,
@@ -315,6 +332,23 @@ mod tests {
             headers: Default::default(),
             content_type: String::new(),
         }
+    }
+
+    #[test]
+    fn any_free_sees_unleased_and_lapsed_messages_and_leases_nothing() {
+        let mut leases = Leases::default();
+        let held = leases.take(1, 0, "q/x", vec![message(0)], wanted(1, 100, 50));
+        assert_eq!(held.len(), 1);
+        assert!(!leases.any_free(1, "q/x", &[message(0)], 120));
+        assert!(leases.any_free(1, "q/x", &[message(0), message(1)], 120));
+        assert!(
+            leases.any_free(1, "q/x", &[message(0)], 150),
+            "its lease lapsed"
+        );
+        assert!(!leases.any_free(1, "q/x", &[], 120));
+        // Looking leased nothing: message 1 is still there to take.
+        let taken = leases.take(1, 0, "q/x", vec![message(1)], wanted(1, 120, 50));
+        assert_eq!((taken.len(), taken[0].delivery_count), (1, 1));
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! leases to lapse, and on `StopWaiting`. It leases only after it stopped waiting, so dropping
 //! the call while it waits loses nothing.
 
-use crate::leases::{Leased, Receipt, Wanted};
+use crate::leases::{Leased, Leases, Receipt, Wanted};
 use crate::partition_log::{PartitionLogs, WriteError};
 use crate::records::Record;
+use crate::store::PendingMessage;
 use mom_catalog::access::{AccessCache, Permission, ResourceKind};
 use mom_catalog::{CatalogError, ErrorKind, NodeInfo, RouteCache};
 use mom_common::channels::ChannelPool;
@@ -22,6 +23,7 @@ use mom_common::proto::{
 };
 use mom_common::token::{AttachService, ServiceCredentials};
 use mom_common::MailboxName;
+use mom_replicator::protocol::Epoch;
 use std::collections::BTreeMap;
 
 mod dead_letters;
@@ -483,33 +485,10 @@ impl BrokerService {
             return Ok(Vec::new());
         };
         let now = now_ms();
-        let store = self.logs.store().clone();
         self.logs
             .with_leases(partition, |leases| {
-                // Leased messages are skipped, so look at enough to find `max` free ones.
-                let held = leases.active(epoch, key, now);
-                let scan = (u64::from(max) + held).min(u64::from(u32::MAX)) as u32;
-                let mut candidates =
-                    tokio::task::block_in_place(|| store.pending(key, partition, None, scan, now))
-                        .map_err(storage_status)?;
-                if let Some(limit) = limit {
-                    let exhausted = leases.exhausted(
-                        epoch,
-                        key,
-                        &mut candidates,
-                        limit.max_deliveries,
-                        (now, DEAD_LETTER_HOLD_MS),
-                    );
-                    let letters = exhausted
-                        .into_iter()
-                        .map(|(message, deliveries)| Letter {
-                            message,
-                            deliveries,
-                            reason: "max_deliveries",
-                        })
-                        .collect();
-                    self.dead_letter_later(limit.queue.clone(), partition, letters);
-                }
+                let candidates =
+                    self.candidates(leases, (epoch, partition), key, max, now, limit)?;
                 let wanted = Wanted {
                     max: max as usize,
                     max_bytes,
@@ -520,6 +499,69 @@ impl BrokerService {
                 Ok(leases.take(epoch, partition, key, candidates, wanted))
             })
             .unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// Whether some partition this node leads has a message of `key` ready to lease now
+    /// (leasing nothing).
+    fn any_ready(&self, key: &str, limit: Option<&DeliveryLimit>) -> Result<bool, Status> {
+        let now = now_ms();
+        for partition in self.logs.led() {
+            let Some(epoch) = self.logs.serving(partition) else {
+                continue;
+            };
+            let ready = self
+                .logs
+                .with_leases(partition, |leases| {
+                    let candidates =
+                        self.candidates(leases, (epoch, partition), key, 1, now, limit)?;
+                    Ok::<_, Status>(leases.any_free(epoch, key, &candidates, now))
+                })
+                .unwrap_or(Ok(false))?;
+            if ready {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The pending messages of `key` in `partition`, oldest first, enough of them to hold
+    /// `max` that nobody leases now; those delivered `max_deliveries` times already go to the
+    /// dead-letter exchange instead.
+    fn candidates(
+        &self,
+        leases: &mut Leases,
+        (epoch, partition): (Epoch, u32),
+        key: &str,
+        max: u32,
+        now: u64,
+        limit: Option<&DeliveryLimit>,
+    ) -> Result<Vec<PendingMessage>, Status> {
+        // Leased messages are skipped, so look at enough to find `max` free ones.
+        let held = leases.active(epoch, key, now);
+        let scan = (u64::from(max) + held).min(u64::from(u32::MAX)) as u32;
+        let store = self.logs.store();
+        let mut candidates =
+            tokio::task::block_in_place(|| store.pending(key, partition, None, scan, now))
+                .map_err(storage_status)?;
+        if let Some(limit) = limit {
+            let exhausted = leases.exhausted(
+                epoch,
+                key,
+                &mut candidates,
+                limit.max_deliveries,
+                (now, DEAD_LETTER_HOLD_MS),
+            );
+            let letters = exhausted
+                .into_iter()
+                .map(|(message, deliveries)| Letter {
+                    message,
+                    deliveries,
+                    reason: "max_deliveries",
+                })
+                .collect();
+            self.dead_letter_later(limit.queue.clone(), partition, letters);
+        }
+        Ok(candidates)
     }
 }
 
@@ -630,16 +672,22 @@ impl Broker for BrokerService {
         let mut signal = (!wait.is_zero()).then(|| self.logs.wakeups().watch(&key));
         let mut stop = (!wait.is_zero() && !request.wait_id.is_empty())
             .then(|| self.logs.wakeups().stop_watch(&request.wait_id));
-        let deliveries = loop {
+        let (deliveries, ready) = loop {
             if let Some(signal) = &mut signal {
                 signal.mark_seen();
             }
-            let deliveries = self.lease_all(&key, max, visibility, limit.as_ref())?;
-            let (Some(signal), false) = (&mut signal, !deliveries.is_empty()) else {
-                break deliveries;
+            let (deliveries, ready) = if request.wait_only {
+                (Vec::new(), self.any_ready(&key, limit.as_ref())?)
+            } else {
+                let deliveries = self.lease_all(&key, max, visibility, limit.as_ref())?;
+                let ready = !deliveries.is_empty();
+                (deliveries, ready)
+            };
+            let (Some(signal), false) = (&mut signal, ready) else {
+                break (deliveries, ready);
             };
             if tokio::time::Instant::now() >= deadline {
-                break deliveries;
+                break (deliveries, ready);
             }
             let until = self
                 .next_lapse(&key)
@@ -653,11 +701,14 @@ impl Broker for BrokerService {
             tokio::select! {
                 _ = signal.signalled() => {}
                 _ = tokio::time::sleep_until(until) => {}
-                _ = stopped => break Vec::new(),
+                _ = stopped => break (Vec::new(), false),
             }
         };
         metrics::counter!("mom_delivered_messages_total").increment(deliveries.len() as u64);
-        Ok(Response::new(proto::PullReply { deliveries }))
+        Ok(Response::new(proto::PullReply {
+            deliveries,
+            ready: ready && request.wait_only,
+        }))
     }
 
     async fn stop_waiting(
