@@ -13,7 +13,6 @@ pub fn request_to_wire(partition: u32, follower: &str, r: &FetchRequest) -> prot
         epoch: r.epoch,
         fetch_offset: r.fetch_offset,
         last_fetched_epoch: r.last_fetched_epoch,
-        known_hw: r.known_hw,
     }
 }
 
@@ -24,7 +23,6 @@ pub fn request_from_wire(r: &proto::FetchRequest) -> FetchRequest {
         epoch: r.epoch,
         fetch_offset: r.fetch_offset,
         last_fetched_epoch: r.last_fetched_epoch,
-        known_hw: r.known_hw,
     }
 }
 
@@ -106,7 +104,6 @@ mod tests {
             epoch: 3,
             fetch_offset: 10,
             last_fetched_epoch: 2,
-            known_hw: 8,
         };
         let wire = request_to_wire(5, "node2", &request);
         assert_eq!((wire.partition, wire.follower.as_str()), (5, "node2"));

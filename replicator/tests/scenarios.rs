@@ -461,7 +461,12 @@ impl Cluster {
         }
     }
 
-    /// Lets `ms` pass and ticks every node that is up.
+    /// Lets one fetch wait pass, so that followers learn the leader's HW: it rides on the next
+    /// answer with entries, or on the one at the end of a follower's wait.
+    fn spread_hw(&mut self) {
+        self.run_for(self.config.max_fetch_wait_ms);
+    }
+
     /// Lets a new leader's wait for its predecessor's read lease pass (followers keep
     /// fetching meanwhile, so the leader's own lease holds).
     fn wait_out_leases(&mut self) {
@@ -472,6 +477,7 @@ impl Cluster {
         }
     }
 
+    /// Lets `ms` pass and ticks every node that is up.
     fn advance(&mut self, ms: u64) {
         self.now += ms;
         for n in 0..self.nodes.len() {
@@ -981,6 +987,7 @@ fn a_divergent_uncommitted_suffix_is_truncated_by_leader_epoch_and_then_matches(
     let id = c.propose(2, vec![Op::Put(12)]);
     c.settle();
     assert_eq!(c.replies[&id], Ok(5));
+    c.spread_hw();
     assert_eq!(c.replica(1).hw(), 6);
     c.check_agreement();
     c.check_acked_on_isr();
@@ -1175,6 +1182,7 @@ fn compaction_keeps_truncation_by_epoch_working_above_the_log_start() {
     let mut c = Cluster::new(3, &[0, 1, 2], 0);
     c.propose(0, puts(0..9));
     c.settle();
+    c.spread_hw();
     // An uncommitted suffix on n1 only.
     c.cut.insert(2);
     c.propose(0, puts(20..23));

@@ -1,6 +1,7 @@
 //! The leader's side of replication: the `Replica` gRPC service, through which followers fetch
 //! a partition's log. Each fetch goes to the partition's task, which answers at once if it has
-//! something new for the follower and otherwise holds it until it does (long poll).
+//! entries the follower lacks and otherwise holds it until it does, or until the wait runs out
+//! (long poll). The leader's HW rides on every answer.
 //!
 //! Only broker nodes may call it (service tokens, see `mom_common::token`), each only as
 //! itself: a fetch names its follower, and that must be the node whose credentials made the

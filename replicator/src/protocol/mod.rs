@@ -71,8 +71,6 @@ pub struct FetchRequest {
     pub epoch: Epoch,
     pub fetch_offset: Offset,
     pub last_fetched_epoch: Epoch,
-    /// The HW the follower knows, so the leader answers at once when it has a newer one.
-    pub known_hw: Offset,
 }
 
 /// The leader's answer to a fetch, without the entries (the shell reads those from the log).

@@ -653,7 +653,10 @@ impl<D: Payload> Replica<D> {
         actions
     }
 
-    /// Answers parked fetches that have something new (or all of them, on `flush`).
+    /// Answers parked fetches that have new entries (or all of them, on `flush`). A fetch is
+    /// not answered just because the HW moved: the new HW rides on the next answer with
+    /// entries, or on the one at the end of the wait, as in Kafka. Followers need the HW only
+    /// to apply, and answering for it alone would double the fetches each batch costs.
     fn serve_parked(&mut self, actions: &mut Vec<Action<D>>, flush_expired: bool) {
         let State::Leading(l) = &mut self.state else {
             return;
@@ -666,7 +669,6 @@ impl<D: Payload> Replica<D> {
             .iter()
             .filter(|(_, (request, since))| {
                 request.fetch_offset < end
-                    || request.known_hw < hw
                     || (flush_expired && now.saturating_sub(*since) >= max_wait)
             })
             .map(|(id, _)| id.clone())
@@ -819,7 +821,6 @@ impl<D: Payload> Replica<D> {
                 epoch: f.epoch,
                 fetch_offset: self.durable_end,
                 last_fetched_epoch: self.log.last_epoch(),
-                known_hw: f.leader_hw.max(self.hw),
             },
         });
     }
