@@ -538,3 +538,79 @@ async fn bad_message_input_answers_400_naming_the_problem() {
 
     assert!(cluster.gateway.is_running() && cluster.nodes.iter_mut().all(|n| n.is_running()));
 }
+
+/// Many single publishes to one partition at once: the gateway joins those that arrive while
+/// earlier calls are out into one call to the leader. Each publisher is still answered for its
+/// own message, and a retry racing its original (same message id, maybe in the same joined
+/// call) is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_single_publishes_are_answered_each_for_its_own_message_and_stored_once() {
+    let cluster = Cluster::start().await;
+    let conn = connect(&cluster).await;
+    conn.declare_queue("joined").await.unwrap();
+    const MESSAGES: usize = 300;
+    // Every message once, and the first 100 a second time right after the first, all at once.
+    let copies = |n: usize| if n < 100 { 2 } else { 1 };
+    let sends = (0..MESSAGES)
+        .flat_map(|n| std::iter::repeat_n(n, copies(n)))
+        .map(|n| {
+            let conn = conn.clone();
+            async move {
+                let options = PublishOptions {
+                    message_id: Some(format!("m{n}")),
+                    ..PublishOptions::default()
+                }
+                .header("n", n.to_string());
+                let published = conn
+                    .publish_to_queue("joined", format!("p{n}"), options)
+                    .await
+                    .unwrap();
+                (n, published)
+            }
+        });
+    for (n, published) in futures::future::join_all(sends).await {
+        assert_eq!(published.message_id, format!("m{n}"));
+        assert_eq!(published.routed, 1, "message {n}");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", cluster.gateway_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (calls, carried) = (
+        counter("mom_publish_calls_total"),
+        counter("mom_publish_call_messages_total"),
+    );
+    assert_eq!(
+        carried as usize,
+        MESSAGES + 100,
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("publish"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(calls < carried, "no publishes were joined: {calls} calls");
+    let got = drain(&conn, "joined", MESSAGES + 1, WAIT).await;
+    let mut ids: Vec<&str> = got.iter().map(|d| d.message_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        (got.len(), ids.len()),
+        (MESSAGES, MESSAGES),
+        "each message once"
+    );
+    for delivery in &got {
+        let n = &delivery.message_id[1..];
+        assert_eq!(delivery.payload, format!("p{n}"));
+        assert_eq!(delivery.headers.get("n").map(String::as_str), Some(n));
+    }
+}

@@ -384,12 +384,13 @@ fn in_message(index: usize, e: ApiError) -> ApiError {
     }
 }
 
+use crate::publish_queue::PublishQueues;
 use mom_common::routing::partition_key;
 
 /// One raw (octet-stream) message, or JSON: one message or a batch (`{"messages": [...]}`),
 /// told apart by the body's shape.
 async fn publish_any(
-    state: &AppState,
+    state: &State,
     caller: &Caller,
     kind: DestinationKind,
     destination: &str,
@@ -440,7 +441,7 @@ fn to_message(body: Incoming) -> proto::BatchMessage {
 
 /// Publishes messages of one partition through its leader, retried while it is down or
 /// moving (every message keeps its id across retries).
-async fn publish_partition(
+pub(crate) async fn publish_partition(
     state: &AppState,
     caller: &Caller,
     kind: DestinationKind,
@@ -467,8 +468,10 @@ async fn publish_partition(
     .inspect(|r| state.stats.published(kind, destination, r.published.len()))
 }
 
+/// A single publish: on its own when its partition is idle, else joined with others to it
+/// ([`PublishQueues`]).
 async fn publish(
-    state: &AppState,
+    state: &State,
     caller: &Caller,
     kind: DestinationKind,
     destination: &str,
@@ -480,12 +483,8 @@ async fn publish(
         .partition_of(&partition_key(kind, destination, &body.routing_key));
     let mandatory = body.mandatory;
     let message = to_message(body);
-    let mut reply =
-        publish_partition(state, caller, kind, destination, partition, &[message]).await?;
-    let published = reply
-        .published
-        .pop()
-        .ok_or_else(|| ApiError::Internal("a batch of one answered nothing".into()))?;
+    let published =
+        PublishQueues::publish(state, caller, kind, destination, partition, message).await?;
     if mandatory && published.routed == 0 {
         return Err(unroutable(kind, destination));
     }

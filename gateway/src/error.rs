@@ -5,7 +5,7 @@ use mom_catalog::{CatalogError, ErrorKind};
 use mom_common::message::MessageError;
 use mom_common::{names::NameError, token::TokenError};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),

@@ -16,6 +16,7 @@ pub mod nack;
 pub mod nodes;
 pub mod openapi;
 pub mod permissions;
+pub mod publish_queue;
 pub mod publishing;
 pub mod stats;
 pub mod streams;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub streams: streams::Streams,
     /// The address of the gRPC `Consumer` service, if it serves one, for `/version`.
     pub grpc_address: Option<String>,
+    /// Single publishes waiting to be joined into a call to their partition's leader.
+    pub publish_queues: publish_queue::PublishQueues,
 }
 
 fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -300,6 +303,7 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
         stats: stats::Stats::default(),
         streams: streams::Streams::default(),
         grpc_address,
+        publish_queues: publish_queue::PublishQueues::default(),
     });
     if let Some(listener) = grpc_listener {
         let consumer = mom_common::proto::consumer_server::ConsumerServer::new(

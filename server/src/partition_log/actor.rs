@@ -31,7 +31,7 @@ use mom_replicator::protocol::{
 };
 use mom_replicator::{wire, MAX_FETCH_BYTES};
 use std::collections::BTreeSet;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -258,7 +258,15 @@ impl Actor {
             } => {
                 let id = self.client(reply);
                 let mut fresh = Vec::with_capacity(records.len());
+                // A message id twice in one proposal (a retry joined into the same call as its
+                // original, say) is stored once: `recent_ids` learns ids only once appended.
+                let mut proposed_ids = HashSet::new();
                 for record in records {
+                    if let Some(message_id) = &record.message_id {
+                        if !proposed_ids.insert(message_id.clone()) {
+                            continue;
+                        }
+                    }
                     let known = record
                         .message_id
                         .as_ref()
