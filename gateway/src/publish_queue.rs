@@ -28,7 +28,9 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 /// Calls to one partition (and destination, for one user) out at once before publishes queue.
-const MAX_CALLS_IN_FLIGHT: usize = 2;
+/// One measured best here (1 vs 2: ~10% more msg/s at 32 publishes in flight), and it keeps
+/// such calls, so their messages, in the order they were queued.
+const MAX_CALLS_IN_FLIGHT: usize = 1;
 /// Most messages one joined call carries.
 const MAX_MESSAGES_PER_CALL: usize = crate::api::MAX_BATCH;
 /// Payload bytes after which a joined call takes no more messages (it always takes one).
