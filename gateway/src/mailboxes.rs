@@ -330,7 +330,7 @@ pub async fn try_pull_raw(
 }
 
 /// The node's whole answer to a pull, or why it failed (logged).
-async fn try_pull_reply(
+pub async fn try_pull_reply(
     state: &AppState,
     caller: &Caller,
     node: &mom_catalog::NodeInfo,

@@ -5,14 +5,19 @@
 //!
 //! Credit: at most `prefetch` messages the stream sent are in flight (neither acked through
 //! this gateway nor past their visibility timeout, after which the lease lapsed and the message
-//! is someone else's again). The stream keeps one waiting pull per live node while it has
-//! credit (the nodes wake it when a message lands; nothing polls), asks each for at most the
-//! free credit, and puts back ([`mailboxes::release`]) what the nodes leased beyond it.
+//! is someone else's again). The free credit is shared out in pulls of what is ready now to
+//! the nodes that have (or may have) messages, each for the credit set aside for it, so that
+//! what they lease always fits; a node whose pull came back short is asked to wait until it
+//! has messages, leasing nothing (`wait_only`: the nodes wake it when a message lands;
+//! nothing polls), and then pulled from again. Were the waiting calls to lease, several nodes
+//! waking at once would lease beyond the credit, and what went back would reach competing
+//! consumers after messages behind it.
 //!
-//! Invariants: a waiting call is never dropped while it may hold leases: to end one the stream
-//! sends `StopWaiting` and awaits its answer (at the end, also when the client went away), and
-//! whatever such an answer holds is released, not lost until its lease lapses. Messages the
-//! client was sent but did not ack stay leased until their visibility timeout.
+//! Invariants: a call is never dropped while it may hold leases: to end a waiting one the
+//! stream sends `StopWaiting`, and at the end every call still out is awaited (also when the
+//! client went away) and whatever its answer holds is released, not lost until its lease
+//! lapses. Messages the client was sent but did not ack stay leased until their visibility
+//! timeout.
 
 use crate::caller::Caller;
 use crate::error::ApiError;
@@ -257,27 +262,67 @@ enum End {
     /// The client went away.
     Gone,
     /// A node refused the stream (permission revoked, say): told to the client.
-    Refused(tonic::Status),
+    Refused(Box<tonic::Status>),
+}
+
+/// What the stream asks of one node.
+enum Call {
+    /// Wait until a message is ready there, leasing nothing (`wait_only`); the wait id lets
+    /// the stream stop it.
+    Wait(String),
+    /// Lease up to this many messages that are ready now: credit the stream set aside for it.
+    Lease(usize),
+}
+
+/// What a call to a node came back with.
+enum Answer {
+    /// A waiting call's reply: whether messages are ready (and any it leased all the same,
+    /// from a node that does not know `wait_only`).
+    Waited(Result<proto::PullReply, tonic::Status>),
+    /// What a [`Call::Lease`] for `asked` got.
+    Leased {
+        asked: usize,
+        reply: Result<Vec<proto::Delivery>, tonic::Status>,
+    },
+}
+
+/// Where the stream stands with one node.
+enum NodeState {
+    /// It has, or may have, messages ready: it gets a lease call when there is credit.
+    Ready(NodeInfo),
+    /// A lease call is out to it.
+    Leasing,
+    /// A waiting call is out to it (with that wait id).
+    Waiting(NodeInfo, String),
+    /// Its last call failed: left alone until then.
+    RetryAt(Instant),
 }
 
 impl Stream {
-    /// A node's answer to a waiting pull of up to `max`.
-    async fn ask(
-        &self,
-        node: NodeInfo,
-        max: usize,
-        wait_id: String,
-    ) -> (NodeInfo, Result<Vec<proto::Delivery>, tonic::Status>) {
-        let request = proto::PullRequest {
+    async fn call(&self, node: NodeInfo, call: Call) -> (NodeInfo, Answer) {
+        let mut request = proto::PullRequest {
             mailbox: Some(self.mailbox.to_proto()),
-            max: max.min(mailboxes::MAX_PULL as usize) as u32,
             visibility_timeout_ms: self.visibility.as_millis() as u64,
-            wait_ms: NODE_WAIT.as_millis() as u64,
-            wait_id,
-            wait_only: false,
+            ..Default::default()
         };
-        let reply = mailboxes::try_pull_raw(&self.state, &self.caller, &node, request).await;
-        (node, reply)
+        let answer = match call {
+            Call::Wait(wait_id) => {
+                request.max = 1;
+                request.wait_ms = NODE_WAIT.as_millis() as u64;
+                request.wait_id = wait_id;
+                request.wait_only = true;
+                let reply =
+                    mailboxes::try_pull_reply(&self.state, &self.caller, &node, request).await;
+                Answer::Waited(reply)
+            }
+            Call::Lease(asked) => {
+                request.max = asked as u32;
+                let reply =
+                    mailboxes::try_pull_raw(&self.state, &self.caller, &node, request).await;
+                Answer::Leased { asked, reply }
+            }
+        };
+        (node, answer)
     }
 
     /// Frees what lapsed; the free credit, and when the first message in flight lapses.
@@ -312,49 +357,100 @@ impl Stream {
         Ok(())
     }
 
+    /// A node's call failed: refusals end the stream, anything else leaves the node alone
+    /// for a while.
+    fn failed(status: tonic::Status) -> Result<NodeState, End> {
+        match status.code() {
+            tonic::Code::PermissionDenied
+            | tonic::Code::NotFound
+            | tonic::Code::InvalidArgument
+            | tonic::Code::Unauthenticated => Err(End::Refused(Box::new(status))),
+            _ => Ok(NodeState::RetryAt(Instant::now() + NODE_RETRY)),
+        }
+    }
+
     async fn run(self) {
         let mut calls = FuturesUnordered::new();
-        // Node id -> the wait id of its call in flight.
-        let mut waiting: HashMap<String, (NodeInfo, String)> = HashMap::new();
-        let mut retry_at: HashMap<String, Instant> = HashMap::new();
-        let mut stopped_for_credit = false;
+        let mut nodes: HashMap<String, NodeState> = HashMap::new();
+        // Credit set aside for the lease calls out: their answers always fit.
+        let mut reserved = 0usize;
         let mut keep_alive = tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
         let mut end = self.send(Event::Open).await.err();
         while end.is_none() {
             let now = Instant::now();
-            retry_at.retain(|_, at| *at > now);
-            let (free, next_lapse) = self.free_credit();
-            if free > 0 {
-                stopped_for_credit = false;
-                for node in self.state.nodes.live() {
-                    if waiting.contains_key(&node.id) || retry_at.contains_key(&node.id) {
-                        continue;
-                    }
-                    let wait_id = uuid::Uuid::now_v7().to_string();
-                    waiting.insert(node.id.clone(), (node.clone(), wait_id.clone()));
-                    calls.push(self.ask(node, free, wait_id));
-                }
-            } else if !stopped_for_credit {
-                // No credit: what the waiting calls would lease could only go back.
-                stopped_for_credit = true;
-                self.stop(waiting.values()).await;
+            // Live nodes the stream has no call out to start as ready (a first look leases);
+            // dead ones are forgotten once no call to them is out.
+            let live = self.state.nodes.live();
+            nodes.retain(|id, state| match state {
+                NodeState::RetryAt(at) => *at > now,
+                NodeState::Ready(_) => live.iter().any(|n| &n.id == id),
+                NodeState::Leasing | NodeState::Waiting(..) => true,
+            });
+            for node in live {
+                nodes
+                    .entry(node.id.clone())
+                    .or_insert(NodeState::Ready(node));
             }
-            let next_retry = retry_at.values().min().copied();
+            let (free, next_lapse) = self.free_credit();
+            // The free credit, shared among the ready nodes, goes out in lease calls.
+            let mut available = free.saturating_sub(reserved);
+            let ready: Vec<String> = nodes
+                .iter()
+                .filter(|(_, state)| matches!(state, NodeState::Ready(_)))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let share = available.div_ceil(ready.len().max(1));
+            for id in ready {
+                let ask = share.min(available).min(mailboxes::MAX_PULL as usize);
+                if ask == 0 {
+                    break;
+                }
+                if let Some(NodeState::Ready(node)) = nodes.insert(id, NodeState::Leasing) {
+                    reserved += ask;
+                    available -= ask;
+                    calls.push(self.call(node, Call::Lease(ask)));
+                }
+            }
+            let next_retry = nodes
+                .values()
+                .filter_map(|state| match state {
+                    NodeState::RetryAt(at) => Some(*at),
+                    _ => None,
+                })
+                .min();
             let outcome = tokio::select! {
-                Some((node, reply)) = calls.next(), if !calls.is_empty() => {
-                    waiting.remove(&node.id);
-                    match reply {
-                        Ok(deliveries) => self.deliver(&node, deliveries).await,
-                        Err(status) if matches!(
-                            status.code(),
-                            tonic::Code::PermissionDenied | tonic::Code::NotFound
-                                | tonic::Code::InvalidArgument | tonic::Code::Unauthenticated
-                        ) => Err(End::Refused(status)),
-                        Err(_) => {
-                            retry_at.insert(node.id.clone(), Instant::now() + NODE_RETRY);
-                            Ok(())
+                Some((node, answer)) = calls.next(), if !calls.is_empty() => {
+                    let state = match answer {
+                        Answer::Leased { asked, reply } => {
+                            reserved -= asked;
+                            match reply {
+                                Ok(deliveries) => {
+                                    let drained = deliveries.len() < asked;
+                                    let sent = self.deliver(&node, deliveries).await;
+                                    // What it had fit the credit: it may have more. Otherwise
+                                    // wait there until it has.
+                                    sent.map(|()| if drained {
+                                        let wait_id = uuid::Uuid::now_v7().to_string();
+                                        calls.push(self.call(node.clone(), Call::Wait(wait_id.clone())));
+                                        NodeState::Waiting(node.clone(), wait_id)
+                                    } else {
+                                        NodeState::Ready(node.clone())
+                                    })
+                                }
+                                Err(status) => Self::failed(status),
+                            }
                         }
-                    }
+                        // Ready or not, the next step is a look that leases (one that finds
+                        // nothing waits again).
+                        Answer::Waited(Ok(reply)) => self
+                            .deliver(&node, reply.deliveries)
+                            .await
+                            .map(|()| NodeState::Ready(node.clone())),
+                        Answer::Waited(Err(status)) => Self::failed(status),
+                    };
+                    state.map(|state| {
+                        nodes.insert(node.id.clone(), state);
+                    })
                 }
                 _ = self.credit.freed.notified() => Ok(()),
                 _ = sleep_until(next_lapse), if free == 0 && next_lapse.is_some() => Ok(()),
@@ -368,27 +464,28 @@ impl Stream {
         }
         if let Some(End::Refused(status)) = end {
             tracing::info!(mailbox = %self.mailbox, %status, "stream refused by a node");
-            let _ = self.send(Event::Refused(status)).await;
+            let _ = self.send(Event::Refused(*status)).await;
         }
         // Every call still out is stopped and awaited; what it leased goes back.
-        self.stop(waiting.values()).await;
-        while let Some((node, reply)) = calls.next().await {
-            if let Ok(deliveries) = reply {
-                let receipts: Vec<String> = deliveries.into_iter().map(|d| d.receipt).collect();
-                if !receipts.is_empty() {
-                    mailboxes::release(&self.state, &self.caller, &self.mailbox, &node, receipts)
-                        .await;
-                }
+        let waiting = nodes.values().filter_map(|state| match state {
+            NodeState::Waiting(node, wait_id) => Some((node, wait_id)),
+            _ => None,
+        });
+        let stops =
+            waiting.map(|(node, id)| mailboxes::stop_waiting(&self.state, &self.caller, node, id));
+        futures::future::join_all(stops).await;
+        while let Some((node, answer)) = calls.next().await {
+            let deliveries = match answer {
+                Answer::Leased { reply, .. } => reply.unwrap_or_default(),
+                Answer::Waited(reply) => reply.map(|r| r.deliveries).unwrap_or_default(),
+            };
+            let receipts: Vec<String> = deliveries.into_iter().map(|d| d.receipt).collect();
+            if !receipts.is_empty() {
+                mailboxes::release(&self.state, &self.caller, &self.mailbox, &node, receipts).await;
             }
         }
         let in_flight: Vec<String> = lock(&self.credit.in_flight).keys().cloned().collect();
         self.state.streams.forget(&in_flight);
-    }
-
-    async fn stop<'a>(&self, calls: impl Iterator<Item = &'a (NodeInfo, String)>) {
-        let stops =
-            calls.map(|(node, id)| mailboxes::stop_waiting(&self.state, &self.caller, node, id));
-        futures::future::join_all(stops).await;
     }
 }
 
