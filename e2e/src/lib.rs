@@ -100,11 +100,19 @@ pub fn fast_failover() -> ClusterOptions {
 
 /// A topic exchange `ledger` bound with `#` to the queue `entries`.
 pub async fn declare_ledger(conn: &Connection) {
-    conn.declare_exchange("ledger", ExchangeKind::Topic)
-        .await
-        .unwrap();
-    conn.declare_queue("entries").await.unwrap();
-    conn.bind("ledger", "entries", "#").await.unwrap();
+    declare_bound(conn, ("ledger", ExchangeKind::Topic), "entries", "#").await;
+}
+
+/// The exchange (name, kind) and the queue, bound with `pattern`.
+pub async fn declare_bound(
+    conn: &Connection,
+    (exchange, kind): (&str, ExchangeKind),
+    queue: &str,
+    pattern: &str,
+) {
+    conn.declare_exchange(exchange, kind).await.unwrap();
+    conn.declare_queue(queue).await.unwrap();
+    conn.bind(exchange, queue, pattern).await.unwrap();
 }
 
 /// Publishes `count` messages over [`KEYS`] keys; returns payload by message id.

@@ -193,11 +193,7 @@ async fn a_message_id_is_stored_once_within_the_window_even_after_it_was_consume
 async fn messages_past_their_delivery_limit_or_rejected_are_dead_lettered() {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
-    conn.declare_exchange("dlx", ExchangeKind::Fanout)
-        .await
-        .unwrap();
-    conn.declare_queue("dead").await.unwrap();
-    conn.bind("dlx", "dead", "").await.unwrap();
+    mom_e2e::declare_bound(&conn, ("dlx", ExchangeKind::Fanout), "dead", "").await;
     let options = QueueOptions {
         dead_letter_exchange: Some("dlx".into()),
         max_deliveries: Some(2),

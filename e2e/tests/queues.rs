@@ -297,11 +297,7 @@ async fn default_exchange_mandatory_and_publisher_message_ids() {
 async fn a_waiting_pull_leases_only_what_it_answers() {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
-    conn.declare_exchange("burst", ExchangeKind::Topic)
-        .await
-        .unwrap();
-    conn.declare_queue("burst-q").await.unwrap();
-    conn.bind("burst", "burst-q", "#").await.unwrap();
+    mom_e2e::declare_bound(&conn, ("burst", ExchangeKind::Topic), "burst-q", "#").await;
     let metrics_url = format!("{}/metrics", cluster.gateway_url());
     let mut delivered = 0;
     for round in 0..20 {

@@ -472,11 +472,7 @@ async fn spread_batch(conn: &Connection, exchange: &str, round: usize) {
 async fn a_stream_leases_no_more_than_its_credit() {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
-    conn.declare_exchange("spread", ExchangeKind::Topic)
-        .await
-        .unwrap();
-    conn.declare_queue("tight").await.unwrap();
-    conn.bind("spread", "tight", "#").await.unwrap();
+    mom_e2e::declare_bound(&conn, ("spread", ExchangeKind::Topic), "tight", "#").await;
     spread_batch(&conn, "spread", 0).await;
     let mut stream = conn.stream("tight", options(5, 60_000, Transport::Sse));
     let mut got = Vec::new();

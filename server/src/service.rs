@@ -505,10 +505,7 @@ impl BrokerService {
     /// (leasing nothing).
     fn any_ready(&self, key: &str, limit: Option<&DeliveryLimit>) -> Result<bool, Status> {
         let now = now_ms();
-        for partition in self.logs.led() {
-            let Some(epoch) = self.logs.serving(partition) else {
-                continue;
-            };
+        for (partition, epoch) in self.logs.served() {
             let ready = self
                 .logs
                 .with_leases(partition, |leases| {
@@ -900,10 +897,7 @@ impl Broker for BrokerService {
         let store = self.logs.store().clone();
         let now = now_ms();
         let mut reply = proto::DepthReply::default();
-        for partition in self.logs.led() {
-            let Some(epoch) = self.logs.serving(partition) else {
-                continue;
-            };
+        for (partition, epoch) in self.logs.served() {
             let pending = tokio::task::block_in_place(|| store.count_pending(&key, partition, now))
                 .map_err(storage_status)?;
             let leased = self

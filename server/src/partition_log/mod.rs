@@ -195,6 +195,13 @@ impl PartitionLogs {
             .collect()
     }
 
+    /// The partitions this node serves, each with the epoch it serves in.
+    pub fn served(&self) -> Vec<(u32, Epoch)> {
+        (0..self.count())
+            .filter_map(|p| Some((p, self.serving(p)?)))
+            .collect()
+    }
+
     /// The live leader of a partition, as ZooKeeper says.
     pub fn leader_of(&self, partition: u32) -> Option<NodeInfo> {
         let leader = self.views.borrow().get(&partition)?.state.leader.clone();

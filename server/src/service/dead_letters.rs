@@ -76,10 +76,7 @@ impl BrokerService {
 
     async fn sweep_exhausted(&self) {
         let now = now_ms();
-        for partition in self.logs.led() {
-            let Some(epoch) = self.logs.serving(partition) else {
-                continue;
-            };
+        for (partition, epoch) in self.logs.served() {
             let lapsed = self
                 .logs
                 .with_leases(partition, |leases| leases.lapsed(epoch, now))
