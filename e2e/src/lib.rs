@@ -200,3 +200,20 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         })
         .sum()
 }
+
+/// Publishes `count` messages over 24 routing keys (so over every leader) to `exchange` in
+/// one batch request, payloads `<tag>-m<n>`.
+pub async fn publish_spread(conn: &Connection, exchange: &str, tag: &str, count: usize) {
+    let batch: Vec<(String, String)> = (0..count)
+        .map(|n| (format!("key{}", n % 24), format!("{tag}-m{n:02}")))
+        .collect();
+    for outcome in conn.publish_batch(exchange, batch).await.unwrap() {
+        outcome.expect("published");
+    }
+}
+
+/// How many leased messages the gateway has put back (`mom_pull_released_messages_total`).
+pub async fn released_by_gateway(cluster: &Cluster) -> f64 {
+    let metrics = scrape(&format!("{}/metrics", cluster.gateway_url())).await;
+    metric_sum(&metrics, "mom_pull_released_messages_total", &[])
+}

@@ -298,7 +298,6 @@ async fn a_waiting_pull_leases_only_what_it_answers() {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
     mom_e2e::declare_bound(&conn, ("burst", ExchangeKind::Topic), "burst-q", "#").await;
-    let metrics_url = format!("{}/metrics", cluster.gateway_url());
     let mut delivered = 0;
     for round in 0..20 {
         let waiting = {
@@ -312,12 +311,7 @@ async fn a_waiting_pull_leases_only_what_it_answers() {
         // Time for the pull to find nothing and start waiting (not observable from outside;
         // a round where the batch comes first only tests less).
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let batch: Vec<(String, String)> = (0..24)
-            .map(|k| (format!("key{k}"), format!("r{round}-m{k}")))
-            .collect();
-        for outcome in conn.publish_batch("burst", batch).await.unwrap() {
-            outcome.expect("published");
-        }
+        mom_e2e::publish_spread(&conn, "burst", &format!("r{round}"), 24).await;
         let woken = waiting.await.unwrap();
         assert!(!woken.is_empty(), "the waiting pull was not woken");
         let receipts: Vec<&str> = woken.iter().map(|d| d.receipt.as_str()).collect();
@@ -326,10 +320,6 @@ async fn a_waiting_pull_leases_only_what_it_answers() {
         delivered += woken.len() + rest.len();
     }
     assert_eq!(delivered, 20 * 24);
-    let released = mom_e2e::metric_sum(
-        &mom_e2e::scrape(&metrics_url).await,
-        "mom_pull_released_messages_total",
-        &[],
-    );
+    let released = mom_e2e::released_by_gateway(&cluster).await;
     assert_eq!(released, 0.0, "the gateway put back leased messages");
 }

@@ -454,16 +454,6 @@ async fn sse_publish_to_deliver_latency_at_1000_per_second() {
     assert_eq!(row.delivered, row.published);
 }
 
-/// Publishes 60 messages over 24 keys (so over every leader) to `exchange` in one batch.
-async fn spread_batch(conn: &Connection, exchange: &str, round: usize) {
-    let batch: Vec<(String, String)> = (0..60)
-        .map(|n| (format!("key{}", n % 24), format!("r{round}-m{n:02}")))
-        .collect();
-    for outcome in conn.publish_batch(exchange, batch).await.unwrap() {
-        outcome.expect("published");
-    }
-}
-
 /// A stream shares its credit out among the nodes that have messages, so none leases beyond
 /// it: with a backlog on every leader and a prefetch of 5, and then with messages landing on
 /// every leader while it waits, nothing is ever put back (what is put back would reach
@@ -473,7 +463,7 @@ async fn a_stream_leases_no_more_than_its_credit() {
     let cluster = Cluster::start().await;
     let conn = connect(&cluster).await;
     mom_e2e::declare_bound(&conn, ("spread", ExchangeKind::Topic), "tight", "#").await;
-    spread_batch(&conn, "spread", 0).await;
+    mom_e2e::publish_spread(&conn, "spread", "r0", 60).await;
     let mut stream = conn.stream("tight", options(5, 60_000, Transport::Sse));
     let mut got = Vec::new();
     for round in 1..=3 {
@@ -488,7 +478,7 @@ async fn a_stream_leases_no_more_than_its_credit() {
         }
         // The backlog is drained and the stream waits at every node: wake them all at once.
         if round < 3 {
-            spread_batch(&conn, "spread", round).await;
+            mom_e2e::publish_spread(&conn, "spread", &format!("r{round}"), 60).await;
         }
     }
     assert_eq!(got.len(), 180);
@@ -496,7 +486,6 @@ async fn a_stream_leases_no_more_than_its_credit() {
         got.iter().all(|d| d.delivery_count == 1),
         "a message came twice"
     );
-    let metrics = mom_e2e::scrape(&format!("{}/metrics", cluster.gateway_url())).await;
-    let released = mom_e2e::metric_sum(&metrics, "mom_pull_released_messages_total", &[]);
+    let released = mom_e2e::released_by_gateway(&cluster).await;
     assert_eq!(released, 0.0, "the stream leased beyond its credit");
 }

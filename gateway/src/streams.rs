@@ -265,6 +265,20 @@ enum End {
     Refused(Box<tonic::Status>),
 }
 
+/// Why handling a node's answer stopped short.
+enum Failure {
+    /// The node's call failed: try it again later.
+    Retry,
+    /// The stream ends.
+    End(End),
+}
+
+impl From<End> for Failure {
+    fn from(end: End) -> Failure {
+        Failure::End(end)
+    }
+}
+
 /// What the stream asks of one node.
 enum Call {
     /// Wait until a message is ready there, leasing nothing (`wait_only`); the wait id lets
@@ -359,13 +373,61 @@ impl Stream {
 
     /// A node's call failed: refusals end the stream, anything else leaves the node alone
     /// for a while.
-    fn failed(status: tonic::Status) -> Result<NodeState, End> {
+    fn refused(status: tonic::Status) -> Failure {
         match status.code() {
             tonic::Code::PermissionDenied
             | tonic::Code::NotFound
             | tonic::Code::InvalidArgument
-            | tonic::Code::Unauthenticated => Err(End::Refused(Box::new(status))),
-            _ => Ok(NodeState::RetryAt(Instant::now() + NODE_RETRY)),
+            | tonic::Code::Unauthenticated => Failure::End(End::Refused(Box::new(status))),
+            _ => Failure::Retry,
+        }
+    }
+
+    /// Delivers what a node's call got; where the stream stands with that node now, and the
+    /// call to send it next, if any.
+    async fn settle(
+        &self,
+        node: &NodeInfo,
+        answer: Answer,
+        reserved: &mut usize,
+    ) -> Result<(NodeState, Option<Call>), End> {
+        let outcome = self.take(node, answer, reserved).await;
+        outcome.or_else(|failure| match failure {
+            Failure::Retry => Ok((NodeState::RetryAt(Instant::now() + NODE_RETRY), None)),
+            Failure::End(end) => Err(end),
+        })
+    }
+
+    /// [`Stream::settle`], a failed call being a [`Failure`].
+    async fn take(
+        &self,
+        node: &NodeInfo,
+        answer: Answer,
+        reserved: &mut usize,
+    ) -> Result<(NodeState, Option<Call>), Failure> {
+        match answer {
+            Answer::Leased { asked, reply } => {
+                *reserved -= asked;
+                let deliveries = reply.map_err(Self::refused)?;
+                let drained = deliveries.len() < asked;
+                self.deliver(node, deliveries).await?;
+                if drained {
+                    // It has no more: wait there until it has.
+                    let wait_id = uuid::Uuid::now_v7().to_string();
+                    let waiting = NodeState::Waiting(node.clone(), wait_id.clone());
+                    Ok((waiting, Some(Call::Wait(wait_id))))
+                } else {
+                    // What it had filled the credit set aside: it may have more.
+                    Ok((NodeState::Ready(node.clone()), None))
+                }
+            }
+            // Ready or not, the next step is a look that leases (one that finds nothing
+            // waits again).
+            Answer::Waited(reply) => {
+                let reply = reply.map_err(Self::refused)?;
+                self.deliver(node, reply.deliveries).await?;
+                Ok((NodeState::Ready(node.clone()), None))
+            }
         }
     }
 
@@ -420,35 +482,10 @@ impl Stream {
                 .min();
             let outcome = tokio::select! {
                 Some((node, answer)) = calls.next(), if !calls.is_empty() => {
-                    let state = match answer {
-                        Answer::Leased { asked, reply } => {
-                            reserved -= asked;
-                            match reply {
-                                Ok(deliveries) => {
-                                    let drained = deliveries.len() < asked;
-                                    let sent = self.deliver(&node, deliveries).await;
-                                    // What it had fit the credit: it may have more. Otherwise
-                                    // wait there until it has.
-                                    sent.map(|()| if drained {
-                                        let wait_id = uuid::Uuid::now_v7().to_string();
-                                        calls.push(self.call(node.clone(), Call::Wait(wait_id.clone())));
-                                        NodeState::Waiting(node.clone(), wait_id)
-                                    } else {
-                                        NodeState::Ready(node.clone())
-                                    })
-                                }
-                                Err(status) => Self::failed(status),
-                            }
+                    self.settle(&node, answer, &mut reserved).await.map(|(state, next)| {
+                        if let Some(call) = next {
+                            calls.push(self.call(node.clone(), call));
                         }
-                        // Ready or not, the next step is a look that leases (one that finds
-                        // nothing waits again).
-                        Answer::Waited(Ok(reply)) => self
-                            .deliver(&node, reply.deliveries)
-                            .await
-                            .map(|()| NodeState::Ready(node.clone())),
-                        Answer::Waited(Err(status)) => Self::failed(status),
-                    };
-                    state.map(|state| {
                         nodes.insert(node.id.clone(), state);
                     })
                 }

@@ -8,7 +8,8 @@
 //! A pull with `wait_ms` that finds nothing waits without polling: on its mailbox's signal
 //! ([`crate::wakeups`], raised when a publish to it is applied), on a timer for the first of its
 //! leases to lapse, and on `StopWaiting`. It leases only after it stopped waiting, so dropping
-//! the call while it waits loses nothing.
+//! the call while it waits loses nothing; a `wait_only` pull leases nothing at all and only
+//! says whether a message is ready (the gateway asks several nodes at once that way).
 
 use crate::leases::{Leased, Leases, Receipt, Wanted};
 use crate::partition_log::{PartitionLogs, WriteError};
