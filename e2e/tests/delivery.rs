@@ -54,7 +54,12 @@ async fn delayed_messages_never_arrive_early_and_wake_a_waiting_pull_when_due() 
         .await
         .unwrap();
     let payloads: Vec<&str> = first.iter().map(|d| d.payload.as_str()).collect();
-    assert_eq!(payloads, ["at once"], "a delayed message came early");
+    assert_eq!(
+        payloads,
+        ["at once"],
+        "a delayed message came early\n{}",
+        cluster.logs()
+    );
     conn.ack("later", &[first[0].receipt.as_str()])
         .await
         .unwrap();
@@ -66,7 +71,11 @@ async fn delayed_messages_never_arrive_early_and_wake_a_waiting_pull_when_due() 
             .pull("later", 10, None, Duration::from_secs(10))
             .await
             .unwrap();
-        assert!(!batch.is_empty(), "delayed messages never came");
+        assert!(
+            !batch.is_empty(),
+            "delayed messages never came\n{}",
+            cluster.logs()
+        );
         let arrived = published.elapsed();
         assert!(
             arrived >= delay,
@@ -74,7 +83,8 @@ async fn delayed_messages_never_arrive_early_and_wake_a_waiting_pull_when_due() 
         );
         assert!(
             arrived < delay + Duration::from_secs(3),
-            "delivered only after {arrived:?}"
+            "delivered only after {arrived:?}\n{}",
+            cluster.logs()
         );
         got.extend(batch.into_iter().map(|d| d.payload));
     }

@@ -1458,6 +1458,33 @@ fn two_leaders_never_serve_at_once_after_a_leadership_move() {
     );
 }
 
+/// A planned move (the controller hands leadership to the preferred replica while the old
+/// leader is alive): the new leader serves as soon as the old one fetches from it at the new
+/// epoch, which proves it stepped down, instead of waiting out a read lease that readers would
+/// see as a second or more of empty pulls.
+#[test]
+fn a_new_leader_serves_once_its_live_predecessor_follows_it() {
+    let mut c = Cluster::new(3, &[0, 1, 2], 0);
+    c.wait_out_leases();
+    assert!(c.replica(0).serving());
+    let next = View {
+        leader: name(1),
+        epoch: 2,
+        ..c.zk.clone()
+    };
+    c.zk_write(next);
+    let moved_at = c.now;
+    c.settle();
+    assert_eq!(c.replica(0).role(), Role::Follower);
+    assert_eq!(c.replica(1).role(), Role::Leader);
+    assert_eq!(c.now, moved_at, "no time passed");
+    assert!(
+        c.replica(1).serving(),
+        "the new leader waits for a lease though its predecessor follows it"
+    );
+    assert!(!c.replica(0).serving());
+}
+
 /// Defence in depth. A leader that crashes after serving an entry it had not flushed, and that
 /// ZooKeeper still names at the same epoch when it comes back, leads that epoch again: its new
 /// epoch-start entry takes the lost entry's offset under the same epoch, the follower's copy

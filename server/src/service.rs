@@ -443,9 +443,8 @@ impl BrokerService {
     }
 
     /// When the first lease of `key` on this node lapses, or its first delayed message
-    /// becomes due, as an instant to sleep until.
-    fn next_lapse(&self, key: &str) -> Option<tokio::time::Instant> {
-        let now = now_ms();
+    /// becomes due, after `since_ms`, as an instant to sleep until (now, if that is past).
+    fn next_lapse(&self, key: &str, since_ms: u64) -> Option<tokio::time::Instant> {
         let at = self
             .logs
             .led()
@@ -454,12 +453,12 @@ impl BrokerService {
                 let epoch = self.logs.serving(partition)?;
                 let lapse = self
                     .logs
-                    .with_leases(partition, |leases| leases.next_lapse(epoch, key, now))
+                    .with_leases(partition, |leases| leases.next_lapse(epoch, key, since_ms))
                     .flatten();
                 let due = self
                     .logs
                     .store()
-                    .next_visible_at(key, partition, now)
+                    .next_visible_at(key, partition, since_ms)
                     .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "reading delayed messages failed");
                         None
@@ -467,7 +466,7 @@ impl BrokerService {
                 lapse.into_iter().chain(due).min()
             })
             .min()?;
-        Some(tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now)))
+        Some(tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())))
     }
 
     /// Leases up to `max` ready messages of one partition this node serves, of at most
@@ -488,6 +487,11 @@ impl BrokerService {
         let now = now_ms();
         self.logs
             .with_leases(partition, |leases| {
+                // Checked again under the lock: the partition's task takes it once when it
+                // stops serving, so no message goes out here after that (see its module).
+                if self.logs.serving(partition) != Some(epoch) {
+                    return Ok(Vec::new());
+                }
                 let candidates =
                     self.candidates(leases, (epoch, partition), key, max, now, limit)?;
                 let wanted = Wanted {
@@ -671,6 +675,10 @@ impl Broker for BrokerService {
         let mut stop = (!wait.is_zero() && !request.wait_id.is_empty())
             .then(|| self.logs.wakeups().stop_watch(&request.wait_id));
         let (deliveries, ready) = loop {
+            // Taken before the look: what comes due after it and was not ready for the look
+            // is what the wait below must end for (taking the time after the look would miss
+            // a message due in between, and sleep through it to the end of the wait).
+            let looked_at = now_ms();
             if let Some(signal) = &mut signal {
                 signal.mark_seen();
             }
@@ -688,7 +696,7 @@ impl Broker for BrokerService {
                 break (deliveries, ready);
             }
             let until = self
-                .next_lapse(&key)
+                .next_lapse(&key, looked_at)
                 .map_or(deadline, |at| at.min(deadline));
             let stopped = async {
                 match &mut stop {

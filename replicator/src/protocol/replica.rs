@@ -76,8 +76,22 @@ struct Leading {
     isr_change: Option<Vec<NodeId>>,
     /// When each follower last fetched at this epoch: the read lease.
     heard_at: BTreeMap<NodeId, u64>,
-    /// The previous epoch's leader had lost its session: no predecessor's lease to wait out.
-    predecessor_gone: bool,
+    /// Whether the previous epoch's leader may still serve reads on a late view.
+    predecessor: Predecessor,
+}
+
+/// The previous epoch's leader, as far as a new leader knows, for the read lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Predecessor {
+    /// It cannot serve any more: it had lost its ZooKeeper session (a client sees itself
+    /// disconnected before the server expires its session), or it has fetched from this
+    /// leader at this epoch (it follows, so it has stepped down), or it was this replica.
+    Gone,
+    /// This node led the epoch just before and is alive: it stops serving when it sees the
+    /// new view, which its first fetch here at this epoch proves.
+    Alive(NodeId),
+    /// The views skipped an epoch: who led last is not known, so only its lease ends it.
+    Unknown,
 }
 
 #[derive(Debug)]
@@ -211,7 +225,7 @@ impl<D: Payload> Replica<D> {
                     // The previous leader counted this replica (then its follower) for its own
                     // lease until it stopped fetching there, when this leadership started: wait
                     // that lease out, so two leaders never serve at once.
-                    && (l.predecessor_gone
+                    && (l.predecessor == Predecessor::Gone
                         || self.now >= l.started_at + self.lease() + LEASE_MARGIN_MS)
             }
             _ => false,
@@ -286,15 +300,22 @@ impl<D: Payload> Replica<D> {
                 return Vec::new();
             }
         }
-        let predecessor_gone = self.view.as_ref().is_some_and(|previous| {
-            previous.epoch + 1 == view.epoch
-                && (previous.leader.is_empty()
+        let predecessor = match &self.view {
+            Some(previous) if previous.epoch + 1 == view.epoch => {
+                let gone = previous.leader.is_empty()
                     || previous.leader == self.me
                     || self
                         .live
                         .as_ref()
-                        .is_some_and(|live| !live.contains_key(&previous.leader)))
-        });
+                        .is_some_and(|live| !live.contains_key(&previous.leader));
+                if gone {
+                    Predecessor::Gone
+                } else {
+                    Predecessor::Alive(previous.leader.clone())
+                }
+            }
+            _ => Predecessor::Unknown,
+        };
         let previous_isr = self
             .view
             .as_ref()
@@ -324,7 +345,7 @@ impl<D: Payload> Replica<D> {
                 }
                 _ => {
                     self.step_down(&mut actions);
-                    self.become_leader(view.epoch, predecessor_gone, &mut actions);
+                    self.become_leader(view.epoch, predecessor, &mut actions);
                 }
             }
             return actions;
@@ -373,14 +394,12 @@ impl<D: Payload> Replica<D> {
         }
     }
 
-    /// `predecessor_gone`: the leader of the epoch just before this one is known to have lost
-    /// its ZooKeeper session, so it stopped serving before this leadership began (a client
-    /// sees itself disconnected before the server expires its session), and there is no read
-    /// lease to wait out.
+    /// `predecessor`: what is known of the leader of the epoch just before this one, which
+    /// decides whether this leadership must wait out a read lease before it serves.
     fn become_leader(
         &mut self,
         epoch: Epoch,
-        predecessor_gone: bool,
+        predecessor: Predecessor,
         actions: &mut Vec<Action<D>>,
     ) {
         let entry = Entry {
@@ -397,7 +416,7 @@ impl<D: Payload> Replica<D> {
             waiters: BTreeMap::new(),
             isr_change: None,
             heard_at: BTreeMap::new(),
-            predecessor_gone,
+            predecessor,
         });
         self.log.append(epoch);
         actions.push(Action::Append(vec![entry]));
@@ -585,6 +604,12 @@ impl<D: Payload> Replica<D> {
             return actions;
         }
         l.heard_at.insert(follower.to_owned(), now);
+        if matches!(&l.predecessor, Predecessor::Alive(id) if id == follower) {
+            // The last leader follows at this epoch: it has stepped down and serves no more
+            // (its node fences its pulls before the first fetch goes out), so a planned move
+            // of leadership costs readers no lease.
+            l.predecessor = Predecessor::Gone;
+        }
         // Where does the follower's log stand against ours (KIP-279)?
         let matched = self.log.end_offset_for(request.last_fetched_epoch);
         let outcome = match matched {

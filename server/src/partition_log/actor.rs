@@ -14,9 +14,17 @@
 //! appended while its own fsync runs alongside theirs.
 //!
 //! Once a commit is applied here, the pulls waiting on the mailboxes its publishes went to are
-//! woken ([`crate::wakeups`]); when the partition starts being served, every waiting pull is.
+//! woken ([`crate::wakeups`]); when the partition starts being served, every waiting pull is,
+//! once what was applied before is in the store.
+//!
+//! When this node stops serving the partition (it steps down, say), the status says so and the
+//! partition's leases lock is taken once, both before anything else the step produces is
+//! carried out: a pull that hands out messages re-checks the status under that lock, so none
+//! hands any out here once the first fetch at the new epoch has left, which the new leader
+//! takes as proof that this node serves no more.
 
 use super::Shared;
+use crate::leases::Leases;
 use crate::records::{self, Record};
 use crate::store::Write;
 use crate::wakeups::Wakeups;
@@ -32,7 +40,7 @@ use mom_replicator::protocol::{
 use mom_replicator::{wire, MAX_FETCH_BYTES};
 use std::collections::BTreeSet;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -137,12 +145,22 @@ struct Actor {
     /// Appends and resets not durable yet, oldest first, each with the log end it makes
     /// durable: reported to the core strictly in the order they were written.
     durable: FuturesOrdered<BoxFuture<'static, Option<Offset>>>,
-    /// Where waiting pulls are woken.
-    wakeups: Arc<Wakeups>,
+    /// Where waiting pulls are woken, and the leases pulls take.
+    reads: Reads,
     /// The HW up to which waiting pulls were (or will be, once applied) woken.
     woken_to: Offset,
     /// Whether the partition was served at the last status, to wake everyone when it starts.
     was_serving: bool,
+}
+
+/// What the partition's task shares with the pulls that read from it.
+#[derive(Clone)]
+pub struct Reads {
+    /// Where waiting pulls are woken.
+    pub wakeups: Arc<Wakeups>,
+    /// The partition's leader-local leases ([`crate::leases`]); taken by the task only to
+    /// fence off pulls in flight when it stops serving.
+    pub leases: Arc<Mutex<Leases>>,
 }
 
 /// Which waiting pulls a commit wakes.
@@ -158,7 +176,7 @@ pub fn spawn(
     hw: Offset,
     mut views: watch::Receiver<BTreeMap<u32, Versioned>>,
     mut connected: watch::Receiver<bool>,
-    wakeups: Arc<Wakeups>,
+    reads: Reads,
 ) -> (
     mpsc::UnboundedSender<Event>,
     watch::Receiver<PartitionStatus>,
@@ -185,7 +203,7 @@ pub fn spawn(
         recent_ids: HashMap::new(),
         dropped: false,
         durable: FuturesOrdered::new(),
-        wakeups,
+        reads,
         woken_to: hw,
         was_serving: false,
     };
@@ -239,6 +257,11 @@ pub fn spawn(
                     Ok(event) => actions.extend(actor.on_event(event)),
                     Err(_) => break,
                 }
+            }
+            if actor.replica.serving() != actor.was_serving {
+                // Before the step's actions go out: a fetch at a new epoch must not leave
+                // while pulls may still be served here.
+                actor.publish_status();
             }
             actor.execute(merge_writes(actions));
             actor.publish_status();
@@ -422,7 +445,7 @@ impl Actor {
         match wait {
             Some(done) => {
                 let events = self.events.clone();
-                let wakeups = self.wakeups.clone();
+                let wakeups = self.reads.wakeups.clone();
                 tokio::spawn(async move {
                     if done.await.is_ok() {
                         // Applied: a pull woken now finds the messages in the store.
@@ -690,8 +713,25 @@ impl Actor {
     fn publish_status(&mut self) {
         let serving = self.replica.serving();
         if serving && !self.was_serving {
-            // What was applied while not serving (or before a new epoch) is now pullable here.
-            self.wakeups.wake_all();
+            // What was applied while not serving (or before a new epoch) is now pullable
+            // here, once the writes submitted so far are in the store.
+            let applied = self.shared.store.submit(Write::Barrier);
+            let wakeups = self.reads.wakeups.clone();
+            tokio::spawn(async move {
+                if applied.await.is_ok() {
+                    wakeups.wake_all();
+                }
+            });
+            tracing::info!(partition = self.partition, "serving reads");
+        } else if !serving && self.was_serving {
+            // Pulls that saw the partition served before this status went out finish under
+            // the leases lock; later ones see it is not.
+            drop(self.reads.leases.lock().unwrap_or_else(|p| p.into_inner()));
+            tracing::info!(
+                partition = self.partition,
+                leading = self.replica.role() == Role::Leader,
+                "stopped serving reads"
+            );
         }
         self.was_serving = serving;
         let log_end = self.replica.log().end;

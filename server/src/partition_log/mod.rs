@@ -59,8 +59,9 @@ impl Shared {
 struct Partition {
     events: mpsc::UnboundedSender<Event>,
     status: watch::Receiver<PartitionStatus>,
-    /// The leader-local leases of this partition; see [`crate::leases`].
-    leases: Mutex<Leases>,
+    /// The leader-local leases of this partition; see [`crate::leases`]. Shared with the
+    /// partition's task, which takes it once when it stops serving (a fence).
+    leases: Arc<Mutex<Leases>>,
 }
 
 pub struct PartitionLogs {
@@ -97,6 +98,11 @@ impl PartitionLogs {
         let mut partitions = Vec::new();
         for partition in 0..partition_count {
             let (log, hw) = shared.store.outline(partition)?;
+            let leases = Arc::new(Mutex::default());
+            let reads = actor::Reads {
+                wakeups: wakeups.clone(),
+                leases: Arc::clone(&leases),
+            };
             let (events, status) = actor::spawn(
                 partition,
                 shared.clone(),
@@ -104,12 +110,12 @@ impl PartitionLogs {
                 hw,
                 views.clone(),
                 connected.clone(),
-                wakeups.clone(),
+                reads,
             );
             partitions.push(Partition {
                 events,
                 status,
-                leases: Mutex::default(),
+                leases,
             });
         }
         Ok(PartitionLogs {
