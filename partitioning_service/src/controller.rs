@@ -120,6 +120,9 @@ async fn reconcile(
     }
     let ring = HashRing::new(known_nodes(live_nodes, &states), virtual_nodes);
     let live: BTreeSet<String> = live_nodes.iter().map(|n| n.id.clone()).collect();
+    // Partitions this pass changes: 0 once every one has its ring-named replicas in sync,
+    // led by the preferred one (operators and tests wait for that after membership changes).
+    let mut unsettled = 0u32;
     for partition in 0..settings.partitions {
         let current = states.get(&partition);
         let Some(next) = plan(
@@ -131,10 +134,12 @@ async fn reconcile(
         ) else {
             continue;
         };
+        unsettled += 1;
         if partitions::write_partition(zk, partition, &next, current.map(|v| v.version)).await? {
             tracing::info!(partition, leader = %next.leader, epoch = next.epoch, isr = ?next.isr, replicas = ?next.replicas, "partition reassigned");
         }
     }
+    metrics::gauge!("mom_controller_unsettled_partitions").set(f64::from(unsettled));
     Ok(())
 }
 

@@ -509,6 +509,9 @@ impl Cluster {
                         // leadership there once all replicas are in sync).
                         && p.replicas.first() == Some(&p.leader)
                 })
+                // While nodes join, the replicas are listed in the order they were added, so
+                // the above holds before the last moves: the controller says when it is done.
+                && self.controller_settled().await
         })
         .await;
         assert!(
@@ -540,6 +543,29 @@ impl Cluster {
             replies.push(client.status(StatusRequest {}).await.ok()?.into_inner());
         }
         Some(replies)
+    }
+
+    /// Whether the elected controller's latest pass had nothing left to change
+    /// (`mom_controller_unsettled_partitions` is 0 where `mom_controller` is 1).
+    async fn controller_settled(&self) -> bool {
+        for index in 0..self.partitioning_metrics_ports.len() {
+            let Ok(reply) = reqwest::get(self.partitioning_metrics_url(index)).await else {
+                continue;
+            };
+            let Ok(text) = reply.text().await else {
+                continue;
+            };
+            let gauge = |name: &str| {
+                text.lines().find_map(|line| {
+                    let (metric, value) = line.split_once(' ')?;
+                    (metric == name).then(|| value.trim().parse::<f64>().ok())?
+                })
+            };
+            if gauge("mom_controller") == Some(1.0) {
+                return gauge("mom_controller_unsettled_partitions") == Some(0.0);
+            }
+        }
+        false
     }
 
     /// Whether the leader of every partition, as ZooKeeper names it, serves it.
