@@ -1485,6 +1485,44 @@ fn a_new_leader_serves_once_its_live_predecessor_follows_it() {
     assert!(!c.replica(0).serving());
 }
 
+/// Two moves within a lease: n0 (epoch 1) does not see the move to n1 (epoch 2), so n1 waits
+/// for it and never serves; then leadership moves on to n2 (epoch 3). n1 follows n2 at once,
+/// but n1 never ended n0's leadership, so its fetch alone must not let n2 serve while n0 still
+/// may: n0 is in the in-sync set, whose every member must have fetched at epoch 3 (the read
+/// lease) before n2 serves; n0 has not, so n2 serves only once n0's lease on epoch 1 is over.
+#[test]
+fn a_predecessor_that_never_served_does_not_vouch_for_the_one_before() {
+    let mut c = Cluster::new(3, &[0, 1, 2], 0);
+    c.wait_out_leases();
+    assert!(c.replica(0).serving());
+    c.views_held.insert(0);
+    let second = View {
+        leader: name(1),
+        epoch: 2,
+        ..c.zk.clone()
+    };
+    c.zk_write(second);
+    c.settle();
+    assert_eq!(c.replica(1).role(), Role::Leader);
+    assert!(!c.replica(1).serving(), "n1 serves while n0 may");
+    let third = View {
+        leader: name(2),
+        epoch: 3,
+        ..c.zk.clone()
+    };
+    c.zk_write(third);
+    c.settle();
+    assert_eq!(c.replica(1).role(), Role::Follower);
+    assert_eq!(c.replica(2).role(), Role::Leader);
+    assert!(
+        !c.replica(2).serving(),
+        "n2 serves on n1's word while n0 (epoch 1) may still serve"
+    );
+    c.wait_out_leases();
+    assert!(c.replica(2).serving());
+    assert!(!c.replica(0).serving());
+}
+
 /// Defence in depth. A leader that crashes after serving an entry it had not flushed, and that
 /// ZooKeeper still names at the same epoch when it comes back, leads that epoch again: its new
 /// epoch-start entry takes the lost entry's offset under the same epoch, the follower's copy

@@ -514,6 +514,10 @@ impl BrokerService {
             let ready = self
                 .logs
                 .with_leases(partition, |leases| {
+                    // Under the lock, as in `lease`: `candidates` may dead-letter.
+                    if self.logs.serving(partition) != Some(epoch) {
+                        return Ok(false);
+                    }
                     let candidates =
                         self.candidates(leases, (epoch, partition), key, 1, now, limit)?;
                     Ok::<_, Status>(leases.any_free(epoch, key, &candidates, now))

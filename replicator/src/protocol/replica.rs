@@ -607,7 +607,10 @@ impl<D: Payload> Replica<D> {
         if matches!(&l.predecessor, Predecessor::Alive(id) if id == follower) {
             // The last leader follows at this epoch: it has stepped down and serves no more
             // (its node fences its pulls before the first fetch goes out), so a planned move
-            // of leadership costs readers no lease.
+            // of leadership costs readers no lease. Leaders before it need no word of their
+            // own: one still serving on a late view is in the in-sync set (a member leaves it
+            // only by lagging, for longer than a lease, or with its session), so
+            // `lease_held` waits for its fetch here too.
             l.predecessor = Predecessor::Gone;
         }
         // Where does the follower's log stand against ours (KIP-279)?

@@ -14,14 +14,15 @@
 //! appended while its own fsync runs alongside theirs.
 //!
 //! Once a commit is applied here, the pulls waiting on the mailboxes its publishes went to are
-//! woken ([`crate::wakeups`]); when the partition starts being served, every waiting pull is,
-//! once what was applied before is in the store.
+//! woken ([`crate::wakeups`]). The status says the partition is served only once the store
+//! has applied what the replica had committed when it began serving (a barrier behind those
+//! writes), so the predecessors' acks are in before any pull; every waiting pull is woken then.
 //!
-//! When this node stops serving the partition (it steps down, say), the status says so and the
-//! partition's leases lock is taken once, both before anything else the step produces is
-//! carried out: a pull that hands out messages re-checks the status under that lock, so none
-//! hands any out here once the first fetch at the new epoch has left, which the new leader
-//! takes as proof that this node serves no more.
+//! When this node stops serving the partition (it steps down, say), the status says so and
+//! then the partition's leases lock is taken once, both before anything else the step
+//! produces is carried out: a pull that hands out messages re-checks the status under that
+//! lock, so none hands any out here once the first fetch at the new epoch has left, which the
+//! new leader takes as proof that this node serves no more.
 
 use super::Shared;
 use crate::leases::Leases;
@@ -90,6 +91,12 @@ pub enum Event {
     /// The commit these answers waited for is applied.
     Applied(Vec<(RequestId, Result<Offset, Refusal>)>),
     IsrWritten(Option<View>),
+    /// Everything submitted to the store before the replica began serving at this epoch is
+    /// applied (or, if not `applied`, the store failed and it is asked again).
+    ServingApplied {
+        epoch: Epoch,
+        applied: bool,
+    },
 }
 
 /// What the rest of the node may read about the partition without asking its task.
@@ -149,8 +156,15 @@ struct Actor {
     reads: Reads,
     /// The HW up to which waiting pulls were (or will be, once applied) woken.
     woken_to: Offset,
-    /// Whether the partition was served at the last status, to wake everyone when it starts.
+    /// Whether the last status said the partition is served, to wake everyone when it starts
+    /// and to fence pulls when it stops.
     was_serving: bool,
+    /// The leader epoch for which the store has applied what the replica had committed when
+    /// it began serving (the predecessors' acks among it): only then does the status say
+    /// served, so no pull hands out a message whose ack is committed but not applied here.
+    applied_for_serving: Option<Epoch>,
+    /// The epoch whose `ServingApplied` barrier is in the store's queue.
+    serving_barrier: Option<Epoch>,
 }
 
 /// What the partition's task shares with the pulls that read from it.
@@ -206,6 +220,8 @@ pub fn spawn(
         reads,
         woken_to: hw,
         was_serving: false,
+        applied_for_serving: None,
+        serving_barrier: None,
     };
     let mut live = actor.shared.live.clone();
     tokio::spawn(async move {
@@ -258,7 +274,7 @@ pub fn spawn(
                     Err(_) => break,
                 }
             }
-            if actor.replica.serving() != actor.was_serving {
+            if actor.was_serving && !actor.replica.serving() {
                 // Before the step's actions go out: a fetch at a new epoch must not leave
                 // while pulls may still be served here.
                 actor.publish_status();
@@ -333,6 +349,15 @@ impl Actor {
                 Vec::new()
             }
             Event::IsrWritten(view) => self.replica.on_isr_written(view, now),
+            Event::ServingApplied { epoch, applied } => {
+                if self.serving_barrier == Some(epoch) {
+                    self.serving_barrier = None;
+                }
+                if applied {
+                    self.applied_for_serving = Some(epoch);
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -710,30 +735,32 @@ impl Actor {
         actions
     }
 
-    fn publish_status(&mut self) {
-        let serving = self.replica.serving();
-        if serving && !self.was_serving {
-            // What was applied while not serving (or before a new epoch) is now pullable
-            // here, once the writes submitted so far are in the store.
-            let applied = self.shared.store.submit(Write::Barrier);
-            let wakeups = self.reads.wakeups.clone();
-            tokio::spawn(async move {
-                if applied.await.is_ok() {
-                    wakeups.wake_all();
-                }
-            });
-            tracing::info!(partition = self.partition, "serving reads");
-        } else if !serving && self.was_serving {
-            // Pulls that saw the partition served before this status went out finish under
-            // the leases lock; later ones see it is not.
-            drop(self.reads.leases.lock().unwrap_or_else(|p| p.into_inner()));
-            tracing::info!(
-                partition = self.partition,
-                leading = self.replica.role() == Role::Leader,
-                "stopped serving reads"
-            );
+    /// Whether pulls may be served here now: the replica serves and the store has applied
+    /// what it had committed when it began to. Asks the store for that the first time.
+    fn serving(&mut self) -> bool {
+        let epoch = self.replica.leader_epoch();
+        if !self.replica.serving() {
+            return false;
         }
-        self.was_serving = serving;
+        if self.applied_for_serving == epoch {
+            return true;
+        }
+        if self.serving_barrier != epoch {
+            // Submitted after this step's writes (commits included), so applied after them.
+            self.serving_barrier = epoch;
+            let epoch = epoch.expect("a serving replica leads");
+            let done = self.shared.store.submit(Write::Barrier);
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                let applied = done.await.is_ok();
+                let _ = events.send(Event::ServingApplied { epoch, applied });
+            });
+        }
+        false
+    }
+
+    fn publish_status(&mut self) {
+        let serving = self.serving();
         let log_end = self.replica.log().end;
         let view = self.replica.view();
         let follower_lag = self
@@ -746,7 +773,7 @@ impl Actor {
             .unwrap_or(0);
         let status = PartitionStatus {
             role: Some(self.replica.role()),
-            serving: self.replica.serving(),
+            serving,
             epoch: self.replica.leader_epoch().unwrap_or(0),
             hw: self.replica.hw(),
             log_end,
@@ -758,6 +785,21 @@ impl Actor {
             *current = status;
             changed
         });
+        if serving && !self.was_serving {
+            // What was applied while not serving (or before a new epoch) is pullable here now.
+            self.reads.wakeups.wake_all();
+            tracing::info!(partition = self.partition, "serving reads");
+        } else if !serving && self.was_serving {
+            // The status says not served now. Pulls that saw it served before finish under
+            // the leases lock, which they check it again under; later ones see it is not.
+            drop(self.reads.leases.lock().unwrap_or_else(|p| p.into_inner()));
+            tracing::info!(
+                partition = self.partition,
+                leading = self.replica.role() == Role::Leader,
+                "stopped serving reads"
+            );
+        }
+        self.was_serving = serving;
     }
 }
 
