@@ -540,6 +540,19 @@ impl Cluster {
 
     /// Writes the partition state unconditionally (the controller, or a node leaving the
     /// in-sync sets) and queues the view for every node.
+    /// The controller hands leadership to `to` at `epoch` (the rest of the view unchanged);
+    /// every view and message is delivered (but views held back stay held).
+    fn move_leadership(&mut self, to: usize, epoch: Epoch) {
+        let next = View {
+            leader: name(to),
+            epoch,
+            ..self.zk.clone()
+        };
+        self.zk_write(next);
+        self.settle();
+        assert_eq!(self.replica(to).role(), Role::Leader);
+    }
+
     fn zk_write(&mut self, mut next: View) -> View {
         next.version = self.zk.version + 1;
         self.zk = next.clone();
@@ -1435,14 +1448,7 @@ fn two_leaders_never_serve_at_once_after_a_leadership_move() {
     c.wait_out_leases();
     assert!(c.replica(0).serving());
     c.views_held.insert(0);
-    let next = View {
-        leader: name(1),
-        epoch: 2,
-        ..c.zk.clone()
-    };
-    c.zk_write(next);
-    c.settle();
-    assert_eq!(c.replica(1).role(), Role::Leader);
+    c.move_leadership(1, 2);
     // n0 does not fetch from n1 (it has not seen the view): n1 drops it after the lag timeout.
     for _ in 0..4 {
         c.advance(c.config.lag_timeout_ms / 2);
@@ -1467,16 +1473,9 @@ fn a_new_leader_serves_once_its_live_predecessor_follows_it() {
     let mut c = Cluster::new(3, &[0, 1, 2], 0);
     c.wait_out_leases();
     assert!(c.replica(0).serving());
-    let next = View {
-        leader: name(1),
-        epoch: 2,
-        ..c.zk.clone()
-    };
-    c.zk_write(next);
     let moved_at = c.now;
-    c.settle();
+    c.move_leadership(1, 2);
     assert_eq!(c.replica(0).role(), Role::Follower);
-    assert_eq!(c.replica(1).role(), Role::Leader);
     assert_eq!(c.now, moved_at, "no time passed");
     assert!(
         c.replica(1).serving(),
@@ -1496,24 +1495,10 @@ fn a_predecessor_that_never_served_does_not_vouch_for_the_one_before() {
     c.wait_out_leases();
     assert!(c.replica(0).serving());
     c.views_held.insert(0);
-    let second = View {
-        leader: name(1),
-        epoch: 2,
-        ..c.zk.clone()
-    };
-    c.zk_write(second);
-    c.settle();
-    assert_eq!(c.replica(1).role(), Role::Leader);
+    c.move_leadership(1, 2);
     assert!(!c.replica(1).serving(), "n1 serves while n0 may");
-    let third = View {
-        leader: name(2),
-        epoch: 3,
-        ..c.zk.clone()
-    };
-    c.zk_write(third);
-    c.settle();
+    c.move_leadership(2, 3);
     assert_eq!(c.replica(1).role(), Role::Follower);
-    assert_eq!(c.replica(2).role(), Role::Leader);
     assert!(
         !c.replica(2).serving(),
         "n2 serves on n1's word while n0 (epoch 1) may still serve"
