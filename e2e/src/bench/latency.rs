@@ -22,6 +22,8 @@ pub struct LatencyRow {
     /// Publishes that failed, and deliveries of a message seen before.
     pub failed: usize,
     pub duplicates: usize,
+    /// What the first failure said (a failed publish, or an ack refused or failed).
+    pub first_failure: Option<String>,
     /// Microseconds per message, publish sent → event received.
     pub latency: Histogram<u64>,
     /// Microseconds per publish, sent → answered `201` (committed), for comparison.
@@ -56,7 +58,10 @@ impl LatencyRow {
             self.duplicates,
             ms(quantile(&self.publish_latency, 50.0)),
             ms(quantile(&self.publish_latency, 99.0)),
-        )
+        ) + &self
+            .first_failure
+            .as_ref()
+            .map_or(String::new(), |f| format!("; first failure: {f}"))
     }
 }
 
@@ -87,9 +92,16 @@ pub async fn stream_latency(
             transport,
         },
     );
+    // The first failure's words, set once by whichever task fails first.
+    let first_failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let note_failure = |failure: &Arc<std::sync::Mutex<Option<String>>>, what: String| {
+        let mut first = failure.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert(what);
+    };
     let (acks, mut to_ack) = tokio::sync::mpsc::unbounded_channel::<String>();
     let acker = {
         let conn = conn.clone();
+        let first_failure = first_failure.clone();
         let queue = queue.to_owned();
         tokio::spawn(async move {
             let mut refused = 0;
@@ -102,8 +114,17 @@ pub async fn stream_latency(
                     }
                 }
                 match conn.ack(&queue, &batch).await {
-                    Ok(outcome) => refused += outcome.stale.len(),
-                    Err(_) => refused += batch.len(),
+                    Ok(outcome) => {
+                        if !outcome.stale.is_empty() {
+                            let what = format!("ack: {} stale receipt(s)", outcome.stale.len());
+                            note_failure(&first_failure, what);
+                        }
+                        refused += outcome.stale.len();
+                    }
+                    Err(e) => {
+                        note_failure(&first_failure, format!("ack: {e}"));
+                        refused += batch.len();
+                    }
                 }
             }
             refused
@@ -159,6 +180,7 @@ pub async fn stream_latency(
         ticks.tick().await;
         let (conn, exchange) = (conn.clone(), exchange.to_owned());
         let (published, failed) = (published.clone(), failed.clone());
+        let first_failure = first_failure.clone();
         let (n, key) = (seq, format!("key{}", seq % 16));
         seq += 1;
         publishes.push(tokio::spawn(async move {
@@ -169,7 +191,10 @@ pub async fn stream_latency(
             let took = (base.elapsed().as_micros() as u64).saturating_sub(sent_us);
             match outcome {
                 Ok(_) => published.fetch_add(1, Ordering::SeqCst),
-                Err(_) => failed.fetch_add(1, Ordering::SeqCst),
+                Err(e) => {
+                    note_failure(&first_failure, format!("publish: {e}"));
+                    failed.fetch_add(1, Ordering::SeqCst)
+                }
             };
             took
         }));
@@ -185,12 +210,17 @@ pub async fn stream_latency(
         .await
         .map_err(|e| format!("consumer task: {e}"))??;
     let refused = acker.await.unwrap_or(0);
+    let first_failure = first_failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
     Ok(LatencyRow {
         transport,
         published: published.load(Ordering::SeqCst),
         delivered,
         failed: failed.load(Ordering::SeqCst) + refused,
         duplicates,
+        first_failure,
         latency,
         publish_latency,
         elapsed: last.saturating_duration_since(started),
