@@ -486,12 +486,7 @@ impl BrokerService {
         };
         let now = now_ms();
         self.logs
-            .with_leases(partition, |leases| {
-                // Checked again under the lock: the partition's task takes it once when it
-                // stops serving, so no message goes out here after that (see its module).
-                if self.logs.serving(partition) != Some(epoch) {
-                    return Ok(Vec::new());
-                }
+            .with_served_leases(partition, epoch, |leases| {
                 let candidates =
                     self.candidates(leases, (epoch, partition), key, max, now, limit)?;
                 let wanted = Wanted {
@@ -513,11 +508,8 @@ impl BrokerService {
         for (partition, epoch) in self.logs.served() {
             let ready = self
                 .logs
-                .with_leases(partition, |leases| {
-                    // Under the lock, as in `lease`: `candidates` may dead-letter.
-                    if self.logs.serving(partition) != Some(epoch) {
-                        return Ok(false);
-                    }
+                // Served-only, as in `lease`: `candidates` may dead-letter.
+                .with_served_leases(partition, epoch, |leases| {
                     let candidates =
                         self.candidates(leases, (epoch, partition), key, 1, now, limit)?;
                     Ok::<_, Status>(leases.any_free(epoch, key, &candidates, now))

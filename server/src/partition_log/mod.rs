@@ -222,6 +222,22 @@ impl PartitionLogs {
         Some(work(&mut leases))
     }
 
+    /// Runs `work` with the partition's leases if this node still serves it at `epoch`, as
+    /// read under the leases lock. Whatever hands out or dead-letters messages goes through
+    /// here: the partition's task takes that lock once when it stops serving, before its
+    /// first fetch at a new epoch leaves (see [`actor`]), so nothing goes out after that.
+    pub fn with_served_leases<T>(
+        &self,
+        partition: u32,
+        epoch: Epoch,
+        work: impl FnOnce(&mut Leases) -> T,
+    ) -> Option<T> {
+        self.with_leases(partition, |leases| {
+            (self.serving(partition) == Some(epoch)).then(|| work(leases))
+        })
+        .flatten()
+    }
+
     fn refusal(&self, partition: u32, refusal: Refusal) -> WriteError {
         match refusal {
             Refusal::NotLeader { .. } => WriteError::NotLeader {

@@ -104,16 +104,8 @@ impl BrokerService {
                     }
                     let held = self
                         .logs
-                        .with_leases(partition, |leases| {
-                            // Under the lock, as a pull checks (see `lease`): not once this
-                            // node has stopped serving the partition.
-                            self.logs.serving(partition) == Some(epoch)
-                                && leases.hold(
-                                    epoch,
-                                    &key,
-                                    offset,
-                                    (now, now + DEAD_LETTER_HOLD_MS),
-                                )
+                        .with_served_leases(partition, epoch, |leases| {
+                            leases.hold(epoch, &key, offset, (now, now + DEAD_LETTER_HOLD_MS))
                         })
                         .unwrap_or(false);
                     if !held {
