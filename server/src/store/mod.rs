@@ -36,6 +36,11 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 const SCHEMA: &str = "
+-- A rowid table, not WITHOUT ROWID: a row of a WITHOUT ROWID table (an index b-tree) keeps at
+-- most ~1,000 bytes of a 4 KiB page in its leaf, so every 1 KiB record spilled the rest into an
+-- overflow page of its own: 4 KiB written (twice: WAL, then checkpoint) per message and a
+-- database ten times its payload. A table b-tree keeps records of up to ~4,000 bytes in the
+-- leaf; the primary key is a small index beside it.
 CREATE TABLE IF NOT EXISTS log (
     partition  INTEGER NOT NULL,
     offset     INTEGER NOT NULL,
@@ -43,8 +48,9 @@ CREATE TABLE IF NOT EXISTS log (
     message_id TEXT,
     record     BLOB    NOT NULL,
     PRIMARY KEY (partition, offset)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS log_by_message_id ON log(partition, message_id) WHERE message_id IS NOT NULL;
+);
+-- With `offset` in it, the first entry of an id is read from the index alone.
+CREATE INDEX IF NOT EXISTS log_by_message_id ON log(partition, message_id, offset) WHERE message_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS pending (
     mailbox       TEXT    NOT NULL,
     partition     INTEGER NOT NULL,
@@ -172,14 +178,50 @@ fn add_visible_at_column(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Data directories from before the log was a rowid table hold it `WITHOUT ROWID`: copy it
+/// into the new layout, in one transaction (a crash midway leaves the old table as it was).
+fn move_log_to_rowid_table(conn: &mut Connection) -> Result<()> {
+    let old_layout = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'log'",
+            [],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()?
+        .is_some_and(|sql| sql.to_ascii_uppercase().contains("WITHOUT ROWID"));
+    if !old_layout {
+        return Ok(());
+    }
+    tracing::info!("moving the log to its rowid layout (once)");
+    let tx = conn.transaction()?;
+    tx.execute_batch(
+        "CREATE TABLE log_rowid (
+             partition  INTEGER NOT NULL,
+             offset     INTEGER NOT NULL,
+             epoch      INTEGER NOT NULL,
+             message_id TEXT,
+             record     BLOB    NOT NULL,
+             PRIMARY KEY (partition, offset)
+         );
+         INSERT INTO log_rowid (partition, offset, epoch, message_id, record)
+             SELECT partition, offset, epoch, message_id, record FROM log ORDER BY partition, offset;
+         DROP TABLE log;
+         ALTER TABLE log_rowid RENAME TO log;
+         CREATE INDEX log_by_message_id ON log(partition, message_id, offset) WHERE message_id IS NOT NULL;",
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let conn = open_connection(path)?;
+        let mut conn = open_connection(path)?;
         conn.execute_batch(SCHEMA)?;
         add_visible_at_column(&conn)?;
+        move_log_to_rowid_table(&mut conn)?;
         let reader = open_connection(path)?;
         Ok(Store {
             reader: Mutex::new(reader),

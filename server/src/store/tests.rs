@@ -411,3 +411,53 @@ async fn a_replay_puts_retained_topic_messages_into_a_new_subscription_once() {
     );
     assert_eq!(store.history("news", 5, 1_150).unwrap(), (2, 2, Some(200)));
 }
+
+#[tokio::test]
+async fn a_log_in_the_old_without_rowid_layout_is_moved_and_keeps_its_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE log (
+                 partition INTEGER NOT NULL, offset INTEGER NOT NULL, epoch INTEGER NOT NULL,
+                 message_id TEXT, record BLOB NOT NULL, PRIMARY KEY (partition, offset)
+             ) WITHOUT ROWID;",
+        )
+        .unwrap();
+        let record = publish("kept", &["q/x"], 0);
+        conn.execute(
+            "INSERT INTO log VALUES (7, 0, 1, 'kept', ?1)",
+            params![record.bytes],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let layout: String = store
+        .reader()
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'log'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        !layout.to_ascii_uppercase().contains("WITHOUT ROWID"),
+        "{layout}"
+    );
+    assert_eq!(store.find_message(7, "kept").unwrap(), Some(0));
+    let (outline, _) = store.outline(7).unwrap();
+    assert_eq!((outline.start, outline.end), (0, 1));
+    write(
+        &store,
+        Write::Commit {
+            partition: 7,
+            hw: 1,
+        },
+    )
+    .await;
+    assert_eq!(
+        ids(&store.pending("q/x", 7, None, 10, 0).unwrap()),
+        ["kept"]
+    );
+}
