@@ -308,14 +308,12 @@ impl PartitionLogs {
         records: Vec<Record>,
     ) -> Result<Offset, WriteError> {
         let store = self.store().clone();
+        let ids = records.iter().map(|r| r.message_id.as_deref());
+        let found = tokio::task::block_in_place(|| store.find_messages(partition, ids))
+            .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?;
         let mut fresh = Vec::with_capacity(records.len());
         let mut known: Option<Offset> = None;
-        for record in records {
-            let found = match &record.message_id {
-                Some(id) => tokio::task::block_in_place(|| store.find_message(partition, id))
-                    .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?,
-                None => None,
-            };
+        for (record, found) in records.into_iter().zip(found) {
             match found {
                 Some(offset) => known = known.max(Some(offset)),
                 None => fresh.push(record),

@@ -304,23 +304,40 @@ impl Store {
     /// The offset of the publish with this message id in a partition's log, or of one
     /// applied within the deduplication window (its entry perhaps compacted away), if any.
     pub fn find_message(&self, partition: u32, message_id: &str) -> Result<Option<Offset>> {
+        Ok(self.find_messages(partition, [Some(message_id)])?[0])
+    }
+
+    /// [`Store::find_message`] for each id of a publish call (`None`: a record without one),
+    /// under one hold of the reader.
+    pub fn find_messages<'a>(
+        &self,
+        partition: u32,
+        message_ids: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> Result<Vec<Option<Offset>>> {
         let conn = self.reader();
-        let in_log = conn
-            .prepare_cached(
-                "SELECT offset FROM log WHERE partition = ?1 AND message_id = ?2 ORDER BY offset LIMIT 1",
-            )?
-            .query_row(params![partition, message_id], |row| row.get::<_, i64>(0))
-            .optional()?;
-        let offset = match in_log {
-            Some(offset) => Some(offset),
-            None => conn
-                .prepare_cached(
-                    "SELECT offset FROM dedup WHERE partition = ?1 AND message_id = ?2",
-                )?
-                .query_row(params![partition, message_id], |row| row.get::<_, i64>(0))
-                .optional()?,
-        };
-        Ok(offset.map(|o| o as u64))
+        let mut in_log = conn.prepare_cached(
+            "SELECT offset FROM log WHERE partition = ?1 AND message_id = ?2 ORDER BY offset LIMIT 1",
+        )?;
+        let mut in_dedup = conn
+            .prepare_cached("SELECT offset FROM dedup WHERE partition = ?1 AND message_id = ?2")?;
+        let mut found = Vec::new();
+        for message_id in message_ids {
+            let Some(message_id) = message_id else {
+                found.push(None);
+                continue;
+            };
+            let at = |select: &mut rusqlite::CachedStatement<'_>| {
+                select
+                    .query_row(params![partition, message_id], |row| row.get::<_, i64>(0))
+                    .optional()
+            };
+            let offset = match at(&mut in_log)? {
+                Some(offset) => Some(offset),
+                None => at(&mut in_dedup)?,
+            };
+            found.push(offset.map(|o| o as u64));
+        }
+        Ok(found)
     }
 
     /// Messages waiting in `mailbox` in one partition after `after` (exclusive), oldest
