@@ -26,6 +26,10 @@ pub const USER_AUDIENCE: &str = "mom-api";
 pub const SERVICE_ISSUER: &str = "mom-cluster";
 /// Audience of service tokens: the internal gRPC services.
 pub const SERVICE_AUDIENCE: &str = "mom-internal";
+/// User tokens expire on the second their `exp` names.
+const USER_TOKEN_LEEWAY_SECS: u64 = 0;
+/// Services run on different machines; allow for their clocks to disagree a little.
+const SERVICE_TOKEN_LEEWAY_SECS: u64 = 30;
 /// gRPC metadata naming the user a service acts for (the gateway on a user's request).
 pub const ACTING_USER: &str = "x-mom-user";
 
@@ -73,11 +77,61 @@ fn decode_error(e: jsonwebtoken::errors::Error) -> TokenError {
     }
 }
 
+/// Tokens already verified, with what they proved and their expiry, so that the HMAC, base64
+/// and JSON work is done once per token, not once per call: a service presents the same
+/// token on every call until it renews it, a client on every request. A token is taken from
+/// here only while it is unexpired by the same rule `jsonwebtoken` applies (`exp` at least
+/// `now - leeway`); a different token, forged or not, is a different key and verified in full.
+struct Verified<T> {
+    /// Token text → (what it proved, its `exp`); at most `MAX_VERIFIED` entries.
+    by_token: Mutex<std::collections::HashMap<String, (T, u64)>>,
+    leeway: u64,
+}
+
+/// Distinct live tokens remembered; past this the expired ones are dropped, and if that is
+/// not enough, all (a burst of distinct tokens then costs a full verification each, no more).
+const MAX_VERIFIED: usize = 1_024;
+
+impl<T: Clone> Verified<T> {
+    fn new(leeway: u64) -> Self {
+        Verified {
+            by_token: Mutex::new(std::collections::HashMap::new()),
+            leeway,
+        }
+    }
+
+    fn valid(&self, exp: u64, now: u64) -> bool {
+        exp >= now.saturating_sub(self.leeway)
+    }
+
+    fn get(&self, token: &str) -> Option<T> {
+        let now = now_secs();
+        let by_token = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
+        by_token
+            .get(token)
+            .filter(|(_, exp)| self.valid(*exp, now))
+            .map(|(proved, _)| proved.clone())
+    }
+
+    fn remember(&self, token: &str, proved: T, exp: u64) {
+        let now = now_secs();
+        let mut by_token = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
+        if by_token.len() >= MAX_VERIFIED {
+            by_token.retain(|_, (_, exp)| self.valid(*exp, now));
+            if by_token.len() >= MAX_VERIFIED {
+                by_token.clear();
+            }
+        }
+        by_token.insert(token.to_owned(), (proved, exp));
+    }
+}
+
 /// Issues and verifies user tokens with the user-token secret.
 #[derive(Clone)]
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    verified: Arc<Verified<Claims>>,
 }
 
 impl TokenKeys {
@@ -85,6 +139,7 @@ impl TokenKeys {
         TokenKeys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
+            verified: Arc::new(Verified::new(USER_TOKEN_LEEWAY_SECS)),
         }
     }
 
@@ -109,14 +164,19 @@ impl TokenKeys {
     /// Checks signature, expiry, issuer and audience. Whether the user still exists is the
     /// caller's question (the gateway asks its `AccessCache`).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if let Some(claims) = self.verified.get(token) {
+            return Ok(claims);
+        }
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
+        validation.leeway = USER_TOKEN_LEEWAY_SECS;
         validation.set_issuer(&[USER_ISSUER]);
         validation.set_audience(&[USER_AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        decode::<Claims>(token, &self.decoding, &validation)
+        let claims = decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
-            .map_err(decode_error)
+            .map_err(decode_error)?;
+        self.verified.remember(token, claims.clone(), claims.exp);
+        Ok(claims)
     }
 
     /// Verifies an `Authorization: Bearer <token>` header value.
@@ -174,6 +234,7 @@ struct ServiceClaims {
 pub struct ServiceKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    verified: Arc<Verified<ServiceIdentity>>,
 }
 
 impl ServiceKeys {
@@ -181,6 +242,7 @@ impl ServiceKeys {
         ServiceKeys {
             encoding: EncodingKey::from_secret(cluster_secret.as_bytes()),
             decoding: DecodingKey::from_secret(cluster_secret.as_bytes()),
+            verified: Arc::new(Verified::new(SERVICE_TOKEN_LEEWAY_SECS)),
         }
     }
 
@@ -198,17 +260,21 @@ impl ServiceKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<ServiceIdentity, TokenError> {
+        if let Some(identity) = self.verified.get(token) {
+            return Ok(identity);
+        }
         let mut validation = Validation::new(Algorithm::HS256);
-        // Services run on different machines; allow for their clocks to disagree a little.
-        validation.leeway = 30;
+        validation.leeway = SERVICE_TOKEN_LEEWAY_SECS;
         validation.set_issuer(&[SERVICE_ISSUER]);
         validation.set_audience(&[SERVICE_AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let claims = decode::<ServiceClaims>(token, &self.decoding, &validation)
             .map_err(decode_error)?
             .claims;
-        ServiceIdentity::parse(&claims.sub)
-            .ok_or_else(|| TokenError::Invalid(format!("unknown service {:?}", claims.sub)))
+        let identity = ServiceIdentity::parse(&claims.sub)
+            .ok_or_else(|| TokenError::Invalid(format!("unknown service {:?}", claims.sub)))?;
+        self.verified.remember(token, identity.clone(), claims.exp);
+        Ok(identity)
     }
 }
 
@@ -386,6 +452,29 @@ mod tests {
             TokenKeys::new("two").verify(&token),
             Err(TokenError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_remembered_token_counts_only_until_it_expires() {
+        let verified = Verified::new(30);
+        let now = now_secs();
+        verified.remember("fresh", 1, now + 60);
+        verified.remember("within leeway", 2, now - 10);
+        verified.remember("stale", 3, now - 31);
+        assert_eq!(verified.get("fresh"), Some(1));
+        assert_eq!(verified.get("within leeway"), Some(2));
+        assert_eq!(verified.get("stale"), None);
+        assert_eq!(verified.get("never seen"), None);
+    }
+
+    #[test]
+    fn a_verified_token_verifies_again_and_its_forgery_still_does_not() {
+        let keys = ServiceKeys::new("cluster");
+        let token = keys.issue(&ServiceIdentity::Gateway, Duration::from_secs(60));
+        assert_eq!(keys.verify(&token).unwrap(), ServiceIdentity::Gateway);
+        assert_eq!(keys.verify(&token).unwrap(), ServiceIdentity::Gateway);
+        let forged = format!("{}x", token);
+        assert!(keys.verify(&forged).is_err());
     }
 
     #[test]
