@@ -35,13 +35,18 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-const SCHEMA: &str = "
--- A rowid table, not WITHOUT ROWID: a row of a WITHOUT ROWID table (an index b-tree) keeps at
--- most ~1,000 bytes of a 4 KiB page in its leaf, so every 1 KiB record spilled the rest into an
--- overflow page of its own: 4 KiB written (twice: WAL, then checkpoint) per message and a
--- database ten times its payload. A table b-tree keeps records of up to ~4,000 bytes in the
--- leaf; the primary key is a small index beside it.
-CREATE TABLE IF NOT EXISTS log (
+/// The log table, under the name given (the migration below builds it beside the old one).
+/// A rowid table, not `WITHOUT ROWID`: a row of a `WITHOUT ROWID` table (an index b-tree)
+/// keeps at most ~1,000 bytes of a 4 KiB page in its leaf, so every 1 KiB record spilled its
+/// rest into an overflow page of its own: 4 KiB written twice (WAL, then checkpoint) per
+/// message, and a database four times its payload. A table b-tree keeps records of up to
+/// ~4,000 bytes in the leaf; the primary key is a small index beside it.
+macro_rules! log_table {
+    ($name:literal) => {
+        concat!(
+            "CREATE TABLE IF NOT EXISTS ",
+            $name,
+            " (
     partition  INTEGER NOT NULL,
     offset     INTEGER NOT NULL,
     epoch      INTEGER NOT NULL,
@@ -49,8 +54,22 @@ CREATE TABLE IF NOT EXISTS log (
     record     BLOB    NOT NULL,
     PRIMARY KEY (partition, offset)
 );
--- With `offset` in it, the first entry of an id is read from the index alone.
-CREATE INDEX IF NOT EXISTS log_by_message_id ON log(partition, message_id, offset) WHERE message_id IS NOT NULL;
+"
+        )
+    };
+}
+
+/// With `offset` in it, the first entry of a message id is read from the index alone.
+macro_rules! log_by_message_id {
+    () => {
+        "CREATE INDEX IF NOT EXISTS log_by_message_id ON log(partition, message_id, offset) WHERE message_id IS NOT NULL;\n"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    log_table!("log"),
+    log_by_message_id!(),
+    "
 CREATE TABLE IF NOT EXISTS pending (
     mailbox       TEXT    NOT NULL,
     partition     INTEGER NOT NULL,
@@ -91,7 +110,8 @@ CREATE TABLE IF NOT EXISTS partitions (
     prev_epoch INTEGER NOT NULL,
     hw         INTEGER NOT NULL
 );
-";
+"
+);
 
 /// A message waiting in a mailbox, with what a delivery needs.
 #[derive(Debug, Clone)]
@@ -194,21 +214,15 @@ fn move_log_to_rowid_table(conn: &mut Connection) -> Result<()> {
     }
     tracing::info!("moving the log to its rowid layout (once)");
     let tx = conn.transaction()?;
-    tx.execute_batch(
-        "CREATE TABLE log_rowid (
-             partition  INTEGER NOT NULL,
-             offset     INTEGER NOT NULL,
-             epoch      INTEGER NOT NULL,
-             message_id TEXT,
-             record     BLOB    NOT NULL,
-             PRIMARY KEY (partition, offset)
-         );
-         INSERT INTO log_rowid (partition, offset, epoch, message_id, record)
+    tx.execute_batch(concat!(
+        log_table!("log_rowid"),
+        "INSERT INTO log_rowid (partition, offset, epoch, message_id, record)
              SELECT partition, offset, epoch, message_id, record FROM log ORDER BY partition, offset;
          DROP TABLE log;
          ALTER TABLE log_rowid RENAME TO log;
-         CREATE INDEX log_by_message_id ON log(partition, message_id, offset) WHERE message_id IS NOT NULL;",
-    )?;
+",
+        log_by_message_id!()
+    ))?;
     tx.commit()?;
     Ok(())
 }
