@@ -8,10 +8,13 @@
 //! is someone else's again). The free credit is shared out in pulls of what is ready now to
 //! the nodes that have (or may have) messages, each for the credit set aside for it, so that
 //! what they lease always fits; a node whose pull came back short is asked to wait until it
-//! has messages, leasing nothing (`wait_only`: the nodes wake it when a message lands;
-//! nothing polls), and then pulled from again. Were the waiting calls to lease, several nodes
-//! waking at once would lease beyond the credit, and what went back would reach competing
-//! consumers after messages behind it.
+//! has messages (the nodes wake it when a message lands; nothing polls). A waiting call
+//! leases what wakes it, up to its own share of the credit not set aside yet (one share per
+//! live node), so the message that wakes it comes in its answer, with no second call; with
+//! less than one message's credit to spare it leases nothing (`wait_only`) and the node is
+//! pulled from once it says messages are ready. Credit is always set aside before a call
+//! leases: several nodes waking at once never lease beyond it, so nothing goes back (what
+//! went back would reach competing consumers after messages behind it).
 //!
 //! Invariants: a call is never dropped while it may hold leases: to end a waiting one the
 //! stream sends `StopWaiting`, and at the end every call still out is awaited (also when the
@@ -281,18 +284,22 @@ impl From<End> for Failure {
 
 /// What the stream asks of one node.
 enum Call {
-    /// Wait until a message is ready there, leasing nothing (`wait_only`); the wait id lets
-    /// the stream stop it.
-    Wait(String),
+    /// Wait until a message is ready there (the wait id lets the stream stop it), then lease
+    /// up to `ask` of them: credit set aside for it, as for a lease call. With no credit to set
+    /// aside (`ask` 0) it leases nothing (`wait_only`) and only says that messages are ready.
+    Wait { wait_id: String, ask: usize },
     /// Lease up to this many messages that are ready now: credit the stream set aside for it.
     Lease(usize),
 }
 
 /// What a call to a node came back with.
 enum Answer {
-    /// A waiting call's reply: whether messages are ready (and any it leased all the same,
-    /// from a node that does not know `wait_only`).
-    Waited(Result<proto::PullReply, tonic::Status>),
+    /// A waiting call's reply, for `asked` set aside: what it leased, or whether messages are
+    /// ready (and any it leased all the same, from a node that does not know `wait_only`).
+    Waited {
+        asked: usize,
+        reply: Result<proto::PullReply, tonic::Status>,
+    },
     /// What a [`Call::Lease`] for `asked` got.
     Leased {
         asked: usize,
@@ -320,14 +327,14 @@ impl Stream {
             ..Default::default()
         };
         let answer = match call {
-            Call::Wait(wait_id) => {
-                request.max = 1;
+            Call::Wait { wait_id, ask } => {
+                request.max = ask.max(1) as u32;
                 request.wait_ms = NODE_WAIT.as_millis() as u64;
                 request.wait_id = wait_id;
-                request.wait_only = true;
+                request.wait_only = ask == 0;
                 let reply =
                     mailboxes::try_pull_reply(&self.state, &self.caller, &node, request).await;
-                Answer::Waited(reply)
+                Answer::Waited { asked: ask, reply }
             }
             Call::Lease(asked) => {
                 request.max = asked as u32;
@@ -413,22 +420,41 @@ impl Stream {
                 self.deliver(node, deliveries).await?;
                 if drained {
                     // It has no more: wait there until it has.
-                    let wait_id = uuid::Uuid::now_v7().to_string();
-                    let waiting = NodeState::Waiting(node.clone(), wait_id.clone());
-                    Ok((waiting, Some(Call::Wait(wait_id))))
+                    Ok(self.wait_at(node, reserved))
                 } else {
                     // What it had filled the credit set aside: it may have more.
                     Ok((NodeState::Ready(node.clone()), None))
                 }
             }
-            // Ready or not, the next step is a look that leases (one that finds nothing
-            // waits again).
-            Answer::Waited(reply) => {
+            Answer::Waited { asked, reply } => {
+                *reserved -= asked;
                 let reply = reply.map_err(Self::refused)?;
+                let leased = reply.deliveries.len();
                 self.deliver(node, reply.deliveries).await?;
-                Ok((NodeState::Ready(node.clone()), None))
+                if leased > 0 && leased < asked {
+                    // It woke with what it had, less than it could take: wait there again
+                    // (the message that woke it came in the answer, with no lease call).
+                    Ok(self.wait_at(node, reserved))
+                } else {
+                    // Ready, or full, or the wait ran out: the next step is a look that
+                    // leases (one that finds nothing waits again).
+                    Ok((NodeState::Ready(node.clone()), None))
+                }
             }
         }
+    }
+
+    /// A waiting call to `node`, leasing what wakes it up to an equal share of the credit not
+    /// set aside yet (one share per live node, so a node that waits never holds what the
+    /// others could lease); with less than one message's credit to spare, a `wait_only` call.
+    fn wait_at(&self, node: &NodeInfo, reserved: &mut usize) -> (NodeState, Option<Call>) {
+        let (free, _) = self.free_credit();
+        let live = self.state.nodes.live().len().max(1);
+        let ask = (free.saturating_sub(*reserved) / live).min(mailboxes::MAX_PULL as usize);
+        *reserved += ask;
+        let wait_id = uuid::Uuid::now_v7().to_string();
+        let waiting = NodeState::Waiting(node.clone(), wait_id.clone());
+        (waiting, Some(Call::Wait { wait_id, ask }))
     }
 
     async fn run(self) {
@@ -514,7 +540,7 @@ impl Stream {
         while let Some((node, answer)) = calls.next().await {
             let deliveries = match answer {
                 Answer::Leased { reply, .. } => reply.unwrap_or_default(),
-                Answer::Waited(reply) => reply.map(|r| r.deliveries).unwrap_or_default(),
+                Answer::Waited { reply, .. } => reply.map(|r| r.deliveries).unwrap_or_default(),
             };
             let receipts: Vec<String> = deliveries.into_iter().map(|d| d.receipt).collect();
             if !receipts.is_empty() {
