@@ -17,6 +17,8 @@ use std::fmt;
 use std::time::Duration;
 
 /// How long to wait for a TCP connection to the gateway before giving up.
+/// How long an idle connection to the gateway is kept for reuse.
+const IDLE_CONNECTION_REUSE: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A handle on one gateway, carrying the bearer token of a logged-in user.
@@ -205,6 +207,9 @@ impl Connection {
     pub fn with_token(url: impl Into<String>, token: impl Into<String>) -> Connection {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            // Dropped well before the gateway closes an idle connection (75 s), so a request
+            // never goes out on one the server is closing (a failure a publish cannot retry).
+            .pool_idle_timeout(IDLE_CONNECTION_REUSE)
             .build()
             .unwrap_or_default();
         let mut base_url = url.into();

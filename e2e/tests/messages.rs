@@ -1,7 +1,8 @@
 //! Messages end to end: binary payloads (as base64 in JSON and as octet-stream bodies), the
 //! publisher's headers and content type, through an exchange to a queue, a topic subscription
 //! and the default exchange; batches mixing text and base64; a maximal payload; the headers in
-//! every replica's log; and the 400s and 413s of bad message input.
+//! every replica's log; the 400s and 413s of bad message input; and the gateway keeping an
+//! idle client connection open (a publish sent as it closed one could not be retried).
 
 use base64::Engine as _;
 use mom_client::{Connection, Delivery, ExchangeKind, MailboxName, PublishOptions};
@@ -12,6 +13,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(5);
 const CONTENT_TYPE: &str = "application/x-all-bytes";
@@ -613,4 +615,58 @@ async fn concurrent_single_publishes_are_answered_each_for_its_own_message_and_s
         assert_eq!(delivery.payload, format!("p{n}"));
         assert_eq!(delivery.headers.get("n").map(String::as_str), Some(n));
     }
+}
+
+/// Reads one HTTP/1.1 response (headers and a `Content-Length` body) from `tcp`.
+async fn read_response(tcp: &mut tokio::net::TcpStream) -> String {
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&response).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if response.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let read = tcp.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the gateway closed the connection mid-response");
+        response.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// A client keeps an idle connection for reuse (`mom_client` 30 s, reqwest 90 s by default);
+/// a server that closes it sooner races the client's next request, which then fails as
+/// "error sending request" and, being a publish, cannot be retried blindly. The gateway keeps
+/// it open well past actix's default 5 s: the bench saw that race as failed publishes.
+#[tokio::test]
+async fn an_idle_client_connection_stays_open_past_seven_seconds() {
+    let cluster = Cluster::start().await;
+    let address = cluster
+        .gateway_url()
+        .trim_start_matches("http://")
+        .to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!("GET /health HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let first = read_response(&mut tcp).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // Nothing comes while idle; a close would end the read at once with 0 bytes.
+    let mut byte = [0u8; 1];
+    let idle = tokio::time::timeout(Duration::from_secs(7), tcp.read(&mut byte)).await;
+    assert!(
+        idle.is_err(),
+        "the gateway closed an idle connection: {idle:?}"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let second = read_response(&mut tcp).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
 }

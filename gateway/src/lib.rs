@@ -37,6 +37,9 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How long the gateway keeps an idle client connection open (nginx's default).
+pub const IDLE_CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(75);
+
 pub struct AppState {
     pub catalog: Catalog,
     /// Checks user tokens (signature, issuer, audience, expiry).
@@ -352,6 +355,11 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     // sent: that drops an SSE stream's body at once, which ends the stream's pulling (HTTP
     // clients do not half-close a connection they still read from).
     .h1_allow_half_closed(false)
+    // An idle keep-alive connection is closed after this, longer than clients keep theirs
+    // idle (`mom_client` 30 s): a client that sends on a connection just as the server closes
+    // it gets a failed request it cannot safely retry (a publish may have been stored). With
+    // actix's default of 5 s, a publisher idle for about that long hit exactly that.
+    .keep_alive(IDLE_CONNECTION_TIMEOUT)
     .bind(config.listen)?;
     for addr in server.addrs() {
         let advertise = mom_common::advertise::advertised_address(addr, None);
