@@ -655,6 +655,11 @@ impl Broker for BrokerService {
         &self,
         request: Request<proto::PullRequest>,
     ) -> Result<Response<proto::PullReply>, Status> {
+        // The wait counts from the call's arrival, not from after the checks below: the
+        // caller's deadline runs from when it sent the call, and a wait that outlived it could
+        // lease messages into an answer nobody reads (they would stay hidden until their
+        // visibility timeout).
+        let arrived = tokio::time::Instant::now();
         let metadata = request.metadata().clone();
         let request = request.into_inner();
         let mailbox = self
@@ -664,7 +669,7 @@ impl Broker for BrokerService {
         let max = request.max.clamp(1, MAX_PULL);
         let visibility = request.visibility_timeout_ms;
         let wait = Duration::from_millis(request.wait_ms).min(MAX_PULL_WAIT);
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = arrived + wait;
         let limit = self.delivery_limit(&mailbox).await;
         // Subscribed before the first look, so a message applied in between still wakes us.
         let mut signal = (!wait.is_zero()).then(|| self.logs.wakeups().watch(&key));
