@@ -369,11 +369,23 @@ impl Stream {
         self.state
             .stats
             .pulled(&self.mailbox, &self.caller.user, sent.len());
-        for delivery in sent {
+        let mut sent = sent.into_iter();
+        while let Some(delivery) = sent.next() {
+            let receipt = delivery.receipt.clone();
             let lapses = Instant::now() + self.visibility;
-            lock(&self.credit.in_flight).insert(delivery.receipt.clone(), lapses);
-            self.state.streams.track(&delivery.receipt, &self.credit);
-            self.send(Event::Message(delivery)).await?;
+            lock(&self.credit.in_flight).insert(receipt.clone(), lapses);
+            self.state.streams.track(&receipt, &self.credit);
+            if let Err(gone) = self.send(Event::Message(delivery)).await {
+                // The subscriber left: what it never got goes back now rather than staying
+                // hidden until its lease lapses.
+                lock(&self.credit.in_flight).remove(&receipt);
+                let unsent: Vec<String> = std::iter::once(receipt)
+                    .chain(sent.map(|d| d.receipt))
+                    .collect();
+                self.state.streams.forget(&unsent);
+                mailboxes::release(&self.state, &self.caller, &self.mailbox, node, unsent).await;
+                return Err(gone);
+            }
         }
         Ok(())
     }
@@ -482,6 +494,8 @@ impl Stream {
             let (free, next_lapse) = self.free_credit();
             // The free credit, shared among the ready nodes, goes out in lease calls.
             let mut available = free.saturating_sub(reserved);
+            // No credit left to ask with: only a lease lapsing (or an ack) frees some.
+            let out_of_credit = available == 0;
             let ready: Vec<String> = nodes
                 .iter()
                 .filter(|(_, state)| matches!(state, NodeState::Ready(_)))
@@ -516,7 +530,7 @@ impl Stream {
                     })
                 }
                 _ = self.credit.freed.notified() => Ok(()),
-                _ = sleep_until(next_lapse), if free == 0 && next_lapse.is_some() => Ok(()),
+                _ = sleep_until(next_lapse), if out_of_credit && next_lapse.is_some() => Ok(()),
                 _ = sleep_until(next_retry), if next_retry.is_some() => Ok(()),
                 // Credit but no call out (no live node): look for nodes again soon.
                 _ = tokio::time::sleep(NODE_RETRY), if free > 0 && calls.is_empty() => Ok(()),
