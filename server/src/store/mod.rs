@@ -233,9 +233,10 @@ impl Store {
             std::fs::create_dir_all(dir)?;
         }
         let mut conn = open_connection(path)?;
+        // Before the schema: its `CREATE ... IF NOT EXISTS` would otherwise meet the old log.
+        move_log_to_rowid_table(&mut conn)?;
         conn.execute_batch(SCHEMA)?;
         add_visible_at_column(&conn)?;
-        move_log_to_rowid_table(&mut conn)?;
         let reader = open_connection(path)?;
         Ok(Store {
             reader: Mutex::new(reader),
