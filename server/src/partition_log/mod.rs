@@ -25,6 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// Most message ids a publish call looks up without leaving its async thread.
+const MAX_IDS_LOOKED_UP_IN_PLACE: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("this node does not lead partition {partition}")]
@@ -308,8 +311,17 @@ impl PartitionLogs {
         records: Vec<Record>,
     ) -> Result<Offset, WriteError> {
         let store = self.store().clone();
-        let ids = records.iter().map(|r| r.message_id.as_deref());
-        let found = tokio::task::block_in_place(|| store.find_messages(partition, ids))
+        let ids = || records.iter().map(|r| r.message_id.as_deref());
+        // A small call looks its ids up in place when the reader is free: handing the
+        // thread's other tasks to another thread (`block_in_place`) costs more than the
+        // lookups, many times a second.
+        let in_place = (records.len() <= MAX_IDS_LOOKED_UP_IN_PLACE)
+            .then(|| store.try_find_messages(partition, ids()))
+            .flatten();
+        let found = in_place
+            .unwrap_or_else(|| {
+                tokio::task::block_in_place(|| store.find_messages(partition, ids()))
+            })
             .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?;
         let mut fresh = Vec::with_capacity(records.len());
         let mut known: Option<Offset> = None;

@@ -329,7 +329,30 @@ impl Store {
         partition: u32,
         message_ids: impl IntoIterator<Item = Option<&'a str>>,
     ) -> Result<Vec<Option<Offset>>> {
-        let conn = self.reader();
+        Self::find_messages_with(&self.reader(), partition, message_ids)
+    }
+
+    /// [`Store::find_messages`] if the reader is free now; `None` if another read holds it.
+    /// A few index lookups in the page cache take microseconds, so an async task may run
+    /// them in place; only waiting behind a long read would stall its thread.
+    pub fn try_find_messages<'a>(
+        &self,
+        partition: u32,
+        message_ids: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> Option<Result<Vec<Option<Offset>>>> {
+        let conn = match self.reader.try_lock() {
+            Ok(conn) => conn,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(Self::find_messages_with(&conn, partition, message_ids))
+    }
+
+    fn find_messages_with<'a>(
+        conn: &Connection,
+        partition: u32,
+        message_ids: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> Result<Vec<Option<Offset>>> {
         let mut in_log = conn.prepare_cached(
             "SELECT offset FROM log WHERE partition = ?1 AND message_id = ?2 ORDER BY offset LIMIT 1",
         )?;

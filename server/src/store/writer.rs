@@ -1,8 +1,11 @@
 //! The node's one writer: a thread that owns the writing SQLite connection and commits every
-//! write queued meanwhile (any partitions) in one transaction and one fsync — group commit.
+//! write queued meanwhile (any partitions) together — group commit: the commits (applying
+//! entries already durable) in one transaction that is not fsync'd, then everything else in
+//! one transaction and one fsync.
 //!
 //! Writes are carried out in the order they were submitted, so a partition's truncation never
-//! overtakes the append before it and a commit (applying entries) never precedes their append.
+//! overtakes the append before it and a commit (applying entries) never precedes their append;
+//! only a commit may go ahead of writes queued with it, and never of its own partition's.
 //! A write that fails stops the process: the replication protocol has already counted on it,
 //! and a replica that carried on with a log it cannot write would lie to its leader. On
 //! restart the node rebuilds its state from what is on disk (fail-stop, like Kafka on a log
@@ -50,6 +53,22 @@ pub enum Write {
     },
     /// Nothing: its completion says every earlier write is done.
     Barrier,
+}
+
+impl Write {
+    /// The partition whose rows the write changes; `None` for a barrier.
+    fn partition(&self) -> Option<u32> {
+        match self {
+            Write::Append { partition, .. }
+            | Write::Truncate { partition, .. }
+            | Write::Reset { partition, .. }
+            | Write::Commit { partition, .. }
+            | Write::Compact { partition, .. }
+            | Write::Drop { partition }
+            | Write::ForgetIds { partition, .. } => Some(*partition),
+            Write::Barrier => None,
+        }
+    }
 }
 
 /// A write waiting for the writer: when it was submitted, and who to tell once it is done.
@@ -128,36 +147,77 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<Queued>) {
                 Err(_) => break,
             }
         }
-        let sync = batch.iter().any(|(write, _, _)| must_sync(write));
         let started = std::time::Instant::now();
         for (write, submitted, _) in &batch {
             queue_waits
                 .of(write)
                 .record(started.duration_since(*submitted).as_secs_f64());
         }
-        let outcome = (|| -> rusqlite::Result<()> {
-            if sync != syncing {
-                // FULL: the commit is fsync'd before it returns; NORMAL: written, not fsync'd.
-                conn.pragma_update(None, "synchronous", if sync { "FULL" } else { "NORMAL" })?;
-                syncing = sync;
+        let (commits, rest) = hoist_commits(batch);
+        // The commits first, in a transaction of their own that is not fsync'd: the answers
+        // and pulls waiting on them need not wait for the appends' fsync.
+        for group in [commits, rest] {
+            if !group.is_empty() {
+                commit_group(&mut conn, &mut syncing, group);
             }
-            let tx = conn.transaction()?;
-            for (write, _, _) in &batch {
-                execute(&tx, write)?;
+        }
+    }
+}
+
+/// Splits a batch into the commits that can go before everything else in it, and the rest,
+/// in order. A commit applies entries that were durable before it was submitted (the HW never
+/// passes a replica's durable end), so it depends on no append queued with it; it is still
+/// kept behind any earlier write to its partition's log in the batch, to depend on nothing
+/// but that rule. Writes to other partitions touch other rows, in any order.
+fn hoist_commits(batch: Vec<Queued>) -> (Vec<Queued>, Vec<Queued>) {
+    let mut touched: std::collections::HashSet<u32> = std::collections::HashSet::new();
+    let (mut commits, mut rest) = (Vec::new(), Vec::with_capacity(batch.len()));
+    for queued in batch {
+        match &queued.0 {
+            Write::Commit { partition, .. } if !touched.contains(partition) => commits.push(queued),
+            Write::Commit { .. } | Write::Barrier => rest.push(queued),
+            write => {
+                if let Some(partition) = write.partition() {
+                    touched.insert(partition);
+                }
+                rest.push(queued);
             }
-            tx.commit()
-        })();
-        if let Err(e) = outcome {
-            tracing::error!(error = %e, "storage write failed; stopping the node");
-            std::process::exit(70);
         }
-        let durability = if sync { "fsync" } else { "written" };
-        metrics::histogram!("mom_store_commit_seconds", "durability" => durability)
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!("mom_store_writes_total").increment(batch.len() as u64);
-        for (_, _, done) in batch {
-            let _ = done.send(());
+    }
+    (commits, rest)
+}
+
+/// One transaction of `group`, fsync'd if any of it must be; then tells each waiter.
+fn commit_group(conn: &mut Connection, syncing: &mut bool, group: Vec<Queued>) {
+    let sync = group.iter().any(|(write, _, _)| must_sync(write));
+    let started = std::time::Instant::now();
+    let outcome = (|| -> rusqlite::Result<()> {
+        if sync != *syncing {
+            // FULL: the commit is fsync'd before it returns; NORMAL: written, not fsync'd.
+            let pragma = if sync {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            };
+            conn.prepare_cached(pragma)?.raw_execute()?;
+            *syncing = sync;
         }
+        let tx = conn.transaction()?;
+        for (write, _, _) in &group {
+            execute(&tx, write)?;
+        }
+        tx.commit()
+    })();
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "storage write failed; stopping the node");
+        std::process::exit(70);
+    }
+    let durability = if sync { "fsync" } else { "written" };
+    metrics::histogram!("mom_store_commit_seconds", "durability" => durability)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("mom_store_writes_total").increment(group.len() as u64);
+    for (_, _, done) in group {
+        let _ = done.send(());
     }
 }
 
@@ -356,4 +416,89 @@ fn apply(tx: &Transaction<'_>, partition: u32, hw: Offset) -> rusqlite::Result<(
         }
     }
     set_hw(tx, partition, hw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(write: Write) -> Queued {
+        (write, std::time::Instant::now(), oneshot::channel().0)
+    }
+
+    fn kinds(group: &[Queued]) -> Vec<String> {
+        group
+            .iter()
+            .map(|(write, _, _)| match write {
+                Write::Append { partition, .. } => format!("append {partition}"),
+                Write::Commit { partition, hw } => format!("commit {partition}@{hw}"),
+                Write::Barrier => "barrier".into(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn commits_go_first_unless_their_partition_was_written_before_them_in_the_batch() {
+        let batch = vec![
+            queued(Write::Append {
+                partition: 1,
+                entries: vec![],
+            }),
+            queued(Write::Barrier),
+            queued(Write::Commit {
+                partition: 2,
+                hw: 5,
+            }),
+            queued(Write::Commit {
+                partition: 1,
+                hw: 7,
+            }),
+            queued(Write::Append {
+                partition: 2,
+                entries: vec![],
+            }),
+            queued(Write::Commit {
+                partition: 2,
+                hw: 6,
+            }),
+        ];
+        let (commits, rest) = hoist_commits(batch);
+        assert_eq!(kinds(&commits), ["commit 2@5"]);
+        assert_eq!(
+            kinds(&rest),
+            [
+                "append 1",
+                "barrier",
+                "commit 1@7",
+                "append 2",
+                "commit 2@6"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_cached_synchronous_pragma_switches_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open_connection(&dir.path().join("w.db")).unwrap();
+        conn.execute_batch(crate::store::SCHEMA).unwrap();
+        let mut syncing = true;
+        let level = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA synchronous", [], |row| row.get(0))
+                .unwrap()
+        };
+        commit_group(&mut conn, &mut syncing, vec![queued(Write::Barrier)]);
+        assert_eq!((syncing, level(&conn)), (false, 1), "NORMAL");
+        commit_group(
+            &mut conn,
+            &mut syncing,
+            vec![queued(Write::Truncate {
+                partition: 0,
+                from: 0,
+            })],
+        );
+        assert_eq!((syncing, level(&conn)), (true, 2), "FULL");
+        commit_group(&mut conn, &mut syncing, vec![queued(Write::Barrier)]);
+        assert_eq!((syncing, level(&conn)), (false, 1), "NORMAL again");
+    }
 }
