@@ -154,6 +154,24 @@ impl PendingMessage {
     }
 }
 
+/// Most rows a read may touch to run in place on an async thread when the reader is free
+/// (index lookups and short scans in the page cache take microseconds): handing the thread's
+/// other tasks away (`block_in_place`) costs more than such a read.
+pub const MAX_ROWS_READ_IN_PLACE: usize = 32;
+
+/// A small read in place if `now` finds the reader free, else `blocking` on this thread
+/// once its other tasks are handed to another (`block_in_place`).
+pub fn read_in_place_or_block<T>(
+    small: bool,
+    now: impl FnOnce() -> Option<T>,
+    blocking: impl FnOnce() -> T,
+) -> T {
+    small
+        .then(now)
+        .flatten()
+        .unwrap_or_else(|| tokio::task::block_in_place(blocking))
+}
+
 pub struct Store {
     /// Reads only; the writer thread owns the connection that writes.
     reader: Mutex<Connection>,
@@ -249,6 +267,15 @@ impl Store {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The reader if no other read holds it now.
+    fn free_reader(&self) -> Option<std::sync::MutexGuard<'_, Connection>> {
+        match self.reader.try_lock() {
+            Ok(conn) => Some(conn),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Queues a write; the receiver fires once it is durable.
     pub fn submit(&self, write: Write) -> tokio::sync::oneshot::Receiver<()> {
         self.writer.submit(write)
@@ -340,11 +367,7 @@ impl Store {
         partition: u32,
         message_ids: impl IntoIterator<Item = Option<&'a str>>,
     ) -> Option<Result<Vec<Option<Offset>>>> {
-        let conn = match self.reader.try_lock() {
-            Ok(conn) => conn,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
+        let conn = self.free_reader()?;
         Some(Self::find_messages_with(&conn, partition, message_ids))
     }
 
@@ -388,7 +411,32 @@ impl Store {
         limit: u32,
         now_ms: u64,
     ) -> Result<Vec<PendingMessage>> {
-        let conn = self.reader();
+        Self::pending_with(&self.reader(), mailbox, partition, after, limit, now_ms)
+    }
+
+    /// [`Store::pending`] if the reader is free now (see [`Store::try_find_messages`]).
+    pub fn try_pending(
+        &self,
+        mailbox: &str,
+        partition: u32,
+        after: Option<Offset>,
+        limit: u32,
+        now_ms: u64,
+    ) -> Option<Result<Vec<PendingMessage>>> {
+        let conn = self.free_reader()?;
+        Some(Self::pending_with(
+            &conn, mailbox, partition, after, limit, now_ms,
+        ))
+    }
+
+    fn pending_with(
+        conn: &Connection,
+        mailbox: &str,
+        partition: u32,
+        after: Option<Offset>,
+        limit: u32,
+        now_ms: u64,
+    ) -> Result<Vec<PendingMessage>> {
         let mut select = conn.prepare_cached(
             "SELECT p.offset, l.record FROM pending p
              JOIN log l ON l.partition = p.partition AND l.offset = p.offset
@@ -440,22 +488,50 @@ impl Store {
         }))
     }
 
-    /// Whether the message at `offset` still waits in `mailbox` (not acked, purged, expired).
-    pub fn is_pending(
+    /// Which of `offsets` still wait in `mailbox` (not acked, purged, expired), in order.
+    pub fn are_pending(
         &self,
         mailbox: &str,
         partition: u32,
-        offset: Offset,
+        offsets: &[Offset],
         now_ms: u64,
-    ) -> Result<bool> {
-        let conn = self.reader();
-        let exists = conn
-            .prepare_cached(
-                "SELECT 1 FROM pending WHERE mailbox = ?1 AND partition = ?2 AND offset = ?3
-                   AND (expires_at_ms IS NULL OR expires_at_ms > ?4)",
-            )?
-            .exists(params![mailbox, partition, offset as i64, now_ms as i64])?;
-        Ok(exists)
+    ) -> Result<Vec<bool>> {
+        Self::are_pending_with(&self.reader(), mailbox, partition, offsets, now_ms)
+    }
+
+    /// [`Store::are_pending`] if the reader is free now (see [`Store::try_find_messages`]).
+    pub fn try_are_pending(
+        &self,
+        mailbox: &str,
+        partition: u32,
+        offsets: &[Offset],
+        now_ms: u64,
+    ) -> Option<Result<Vec<bool>>> {
+        let conn = self.free_reader()?;
+        Some(Self::are_pending_with(
+            &conn, mailbox, partition, offsets, now_ms,
+        ))
+    }
+
+    fn are_pending_with(
+        conn: &Connection,
+        mailbox: &str,
+        partition: u32,
+        offsets: &[Offset],
+        now_ms: u64,
+    ) -> Result<Vec<bool>> {
+        let mut select = conn.prepare_cached(
+            "SELECT 1 FROM pending WHERE mailbox = ?1 AND partition = ?2 AND offset = ?3
+               AND (expires_at_ms IS NULL OR expires_at_ms > ?4)",
+        )?;
+        offsets
+            .iter()
+            .map(|offset| {
+                let exists =
+                    select.exists(params![mailbox, partition, *offset as i64, now_ms as i64])?;
+                Ok(exists)
+            })
+            .collect()
     }
 
     /// Unexpired messages waiting in `mailbox` in one partition (delayed ones once due).
