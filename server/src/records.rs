@@ -60,6 +60,27 @@ pub fn published_to(bytes: &[u8]) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The publish-time field of a publish record and nothing else (tags as in the `.proto`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct PublishedAt {
+    #[prost(message, optional, tag = "2")]
+    publish: Option<PublishedAtOnly>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PublishedAtOnly {
+    #[prost(uint64, tag = "5")]
+    published_at_ms: u64,
+}
+
+/// When a publish record was published (none for any other record), cheaply.
+pub fn published_at_ms(bytes: &[u8]) -> Option<u64> {
+    PublishedAt::decode(bytes)
+        .ok()
+        .and_then(|r| r.publish)
+        .map(|p| p.published_at_ms)
+}
+
 impl Payload for Record {
     fn epoch_start() -> Self {
         Record::new(Kind::EpochStart(proto::EpochStart {}))
@@ -104,5 +125,17 @@ mod tests {
             ..Default::default()
         }));
         assert!(published_to(&purge.bytes).is_empty());
+        assert_eq!(published_at_ms(&purge.bytes), None);
+    }
+
+    #[test]
+    fn published_at_reads_only_the_publish_time() {
+        let record = Record::new(Kind::Publish(proto::Publish {
+            message_id: "m".into(),
+            payload: vec![7; 1000],
+            published_at_ms: 1_234,
+            ..Default::default()
+        }));
+        assert_eq!(published_at_ms(&record.bytes), Some(1_234));
     }
 }

@@ -81,8 +81,9 @@ CREATE TABLE IF NOT EXISTS pending (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pending_by_partition ON pending(partition, offset);
 CREATE INDEX IF NOT EXISTS pending_by_expiry ON pending(partition, expires_at_ms) WHERE expires_at_ms IS NOT NULL;
--- Ids of applied publishes, kept for the deduplication window after their entries are
--- compacted away: a retry of a consumed message is still stored once.
+-- Ids of applied publishes whose entries left the log (compaction, reset), kept for the
+-- deduplication window: a retry of a consumed message is still stored once. While its entry
+-- is in the log, an id is found through log_by_message_id.
 CREATE TABLE IF NOT EXISTS dedup (
     partition       INTEGER NOT NULL,
     message_id      TEXT    NOT NULL,

@@ -354,6 +354,71 @@ async fn an_applied_message_id_outlives_compaction_until_the_window_forgets_it()
 }
 
 #[tokio::test]
+async fn a_reset_keeps_the_ids_of_applied_publishes_only() {
+    let (_dir, store) = open();
+    let records = (0..3)
+        .map(|i| publish(&format!("m{i}"), &["q/x"], 0))
+        .collect();
+    append_and_commit(&store, 6, records, 2).await;
+    write(
+        &store,
+        Write::Reset {
+            partition: 6,
+            start: 10,
+            prev_epoch: 2,
+        },
+    )
+    .await;
+    assert_eq!(store.find_message(6, "m0").unwrap(), Some(0));
+    assert_eq!(store.find_message(6, "m1").unwrap(), Some(1));
+    assert_eq!(
+        store.find_message(6, "m2").unwrap(),
+        None,
+        "never committed: a retry must be stored"
+    );
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_ids_it_removes_with_their_publish_time() {
+    let (_dir, store) = open();
+    let records = (0..2)
+        .map(|i| publish(&format!("m{i}"), &["q/x"], 0))
+        .collect();
+    append_and_commit(&store, 7, records, 2).await;
+    assert_eq!(
+        store.find_message(7, "m1").unwrap(),
+        Some(1),
+        "found in the log"
+    );
+    write(
+        &store,
+        Write::Compact {
+            partition: 7,
+            start: 1,
+            prev_epoch: 1,
+        },
+    )
+    .await;
+    assert_eq!(store.find_message(7, "m0").unwrap(), Some(0));
+    assert_eq!(store.find_message(7, "m1").unwrap(), Some(1));
+    // `publish` stamps published_at_ms 1: the compacted id is as old as its publish.
+    write(
+        &store,
+        Write::ForgetIds {
+            partition: 7,
+            published_before_ms: 2,
+        },
+    )
+    .await;
+    assert_eq!(store.find_message(7, "m0").unwrap(), None, "forgotten");
+    assert_eq!(
+        store.find_message(7, "m1").unwrap(),
+        Some(1),
+        "still in the log"
+    );
+}
+
+#[tokio::test]
 async fn a_replay_puts_retained_topic_messages_into_a_new_subscription_once() {
     let (_dir, store) = open();
     let retained = |id: &str, mailboxes: &[&str], published_at_ms: u64| {

@@ -14,7 +14,7 @@
 use crate::records::Record;
 use mom_common::proto::log_record::Kind;
 use mom_replicator::protocol::{Entry, Offset};
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
@@ -261,6 +261,7 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             // The dedup table stays: its ids are of committed publishes, true whatever the
             // log restarts from (a follower reset behind its leader's log start would
             // otherwise forget ids the leader still honours, and lead without them).
+            remember_ids(tx, *partition, None)?;
             for table in ["log", "pending", "history"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE partition = ?1"),
@@ -279,6 +280,7 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             start,
             prev_epoch,
         } => {
+            remember_ids(tx, *partition, Some(*start))?;
             tx.execute(
                 "DELETE FROM log WHERE partition = ?1 AND offset < ?2",
                 params![partition, *start as i64],
@@ -305,6 +307,43 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
                 .execute(params![partition, *published_before_ms as i64])?;
         }
         Write::Barrier => {}
+    }
+    Ok(())
+}
+
+/// Copies the message ids of applied publishes below `before` (all applied ones if `None`)
+/// from the log into `dedup`, as their entries are about to leave the log: an id is found in
+/// the log (`log_by_message_id`) while its entry is there, and in `dedup` after, until the
+/// deduplication window forgets it. Done here rather than as each publish is applied, which
+/// wrote two more b-trees per message on the hot path. Entries not applied (above the HW)
+/// are not copied: they may be truncated, and a retry of a publish never committed must be
+/// stored, not taken as a duplicate.
+fn remember_ids(
+    tx: &Transaction<'_>,
+    partition: u32,
+    before: Option<Offset>,
+) -> rusqlite::Result<()> {
+    let applied: i64 = tx
+        .prepare_cached("SELECT MAX(hw, log_start) FROM partitions WHERE partition = ?1")?
+        .query_row(params![partition], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let until = before.map_or(applied, |b| (b as i64).min(applied));
+    let ids: Vec<(i64, String, Vec<u8>)> = tx
+        .prepare_cached(
+            "SELECT offset, message_id, record FROM log
+             WHERE partition = ?1 AND offset < ?2 AND message_id IS NOT NULL",
+        )?
+        .query_map(params![partition, until], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO dedup (partition, message_id, offset, published_at_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (offset, message_id, record) in ids {
+        let published_at = crate::records::published_at_ms(&record).unwrap_or(0);
+        insert.execute(params![partition, message_id, offset, published_at as i64])?;
     }
     Ok(())
 }
@@ -355,16 +394,6 @@ fn apply(tx: &Transaction<'_>, partition: u32, hw: Offset) -> rusqlite::Result<(
                         publish.payload.len() as i64
                     ])?;
                 }
-                // Remembered past compaction, for the deduplication window.
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO dedup (partition, message_id, offset, published_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
-                    partition,
-                    publish.message_id,
-                    offset,
-                    publish.published_at_ms as i64
-                ])?;
             }
             Some(Kind::Acks(acks)) => {
                 let mut delete = tx.prepare_cached(
