@@ -14,7 +14,7 @@
 use crate::leases::{Leased, Leases, Receipt, Wanted};
 use crate::partition_log::{PartitionLogs, WriteError};
 use crate::records::Record;
-use crate::store::{read_in_place_or_block, PendingMessage, MAX_ROWS_READ_IN_PLACE};
+use crate::store::{PendingMessage, Store, MAX_ROWS_READ_IN_PLACE};
 use mom_catalog::access::{AccessCache, Permission, ResourceKind};
 use mom_catalog::{CatalogError, ErrorKind, NodeInfo, RouteCache};
 use mom_common::channels::ChannelPool;
@@ -370,12 +370,11 @@ impl BrokerService {
         let mut current = Vec::new();
         let mut stale = Vec::new();
         let offsets: Vec<u64> = receipts.iter().map(|(_, r)| r.offset).collect();
-        let pending = read_in_place_or_block(
-            offsets.len() <= MAX_ROWS_READ_IN_PLACE,
-            || store.try_are_pending(&key, partition, &offsets, now),
-            || store.are_pending(&key, partition, &offsets, now),
-        )
-        .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?;
+        let pending = store
+            .read(offsets.len() <= MAX_ROWS_READ_IN_PLACE, |conn| {
+                Store::are_pending_with(conn, &key, partition, &offsets, now)
+            })
+            .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?;
         for ((text, receipt), pending) in receipts.into_iter().zip(pending) {
             let holder = self
                 .logs
@@ -541,12 +540,11 @@ impl BrokerService {
         let held = leases.active(epoch, key, now);
         let scan = (u64::from(max) + held).min(u64::from(u32::MAX)) as u32;
         let store = self.logs.store();
-        let mut candidates = read_in_place_or_block(
-            scan as usize <= MAX_ROWS_READ_IN_PLACE,
-            || store.try_pending(key, partition, None, scan, now),
-            || store.pending(key, partition, None, scan, now),
-        )
-        .map_err(storage_status)?;
+        let mut candidates = store
+            .read(scan as usize <= MAX_ROWS_READ_IN_PLACE, |conn| {
+                Store::pending_with(conn, key, partition, scan, now)
+            })
+            .map_err(storage_status)?;
         if let Some(limit) = limit {
             let exhausted = leases.exhausted(
                 epoch,

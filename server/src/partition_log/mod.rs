@@ -11,7 +11,7 @@ mod actor;
 
 use crate::leases::Leases;
 use crate::records::Record;
-use crate::store::Store;
+use crate::store::{Store, MAX_ROWS_READ_IN_PLACE};
 use crate::wakeups::Wakeups;
 use actor::Event;
 pub use actor::PartitionStatus;
@@ -24,9 +24,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-
-/// Most message ids a publish call looks up without leaving its async thread.
-const MAX_IDS_LOOKED_UP_IN_PLACE: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -312,15 +309,9 @@ impl PartitionLogs {
     ) -> Result<Offset, WriteError> {
         let store = self.store().clone();
         let ids = || records.iter().map(|r| r.message_id.as_deref());
-        // A small call looks its ids up in place when the reader is free: handing the
-        // thread's other tasks to another thread (`block_in_place`) costs more than the
-        // lookups, many times a second.
-        let in_place = (records.len() <= MAX_IDS_LOOKED_UP_IN_PLACE)
-            .then(|| store.try_find_messages(partition, ids()))
-            .flatten();
-        let found = in_place
-            .unwrap_or_else(|| {
-                tokio::task::block_in_place(|| store.find_messages(partition, ids()))
+        let found = store
+            .read(records.len() <= MAX_ROWS_READ_IN_PLACE, |conn| {
+                Store::find_messages_with(conn, partition, ids())
             })
             .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?;
         let mut fresh = Vec::with_capacity(records.len());

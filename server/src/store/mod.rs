@@ -160,19 +160,6 @@ impl PendingMessage {
 /// other tasks away (`block_in_place`) costs more than such a read.
 pub const MAX_ROWS_READ_IN_PLACE: usize = 32;
 
-/// A small read in place if `now` finds the reader free, else `blocking` on this thread
-/// once its other tasks are handed to another (`block_in_place`).
-pub fn read_in_place_or_block<T>(
-    small: bool,
-    now: impl FnOnce() -> Option<T>,
-    blocking: impl FnOnce() -> T,
-) -> T {
-    small
-        .then(now)
-        .flatten()
-        .unwrap_or_else(|| tokio::task::block_in_place(blocking))
-}
-
 pub struct Store {
     /// Reads only; the writer thread owns the connection that writes.
     reader: Mutex<Connection>,
@@ -268,6 +255,19 @@ impl Store {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `read` on the reader from an async task: in place if it is `small` (see
+    /// [`MAX_ROWS_READ_IN_PLACE`]) and the reader is free now, else on this thread once its
+    /// other tasks are handed to another (`block_in_place`), so a long read or a wait for the
+    /// reader stalls no other task.
+    pub fn read<T>(&self, small: bool, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if small {
+            if let Some(conn) = self.free_reader() {
+                return read(&conn);
+            }
+        }
+        tokio::task::block_in_place(|| read(&self.reader()))
+    }
+
     /// The reader if no other read holds it now.
     fn free_reader(&self) -> Option<std::sync::MutexGuard<'_, Connection>> {
         match self.reader.try_lock() {
@@ -347,32 +347,12 @@ impl Store {
     /// The offset of the publish with this message id in a partition's log, or of one
     /// applied within the deduplication window (its entry perhaps compacted away), if any.
     pub fn find_message(&self, partition: u32, message_id: &str) -> Result<Option<Offset>> {
-        Ok(self.find_messages(partition, [Some(message_id)])?[0])
+        Ok(Self::find_messages_with(&self.reader(), partition, [Some(message_id)])?[0])
     }
 
     /// [`Store::find_message`] for each id of a publish call (`None`: a record without one),
     /// under one hold of the reader.
-    pub fn find_messages<'a>(
-        &self,
-        partition: u32,
-        message_ids: impl IntoIterator<Item = Option<&'a str>>,
-    ) -> Result<Vec<Option<Offset>>> {
-        Self::find_messages_with(&self.reader(), partition, message_ids)
-    }
-
-    /// [`Store::find_messages`] if the reader is free now; `None` if another read holds it.
-    /// A few index lookups in the page cache take microseconds, so an async task may run
-    /// them in place; only waiting behind a long read would stall its thread.
-    pub fn try_find_messages<'a>(
-        &self,
-        partition: u32,
-        message_ids: impl IntoIterator<Item = Option<&'a str>>,
-    ) -> Option<Result<Vec<Option<Offset>>>> {
-        let conn = self.free_reader()?;
-        Some(Self::find_messages_with(&conn, partition, message_ids))
-    }
-
-    fn find_messages_with<'a>(
+    pub fn find_messages_with<'a>(
         conn: &Connection,
         partition: u32,
         message_ids: impl IntoIterator<Item = Option<&'a str>>,
@@ -402,55 +382,26 @@ impl Store {
         Ok(found)
     }
 
-    /// Messages waiting in `mailbox` in one partition after `after` (exclusive), oldest
-    /// first, leaving out expired ones.
-    pub fn pending(
-        &self,
-        mailbox: &str,
-        partition: u32,
-        after: Option<Offset>,
-        limit: u32,
-        now_ms: u64,
-    ) -> Result<Vec<PendingMessage>> {
-        Self::pending_with(&self.reader(), mailbox, partition, after, limit, now_ms)
-    }
-
-    /// [`Store::pending`] if the reader is free now (see [`Store::try_find_messages`]).
-    pub fn try_pending(
-        &self,
-        mailbox: &str,
-        partition: u32,
-        after: Option<Offset>,
-        limit: u32,
-        now_ms: u64,
-    ) -> Option<Result<Vec<PendingMessage>>> {
-        let conn = self.free_reader()?;
-        Some(Self::pending_with(
-            &conn, mailbox, partition, after, limit, now_ms,
-        ))
-    }
-
-    fn pending_with(
+    /// Messages waiting in `mailbox` in one partition, oldest first, leaving out expired
+    /// ones and delayed ones not due yet; at most `limit`.
+    pub fn pending_with(
         conn: &Connection,
         mailbox: &str,
         partition: u32,
-        after: Option<Offset>,
         limit: u32,
         now_ms: u64,
     ) -> Result<Vec<PendingMessage>> {
         let mut select = conn.prepare_cached(
             "SELECT p.offset, l.record FROM pending p
              JOIN log l ON l.partition = p.partition AND l.offset = p.offset
-             WHERE p.mailbox = ?1 AND p.partition = ?2 AND p.offset >= ?3
-               AND (p.expires_at_ms IS NULL OR p.expires_at_ms > ?4)
-               AND (p.visible_at_ms IS NULL OR p.visible_at_ms <= ?4)
-             ORDER BY p.offset LIMIT ?5",
+             WHERE p.mailbox = ?1 AND p.partition = ?2
+               AND (p.expires_at_ms IS NULL OR p.expires_at_ms > ?3)
+               AND (p.visible_at_ms IS NULL OR p.visible_at_ms <= ?3)
+             ORDER BY p.offset LIMIT ?4",
         )?;
-        let from = after.map_or(0, |o| o as i64 + 1);
-        let rows = select.query_map(
-            params![mailbox, partition, from, now_ms as i64, limit],
-            |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?)),
-        )?;
+        let rows = select.query_map(params![mailbox, partition, now_ms as i64, limit], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?))
+        })?;
         let mut messages = Vec::new();
         for row in rows {
             let (offset, bytes) = row?;
@@ -490,31 +441,7 @@ impl Store {
     }
 
     /// Which of `offsets` still wait in `mailbox` (not acked, purged, expired), in order.
-    pub fn are_pending(
-        &self,
-        mailbox: &str,
-        partition: u32,
-        offsets: &[Offset],
-        now_ms: u64,
-    ) -> Result<Vec<bool>> {
-        Self::are_pending_with(&self.reader(), mailbox, partition, offsets, now_ms)
-    }
-
-    /// [`Store::are_pending`] if the reader is free now (see [`Store::try_find_messages`]).
-    pub fn try_are_pending(
-        &self,
-        mailbox: &str,
-        partition: u32,
-        offsets: &[Offset],
-        now_ms: u64,
-    ) -> Option<Result<Vec<bool>>> {
-        let conn = self.free_reader()?;
-        Some(Self::are_pending_with(
-            &conn, mailbox, partition, offsets, now_ms,
-        ))
-    }
-
-    fn are_pending_with(
+    pub fn are_pending_with(
         conn: &Connection,
         mailbox: &str,
         partition: u32,

@@ -45,6 +45,16 @@ async fn append_and_commit(store: &Store, partition: u32, records: Vec<Record>, 
     write(store, Write::Commit { partition, hw }).await;
 }
 
+/// Up to 10 messages waiting in `mailbox`, as a pull sees them at `now_ms`.
+fn pending(
+    store: &Store,
+    mailbox: &str,
+    partition: u32,
+    now_ms: u64,
+) -> Result<Vec<PendingMessage>> {
+    Store::pending_with(&store.reader(), mailbox, partition, 10, now_ms)
+}
+
 fn ids(messages: &[PendingMessage]) -> Vec<&str> {
     messages.iter().map(|m| m.message_id.as_str()).collect()
 }
@@ -70,7 +80,7 @@ async fn only_committed_entries_are_applied_and_acks_remove_one_mailbox_each() {
         },
     )
     .await;
-    assert!(store.pending("q/x", 3, None, 10, 0).unwrap().is_empty());
+    assert!(pending(&store, "q/x", 3, 0).unwrap().is_empty());
     write(
         &store,
         Write::Commit {
@@ -79,10 +89,7 @@ async fn only_committed_entries_are_applied_and_acks_remove_one_mailbox_each() {
         },
     )
     .await;
-    assert_eq!(
-        ids(&store.pending("q/x", 3, None, 10, 0).unwrap()),
-        ["a", "b"]
-    );
+    assert_eq!(ids(&pending(&store, "q/x", 3, 0).unwrap()), ["a", "b"]);
     write(
         &store,
         Write::Commit {
@@ -91,8 +98,8 @@ async fn only_committed_entries_are_applied_and_acks_remove_one_mailbox_each() {
         },
     )
     .await;
-    assert_eq!(ids(&store.pending("q/x", 3, None, 10, 0).unwrap()), ["b"]);
-    assert_eq!(ids(&store.pending("q/y", 3, None, 10, 0).unwrap()), ["a"]);
+    assert_eq!(ids(&pending(&store, "q/x", 3, 0).unwrap()), ["b"]);
+    assert_eq!(ids(&pending(&store, "q/y", 3, 0).unwrap()), ["a"]);
     assert_eq!(store.find_message(3, "b").unwrap(), Some(1));
     assert_eq!(store.compaction_point(3).unwrap(), 0);
 }
@@ -164,10 +171,7 @@ async fn purge_and_expiry_are_records_too() {
     ];
     append_and_commit(&store, 1, records, 2).await;
     // Expired but not swept yet: never handed out.
-    assert_eq!(
-        ids(&store.pending("q/x", 1, None, 10, 120).unwrap()),
-        ["new"]
-    );
+    assert_eq!(ids(&pending(&store, "q/x", 1, 120).unwrap()), ["new"]);
     assert!(store.has_expired(1, 120).unwrap());
     write(
         &store,
@@ -211,7 +215,7 @@ async fn reset_and_compaction_move_the_log_start() {
     .await;
     let (log, hw) = store.outline(2).unwrap();
     assert_eq!((log.start, log.end, log.prev_epoch, hw), (10, 10, 3, 10));
-    assert!(store.pending("q/x", 2, None, 10, 0).unwrap().is_empty());
+    assert!(pending(&store, "q/x", 2, 0).unwrap().is_empty());
     write(&store, Write::Drop { partition: 2 }).await;
     assert!(!store.holds(2).unwrap());
 }
@@ -277,11 +281,7 @@ async fn headers_and_content_type_come_back_with_the_payload() {
         },
     )
     .await;
-    let [message] = store
-        .pending("q/x", 1, None, 10, 0)
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let [message] = pending(&store, "q/x", 1, 0).unwrap().try_into().unwrap();
     assert_eq!(message.payload, (0..=255u8).collect::<Vec<u8>>());
     assert_eq!(message.headers, headers);
     assert_eq!(message.content_type, "application/x-test");
@@ -298,14 +298,11 @@ async fn a_delayed_message_is_invisible_until_due() {
     }));
     let records = vec![delayed, publish("now", &["q/x"], 0)];
     append_and_commit(&store, 2, records, 2).await;
-    assert_eq!(
-        ids(&store.pending("q/x", 2, None, 10, 499).unwrap()),
-        ["now"]
-    );
+    assert_eq!(ids(&pending(&store, "q/x", 2, 499).unwrap()), ["now"]);
     assert_eq!(store.count_pending("q/x", 2, 499).unwrap(), 1);
     assert_eq!(store.next_visible_at("q/x", 2, 499).unwrap(), Some(500));
     assert_eq!(
-        ids(&store.pending("q/x", 2, None, 10, 500).unwrap()),
+        ids(&pending(&store, "q/x", 2, 500).unwrap()),
         ["later", "now"]
     );
     assert_eq!(store.next_visible_at("q/x", 2, 500).unwrap(), None);
@@ -451,7 +448,7 @@ async fn a_replay_puts_retained_topic_messages_into_a_new_subscription_once() {
     ];
     append_and_commit(&store, 5, records, 4).await;
     assert_eq!(
-        ids(&store.pending("t/news/late", 5, None, 10, 400).unwrap()),
+        ids(&pending(&store, "t/news/late", 5, 400).unwrap()),
         ["b", "c"],
         "from offset 1, and c only once"
     );
@@ -471,7 +468,7 @@ async fn a_replay_puts_retained_topic_messages_into_a_new_subscription_once() {
     )
     .await;
     assert_eq!(
-        ids(&store.pending("t/news/late", 5, None, 10, 1_150).unwrap()),
+        ids(&pending(&store, "t/news/late", 5, 1_150).unwrap()),
         ["b", "c"]
     );
     assert_eq!(store.history("news", 5, 1_150).unwrap(), (2, 2, Some(200)));
@@ -521,8 +518,5 @@ async fn a_log_in_the_old_without_rowid_layout_is_moved_and_keeps_its_entries() 
         },
     )
     .await;
-    assert_eq!(
-        ids(&store.pending("q/x", 7, None, 10, 0).unwrap()),
-        ["kept"]
-    );
+    assert_eq!(ids(&pending(&store, "q/x", 7, 0).unwrap()), ["kept"]);
 }
