@@ -1,10 +1,17 @@
 //! Single publishes to one partition, joined into batches while earlier ones are on their way:
 //! adaptive batching, as Kafka's producer does. When a partition is idle a publish goes out at
-//! once, alone; under load, the publishes that arrive while `MAX_CALLS_IN_FLIGHT` calls to
-//! the same partition (and destination, for the same user) are out go together in the next
-//! `PublishBatch` call. Fewer, larger calls cost the gateway, the leader and its followers
-//! less per message (one authorization, one proposal, one fetch round for the lot), and no
-//! message waits longer than the call before it.
+//! once, alone; under load, the publishes that arrive while calls to the same partition (and
+//! destination, for the same user) are out go together in the next `PublishBatch` call.
+//! Fewer, larger calls cost the gateway, the leader and its followers less per message (one
+//! authorization, one proposal, one fetch round for the lot), and no message waits longer
+//! than the call before it.
+//!
+//! How many calls per partition: one, and a second only while the gateway as a whole has few
+//! calls out (`SECOND_CALL_BELOW`). Under light load the second call spares a publish the
+//! wait for the call before it (median publish at 1,000 msg/s: 5.9 → 5.5 ms); under heavy
+//! load the partitions have calls out, a second is seldom started and batches stay as large
+//! as with one (two at all times measured ~10% fewer msg/s at 32 publishes in flight; this
+//! rule measured the same msg/s as one).
 //!
 //! Invariants:
 //! - Every queued publish is answered exactly once: with its own result from the batch it went
@@ -28,9 +35,11 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 /// Calls to one partition (and destination, for one user) out at once before publishes queue.
-/// One measured best here (1 vs 2: ~10% more msg/s at 32 publishes in flight), and it keeps
-/// such calls, so their messages, in the order they were queued.
-const MAX_CALLS_IN_FLIGHT: usize = 1;
+/// Two such calls may reach the leader in either order: they carry concurrent publishes,
+/// which have no order between them (a client's next publish of a key waits for the last).
+const MAX_CALLS_IN_FLIGHT: usize = 2;
+/// A partition's second call starts only while fewer calls than this are out in all.
+const SECOND_CALL_BELOW: usize = 4;
 /// Most messages one joined call carries.
 const MAX_MESSAGES_PER_CALL: usize = crate::api::MAX_BATCH;
 /// Payload bytes after which a joined call takes no more messages (it always takes one).
@@ -61,10 +70,17 @@ struct Queue {
 }
 
 #[derive(Default)]
+struct Queues {
+    by_key: HashMap<QueueKey, Queue>,
+    /// Sender tasks over all queues: the sum of their `senders`.
+    senders: usize,
+}
+
+#[derive(Default)]
 pub struct PublishQueues {
     /// The messages waiting for a call, per partition, destination and user, and how many
     /// sender tasks serve each. Held only to move messages in or out, never across a call.
-    queues: Mutex<HashMap<QueueKey, Queue>>,
+    queues: Mutex<Queues>,
 }
 
 impl PublishQueues {
@@ -87,11 +103,13 @@ impl PublishQueues {
         let (answer, outcome) = oneshot::channel();
         let start_sender = {
             let mut queues = state.publish_queues.lock();
-            let queue = queues.entry(key.clone()).or_default();
+            let all_senders = queues.senders;
+            let queue = queues.by_key.entry(key.clone()).or_default();
             queue.waiting.push_back(Waiting { message, answer });
-            let start = queue.senders < MAX_CALLS_IN_FLIGHT;
+            let start = starts_a_sender(queue.senders, all_senders);
             if start {
                 queue.senders += 1;
+                queues.senders += 1;
             }
             start
         };
@@ -103,7 +121,7 @@ impl PublishQueues {
             .map_err(|_| ApiError::Internal("the publish's sender stopped".into()))?
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<QueueKey, Queue>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
         // Nothing panics while holding it; a poisoned map is still consistent.
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -111,8 +129,9 @@ impl PublishQueues {
     /// The next call's messages, oldest first; none (and the sender leaves) when the queue is
     /// empty.
     fn next_call(&self, key: &QueueKey) -> Vec<Waiting> {
-        let mut queues = self.lock();
-        let Some(queue) = queues.get_mut(key) else {
+        let mut guard = self.lock();
+        let queues = &mut *guard;
+        let Some(queue) = queues.by_key.get_mut(key) else {
             return Vec::new();
         };
         let mut call = Vec::new();
@@ -129,12 +148,19 @@ impl PublishQueues {
         }
         if call.is_empty() {
             queue.senders -= 1;
+            queues.senders -= 1;
             if queue.senders == 0 {
-                queues.remove(key);
+                queues.by_key.remove(key);
             }
         }
         call
     }
+}
+
+/// Whether a publish joining a queue served by `senders` tasks, with `all_senders` out over
+/// every queue, starts a sender (a call) of its own.
+fn starts_a_sender(senders: usize, all_senders: usize) -> bool {
+    senders == 0 || (senders < MAX_CALLS_IN_FLIGHT && all_senders < SECOND_CALL_BELOW)
 }
 
 /// A sender task: calls the leader with whatever the queue holds, until it is empty.
@@ -191,5 +217,22 @@ async fn send(
             futures::future::join_all(alone).await
         }
         Err(e) => vec![Err(e); messages.len()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_queue_always_gets_a_sender_and_a_busy_one_a_second_only_while_few_are_out() {
+        assert!(starts_a_sender(0, 0));
+        assert!(
+            starts_a_sender(0, 100),
+            "a queue without a sender would never be served"
+        );
+        assert!(starts_a_sender(1, SECOND_CALL_BELOW - 1));
+        assert!(!starts_a_sender(1, SECOND_CALL_BELOW));
+        assert!(!starts_a_sender(MAX_CALLS_IN_FLIGHT, 0));
     }
 }
