@@ -88,8 +88,6 @@ pub enum Event {
         leader: NodeId,
         reply: proto::FetchReply,
     },
-    /// The commit these answers waited for is applied.
-    Applied(Vec<(RequestId, Result<Offset, Refusal>)>),
     IsrWritten(Option<View>),
     /// Everything submitted to the store before the replica began serving at this epoch is
     /// applied (or, if not `applied`, the store failed and it is asked again).
@@ -342,12 +340,6 @@ impl Actor {
                 };
                 self.replica.on_fetch_reply(&leader, reply, now)
             }
-            Event::Applied(answers) => {
-                for (id, result) in answers {
-                    self.answer(id, result);
-                }
-                Vec::new()
-            }
             Event::IsrWritten(view) => self.replica.on_isr_written(view, now),
             Event::ServingApplied { epoch, applied } => {
                 if self.serving_barrier == Some(epoch) {
@@ -469,7 +461,13 @@ impl Actor {
         });
         match wait {
             Some(done) => {
-                let events = self.events.clone();
+                // The waiting task answers the clients itself, not through this task's queue:
+                // the answer leaves as soon as the store has applied the commit. Should the
+                // store fail, the answers are dropped and their callers told it is unavailable.
+                let answers: Vec<(Answer, Result<Offset, Refusal>)> = answers
+                    .into_iter()
+                    .filter_map(|(id, result)| Some((self.clients.remove(&id)?, result)))
+                    .collect();
                 let wakeups = self.reads.wakeups.clone();
                 tokio::spawn(async move {
                     if done.await.is_ok() {
@@ -481,8 +479,9 @@ impl Actor {
                             }
                             None => {}
                         }
-                        if !answers.is_empty() {
-                            let _ = events.send(Event::Applied(answers));
+                        for (reply, result) in answers {
+                            // The caller may have given up; the record stays in the log.
+                            let _ = reply.send(result);
                         }
                     }
                 });
