@@ -11,8 +11,10 @@
 //!
 //! All writes go through one writer thread ([`writer`]), which commits whatever is queued in
 //! one transaction and one fsync (group commit) and keeps each partition's writes in order.
-//! Reads use their own connection and see only what the writer committed.
+//! Reads use their own connection and see only what the writer committed. Checkpoints (the
+//! WAL's pages copied into the database) run on a thread of their own ([`checkpointer`]).
 
+mod checkpointer;
 mod writer;
 
 pub use writer::Write;
@@ -164,6 +166,7 @@ pub struct Store {
     /// Reads only; the writer thread owns the connection that writes.
     reader: Mutex<Connection>,
     writer: writer::Writer,
+    _checkpointer: checkpointer::Checkpointer,
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -243,10 +246,17 @@ impl Store {
         move_log_to_rowid_table(&mut conn)?;
         conn.execute_batch(SCHEMA)?;
         add_visible_at_column(&conn)?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpointer::WRITER_AUTOCHECKPOINT_PAGES,
+        )?;
         let reader = open_connection(path)?;
+        let checkpointer = checkpointer::Checkpointer::start(open_connection(path)?)?;
         Ok(Store {
             reader: Mutex::new(reader),
             writer: writer::Writer::start(conn),
+            _checkpointer: checkpointer,
         })
     }
 

@@ -520,3 +520,36 @@ async fn a_log_in_the_old_without_rowid_layout_is_moved_and_keeps_its_entries() 
     .await;
     assert_eq!(ids(&pending(&store, "q/x", 7, 0).unwrap()), ["kept"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checkpointer_copies_the_wal_into_the_database_without_the_writer() {
+    let (dir, store) = open();
+    let db = dir.path().join("node.db");
+    let db_bytes = || std::fs::metadata(&db).unwrap().len();
+    let before = db_bytes();
+    // About 200 pages of 4 KiB: far below the writer's own checkpoint threshold, so only the
+    // checkpointer can move them into the database file.
+    let records = (0..200)
+        .map(|i| {
+            Record::new(Kind::Publish(Publish {
+                message_id: format!("m{i}"),
+                exchange: "ex".into(),
+                payload: vec![7; 3_000],
+                published_at_ms: 1,
+                mailboxes: vec!["q/a".into()],
+                ..Default::default()
+            }))
+        })
+        .collect();
+    append_and_commit(&store, 0, records, 200).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db_bytes() < before + 200 * 3_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {} bytes (was {before})",
+            db_bytes()
+        );
+        // Nothing to await: the file grows when the checkpointer's round comes.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
