@@ -258,7 +258,7 @@ impl PartitionLogs {
             Ok(Ok(Err(refusal))) => Err(self.refusal(partition, refusal)),
             Ok(Err(_)) => Err(WriteError::Unavailable(
                 partition,
-                "the partition's task stopped".into(),
+                "the partition's task stopped, or its store failed to apply the commit".into(),
             )),
             Err(_) => Err(WriteError::Unavailable(
                 partition,
