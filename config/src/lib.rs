@@ -144,6 +144,11 @@ pub struct NodeConfig {
     /// JetStream's duplicate window.
     #[serde(default = "default_dedup_window_ms")]
     pub dedup_window_ms: u64,
+    /// Threads running the node's async tasks (gRPC, the partitions' protocol); none: one per
+    /// core. Nodes sharing a host do better with their share of its cores each: fewer threads
+    /// than cores in all means fewer wakeups handed between threads per message.
+    #[serde(default)]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 fn default_dedup_window_ms() -> u64 {
@@ -250,6 +255,22 @@ mod tests {
             let node: NodeConfig = load(&dir.join(format!("node{n}.toml"))).unwrap();
             assert_eq!(node.node_id, format!("node{n}"));
         }
+    }
+
+    #[test]
+    fn zero_worker_threads_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("mom-config-workers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("files/node1.toml");
+        let text = std::fs::read_to_string(example).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(&path, format!("worker_threads = 0\n{text}")).unwrap();
+        let err = load::<NodeConfig>(&path).unwrap_err();
+        let cause = std::error::Error::source(&err).expect("parse error as source");
+        assert!(cause.to_string().contains("worker_threads"), "{cause}");
+        std::fs::write(&path, format!("worker_threads = 1\n{text}")).unwrap();
+        let node: NodeConfig = load(&path).unwrap();
+        assert_eq!(node.worker_threads.map(|n| n.get()), Some(1));
     }
 
     #[test]

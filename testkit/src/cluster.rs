@@ -257,6 +257,13 @@ impl Cluster {
         cluster
     }
 
+    /// Each node's `worker_threads`: its share of this host's cores, as the nodes all run here
+    /// (one thread per core in each would hand wakeups between more threads than cores).
+    fn node_worker_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / self.options.nodes.max(1)).max(1)
+    }
+
     fn spawn_node(&mut self) {
         let n = self.nodes.len() + 1;
         let port = free_port();
@@ -271,11 +278,12 @@ impl Cluster {
             format!(
                 "node_id = \"node{n}\"\nlisten = \"{host}:{port}\"\ndata_dir = \"{}\"\n\
                  cluster_secret = \"{CLUSTER_SECRET}\"\nreplication_timeout_ms = {}\n\
-                 metrics_listen = \"{host}:{metrics_port}\"\n{}\n\
+                 metrics_listen = \"{host}:{metrics_port}\"\nworker_threads = {}\n{}\n\
                  [zookeeper]\nconnect = \"{}\"\nsession_timeout_ms = {}\n\
                  digest = \"{ZOOKEEPER_DIGEST}\"\n",
                 root.join(format!("node{n}")).display(),
                 self.options.replication_timeout_ms,
+                self.node_worker_threads(),
                 self.options.node_settings.as_deref().unwrap_or_default(),
                 self.zookeeper.connect_string(),
                 self.options.node_session_timeout_ms
