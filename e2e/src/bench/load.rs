@@ -52,8 +52,9 @@ pub trait Consumer {
     /// Returns how many were acked and how many acks were refused.
     async fn receive_and_ack(&mut self, max: usize, wait: Duration) -> BenchResult<(usize, usize)>;
     /// Returns once the broker has processed every ack sent so far (part of the consume row's
-    /// time and CPU).
-    async fn settle(&mut self) -> BenchResult<()>;
+    /// time and CPU), with how many of the acks it refused that `receive_and_ack` had not
+    /// counted yet (acks it sent without waiting for their answer).
+    async fn settle(&mut self) -> BenchResult<usize>;
     /// Stops consuming (returns unacked deliveries to the queue).
     async fn close(self) -> BenchResult<()>;
 }
@@ -290,7 +291,14 @@ pub async fn consume_row<C: Consumer>(
         }
     }
     match tokio::time::timeout(OP_TIMEOUT, consumer.settle()).await {
-        Ok(Ok(())) => last_ack = Instant::now(),
+        Ok(Ok(refused)) => {
+            last_ack = Instant::now();
+            row.messages = row.messages.saturating_sub(refused);
+            row.failed += refused;
+            if refused > 0 {
+                row.notes.push(format!("{refused} acks refused"));
+            }
+        }
         Ok(Err(e)) => row.notes.push(format!("settling the acks failed: {e}")),
         Err(_) => row
             .notes

@@ -3,9 +3,11 @@
 //! gateway's REST API with `mom_client::Connection`, exactly as a user would.
 
 use super::load::{BenchResult, Broker, Consumer, Publisher};
-use mom_client::{Connection, ExchangeKind};
+use futures::FutureExt;
+use mom_client::{Connection, DeliveryStream, ExchangeKind, StreamOptions, Transport};
 use mom_testkit::{Cluster, ClusterOptions};
 use std::time::Duration;
+use tokio::task::JoinSet;
 
 /// Routing keys the publishes cycle through; the key picks the partition, so they spread
 /// over the cluster's partitions (and their leaders) as a real workload would.
@@ -101,10 +103,7 @@ impl Broker for Mom {
     }
 
     async fn consumer(&self, queue: &str) -> BenchResult<MomConsumer> {
-        Ok(MomConsumer {
-            conn: self.conn.clone(),
-            queue: queue.to_owned(),
-        })
+        Ok(MomConsumer::new(self.conn.clone(), queue))
     }
 
     async fn delete_queue(&self, queue: &str) -> BenchResult<()> {
@@ -137,36 +136,93 @@ impl Publisher for MomPublisher {
     }
 }
 
+/// The consume row's MOM side, the same way round as RabbitMQ's `basic.consume`: messages
+/// pushed over the gateway's gRPC stream with a prefetch of [`PREFETCH`], and each step's
+/// acks sent without waiting for their answer (up to [`ACKS_IN_FLIGHT`] calls out), all of
+/// them awaited by [`Consumer::settle`] inside the row.
 pub struct MomConsumer {
     conn: Connection,
     queue: String,
+    stream: DeliveryStream,
+    /// Ack calls not answered yet; each ends with the acks it had refused.
+    acks: JoinSet<BenchResult<usize>>,
+}
+
+/// The stream's credit, as RabbitMQ's `basic.qos` prefetch in the same row.
+pub const PREFETCH: u32 = super::rabbitmq::PREFETCH as u32;
+/// Ack calls one consumer has out at once, so that acks keep up without piling up.
+pub const ACKS_IN_FLIGHT: usize = 4;
+
+impl MomConsumer {
+    fn new(conn: Connection, queue: &str) -> MomConsumer {
+        let stream = conn.stream(
+            queue,
+            StreamOptions {
+                prefetch: Some(PREFETCH),
+                visibility_timeout: Some(Duration::from_secs(60)),
+                transport: Transport::Grpc,
+            },
+        );
+        MomConsumer {
+            conn,
+            queue: queue.to_owned(),
+            stream,
+            acks: JoinSet::new(),
+        }
+    }
+
+    /// Waits for the oldest-finishing ack call; its refusals (or its failure) as the answer.
+    async fn settle_one(&mut self) -> BenchResult<usize> {
+        match self.acks.join_next().await {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(e)) => Err(format!("ack task: {e}")),
+            None => Ok(0),
+        }
+    }
 }
 
 impl Consumer for MomConsumer {
-    /// `POST /queues/{q}/pull` (long poll up to `wait`), then one `POST /queues/{q}/ack` with
-    /// every receipt.
+    /// Waits up to `wait` for one delivery, takes whatever else the stream has already
+    /// received (up to `max`), and sends one `POST /queues/{q}/ack` with their receipts.
+    /// Returns the messages taken; acks refused are counted by `settle`.
     async fn receive_and_ack(&mut self, max: usize, wait: Duration) -> BenchResult<(usize, usize)> {
-        let batch = self
-            .conn
-            .pull(&self.queue, max as u32, None, wait)
-            .await
-            .map_err(|e| format!("pull: {e}"))?;
-        if batch.is_empty() {
-            return Ok((0, 0));
+        let first = match self.stream.next_timeout(wait).await {
+            Ok(Some(delivery)) => delivery,
+            Ok(None) => return Ok((0, 0)),
+            Err(e) => return Err(format!("stream: {e}")),
+        };
+        let mut receipts = vec![first.receipt];
+        while receipts.len() < max {
+            // `next` is cancel-safe: what it had received stays for the next step.
+            match self.stream.next().now_or_never() {
+                Some(Ok(delivery)) => receipts.push(delivery.receipt),
+                Some(Err(e)) => return Err(format!("stream: {e}")),
+                None => break,
+            }
         }
-        let receipts: Vec<&str> = batch.iter().map(|d| d.receipt.as_str()).collect();
-        let outcome = self
-            .conn
-            .ack(&self.queue, &receipts)
-            .await
-            .map_err(|e| format!("ack: {e}"))?;
-        let refused = batch.len().saturating_sub(outcome.acked as usize);
-        Ok((batch.len() - refused, refused))
+        let mut refused = 0;
+        while self.acks.len() >= ACKS_IN_FLIGHT {
+            refused += self.settle_one().await?;
+        }
+        let (conn, queue, taken) = (self.conn.clone(), self.queue.clone(), receipts.len());
+        self.acks.spawn(async move {
+            let receipts: Vec<&str> = receipts.iter().map(String::as_str).collect();
+            let outcome = conn
+                .ack(&queue, &receipts)
+                .await
+                .map_err(|e| format!("ack: {e}"))?;
+            Ok(taken.saturating_sub(outcome.acked as usize))
+        });
+        Ok((taken - refused.min(taken), refused))
     }
 
-    /// Acks are answered once done: nothing is pending.
-    async fn settle(&mut self) -> BenchResult<()> {
-        Ok(())
+    /// Awaits every ack call still out; the acks they refused, to be taken off the row.
+    async fn settle(&mut self) -> BenchResult<usize> {
+        let mut refused = 0;
+        while !self.acks.is_empty() {
+            refused += self.settle_one().await?;
+        }
+        Ok(refused)
     }
 
     async fn close(self) -> BenchResult<()> {

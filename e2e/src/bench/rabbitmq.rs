@@ -196,12 +196,12 @@ impl Consumer for RabbitConsumer {
     /// AMQP answers no ack, so this ends with one synchronous `basic.get` on the same channel:
     /// the quorum queue's leader orders it after the channel's earlier settles, so its answer
     /// means they are committed. A message it gets (none is expected) is left unacked.
-    async fn settle(&mut self) -> BenchResult<()> {
+    async fn settle(&mut self) -> BenchResult<usize> {
         self.channel
             .basic_get(self.queue.clone(), BasicGetOptions::default())
             .await
             .map_err(amqp_error("basic.get"))?;
-        Ok(())
+        Ok(0)
     }
 
     async fn close(self) -> BenchResult<()> {

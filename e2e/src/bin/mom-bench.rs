@@ -230,13 +230,17 @@ async fn bench() -> ExitCode {
         "MOM: 3 nodes, replication factor 3, min_insync_replicas 2, REST gateway, mom_client.\n\
          RabbitMQ: 3-node cluster, one quorum queue, delivery mode 2, publisher confirms, lapin;\n\
          consume with basic.consume (prefetch {}) and one basic.ack(multiple) per batch.\n\
+         MOM consumes the same way round: its gRPC stream (prefetch {}) and one ack call per\n\
+         batch, not awaited before the next (up to {} out); every ack is answered within the row.\n\
          Latency: publish = until confirmed; consume = one receive-up-to-{} + ack step, counted\n\
-         for every message in it (RabbitMQ acks are not answered, MOM's are).\n\
+         for every message in it.\n\
          CPU/msg: user+sys CPU of the broker's processes during the row (MOM: mom-* and\n\
          ZooKeeper's java; RabbitMQ: beam.smp) / messages. failed: summed over runs.\n\
          Ratios are MOM/RabbitMQ: above 1 = MOM higher (better for msg/s, worse otherwise).\n\
          Both clusters run throughout; {idle} (counted in CPU/msg).",
         bench::rabbitmq::PREFETCH,
+        bench::mom::PREFETCH,
+        bench::mom::ACKS_IN_FLIGHT,
         load::CONSUME_BATCH
     );
     for line in &mom_only_rows {
