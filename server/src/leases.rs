@@ -71,6 +71,28 @@ impl Leases {
         })
     }
 
+    /// The first `max` of `offsets` (oldest first) that nobody holds now, leasing nothing.
+    pub fn free(
+        &mut self,
+        epoch: Epoch,
+        mailbox: &str,
+        offsets: Vec<Offset>,
+        max: usize,
+        now_ms: u64,
+    ) -> Vec<Offset> {
+        self.for_epoch(epoch);
+        let leases = self.by_mailbox.get(mailbox);
+        offsets
+            .into_iter()
+            .filter(|offset| {
+                leases
+                    .and_then(|l| l.get(offset))
+                    .is_none_or(|lease| lease.visible_at_ms <= now_ms)
+            })
+            .take(max)
+            .collect()
+    }
+
     /// Whether some of `candidates` is free to lease now (nobody holds it), leasing nothing.
     pub fn any_free(
         &mut self,
@@ -349,6 +371,32 @@ mod tests {
         // Looking leased nothing: message 1 is still there to take.
         let taken = leases.take(1, 0, "q/x", vec![message(1)], wanted(1, 120, 50));
         assert_eq!((taken.len(), taken[0].delivery_count), (1, 1));
+    }
+
+    #[test]
+    fn free_offsets_skip_held_ones_keep_lapsed_ones_and_stop_at_max() {
+        let mut leases = Leases::default();
+        let taken = leases.take(
+            1,
+            0,
+            "q/x",
+            vec![message(0), message(2)],
+            wanted(2, 100, 50),
+        );
+        assert_eq!(taken.len(), 2);
+        assert_eq!(leases.free(1, "q/x", vec![0, 1, 2, 3, 4], 2, 120), [1, 3]);
+        assert_eq!(
+            leases.free(1, "q/x", vec![0, 1, 2, 3], 9, 150),
+            [0, 1, 2, 3]
+        );
+        assert_eq!(
+            leases.free(1, "q/y", vec![0, 2], 9, 120),
+            [0, 2],
+            "another mailbox"
+        );
+        assert!(leases.free(1, "q/x", vec![0, 2], 9, 120).is_empty());
+        // Looking leased nothing.
+        assert_eq!(leases.active(1, "q/x", 120), 2);
     }
 
     #[test]

@@ -536,13 +536,16 @@ impl BrokerService {
         now: u64,
         limit: Option<&DeliveryLimit>,
     ) -> Result<Vec<PendingMessage>, Status> {
-        // Leased messages are skipped, so look at enough to find `max` free ones.
+        // Leased messages are skipped, so look at the offsets of enough to find `max` free
+        // ones, and read only those messages.
         let held = leases.active(epoch, key, now);
         let scan = (u64::from(max) + held).min(u64::from(u32::MAX)) as u32;
         let store = self.logs.store();
         let mut candidates = store
             .read(scan as usize <= MAX_ROWS_READ_IN_PLACE, |conn| {
-                Store::pending_with(conn, key, partition, scan, now)
+                let offsets = Store::pending_offsets(conn, key, partition, scan, now)?;
+                let free = leases.free(epoch, key, offsets, max as usize, now);
+                Store::pending_at_offsets(conn, key, partition, &free, now)
             })
             .map_err(storage_status)?;
         if let Some(limit) = limit {

@@ -392,30 +392,56 @@ impl Store {
         Ok(found)
     }
 
-    /// Messages waiting in `mailbox` in one partition, oldest first, leaving out expired
-    /// ones and delayed ones not due yet; at most `limit`.
-    pub fn pending_with(
+    /// Offsets of the messages waiting in `mailbox` in one partition, oldest first, leaving
+    /// out expired ones and delayed ones not due yet; at most `limit`. Reads no payloads: a
+    /// pull skips the leased ones among them before it reads any message
+    /// ([`Store::pending_at_offsets`]), and with a large prefetch most of them are leased.
+    pub fn pending_offsets(
         conn: &Connection,
         mailbox: &str,
         partition: u32,
         limit: u32,
         now_ms: u64,
-    ) -> Result<Vec<PendingMessage>> {
+    ) -> Result<Vec<Offset>> {
         let mut select = conn.prepare_cached(
-            "SELECT p.offset, l.record FROM pending p
-             JOIN log l ON l.partition = p.partition AND l.offset = p.offset
-             WHERE p.mailbox = ?1 AND p.partition = ?2
-               AND (p.expires_at_ms IS NULL OR p.expires_at_ms > ?3)
-               AND (p.visible_at_ms IS NULL OR p.visible_at_ms <= ?3)
-             ORDER BY p.offset LIMIT ?4",
+            "SELECT offset FROM pending
+             WHERE mailbox = ?1 AND partition = ?2
+               AND (expires_at_ms IS NULL OR expires_at_ms > ?3)
+               AND (visible_at_ms IS NULL OR visible_at_ms <= ?3)
+             ORDER BY offset LIMIT ?4",
         )?;
         let rows = select.query_map(params![mailbox, partition, now_ms as i64, limit], |row| {
-            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?))
+            Ok(row.get::<_, i64>(0)? as u64)
         })?;
-        let mut messages = Vec::new();
-        for row in rows {
-            let (offset, bytes) = row?;
-            if let Some(Kind::Publish(publish)) = Record::decode(&bytes) {
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The messages at `offsets` that still wait in `mailbox` in one partition (unexpired and
+    /// due), in the order given: checked again here, as an ack may have been applied since
+    /// the offsets were read.
+    pub fn pending_at_offsets(
+        conn: &Connection,
+        mailbox: &str,
+        partition: u32,
+        offsets: &[Offset],
+        now_ms: u64,
+    ) -> Result<Vec<PendingMessage>> {
+        let mut select = conn.prepare_cached(
+            "SELECT l.record FROM pending p
+             JOIN log l ON l.partition = p.partition AND l.offset = p.offset
+             WHERE p.mailbox = ?1 AND p.partition = ?2 AND p.offset = ?3
+               AND (p.expires_at_ms IS NULL OR p.expires_at_ms > ?4)
+               AND (p.visible_at_ms IS NULL OR p.visible_at_ms <= ?4)",
+        )?;
+        let mut messages = Vec::with_capacity(offsets.len());
+        for &offset in offsets {
+            let bytes: Option<Vec<u8>> = select
+                .query_row(
+                    params![mailbox, partition, offset as i64, now_ms as i64],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(Kind::Publish(publish)) = bytes.as_deref().and_then(Record::decode) {
                 messages.push(PendingMessage::of(offset, publish));
             }
         }

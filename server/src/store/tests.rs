@@ -52,7 +52,9 @@ fn pending(
     partition: u32,
     now_ms: u64,
 ) -> Result<Vec<PendingMessage>> {
-    Store::pending_with(&store.reader(), mailbox, partition, 10, now_ms)
+    let conn = store.reader();
+    let offsets = Store::pending_offsets(&conn, mailbox, partition, 10, now_ms)?;
+    Store::pending_at_offsets(&conn, mailbox, partition, &offsets, now_ms)
 }
 
 fn ids(messages: &[PendingMessage]) -> Vec<&str> {
@@ -102,6 +104,34 @@ async fn only_committed_entries_are_applied_and_acks_remove_one_mailbox_each() {
     assert_eq!(ids(&pending(&store, "q/y", 3, 0).unwrap()), ["a"]);
     assert_eq!(store.find_message(3, "b").unwrap(), Some(1));
     assert_eq!(store.compaction_point(3).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_message_acked_after_its_offset_was_read_is_not_read_as_pending() {
+    let (_dir, store) = open();
+    let records = vec![
+        publish("a", &["q/x"], 0),
+        publish("b", &["q/x"], 0),
+        Record::new(Kind::Acks(Acks {
+            acked: vec![Acked {
+                mailbox: "q/x".into(),
+                offset: 0,
+            }],
+        })),
+    ];
+    append_and_commit(&store, 0, records, 2).await;
+    let offsets = Store::pending_offsets(&store.reader(), "q/x", 0, 10, 0).unwrap();
+    assert_eq!(offsets, [0, 1]);
+    write(
+        &store,
+        Write::Commit {
+            partition: 0,
+            hw: 3,
+        },
+    )
+    .await;
+    let read = Store::pending_at_offsets(&store.reader(), "q/x", 0, &offsets, 0).unwrap();
+    assert_eq!(ids(&read), ["b"], "the ack applied in between is honoured");
 }
 
 #[tokio::test]
