@@ -8,7 +8,10 @@
 //!   answered 201 is visible to the next pull;
 //! - fetches to the leader and compare-and-set writes of the in-sync set to ZooKeeper run in
 //!   tasks of their own, whose outcomes come back as events: the protocol state is never
-//!   borrowed across a network call.
+//!   borrowed across a network call;
+//! - a follower has its commits applied at most every `FOLLOWER_APPLY_EVERY_MS` (nothing
+//!   reads its applied state), always before any later write but an append and as soon as it
+//!   leads, so its store sees writes in the order the protocol issued them.
 //!
 //! Recent entries stay in memory (`tail`), so a leader serves followers what it has just
 //! appended while its own fsync runs alongside theirs.
@@ -51,6 +54,10 @@ const TICK: Duration = Duration::from_millis(50);
 const MAINTENANCE: Duration = Duration::from_secs(1);
 /// Events handled in one go before their actions are carried out.
 const MAX_EVENTS_AT_ONCE: usize = 256;
+/// How often a follower has the store apply what it learnt is committed: nothing reads a
+/// follower's applied state, so one transaction applies many fetches' worth of entries
+/// instead of every fetch adding the pending rows of its own few.
+const FOLLOWER_APPLY_EVERY_MS: u64 = 50;
 
 /// Joins appends that follow each other into one (their entries are contiguous) and keeps
 /// only the last commit (a commit applies everything below its HW, and the HW only grows),
@@ -163,6 +170,14 @@ struct Actor {
     applied_for_serving: Option<Epoch>,
     /// The epoch whose `ServingApplied` barrier is in the store's queue.
     serving_barrier: Option<Epoch>,
+    /// Follower only: the latest HW it has not had the store apply yet (see
+    /// [`FOLLOWER_APPLY_EVERY_MS`]). Only appends may go to the store ahead of it: it is
+    /// submitted before any other write (a truncation, reset, compaction, drop or barrier
+    /// must be applied after it, as it was committed before them), and as soon as the
+    /// replica is no follower.
+    unapplied_hw: Option<Offset>,
+    /// When the store was last asked to apply a commit of this partition (ms).
+    applied_at_ms: u64,
 }
 
 /// What the partition's task shares with the pulls that read from it.
@@ -220,6 +235,8 @@ pub fn spawn(
         was_serving: false,
         applied_for_serving: None,
         serving_barrier: None,
+        unapplied_hw: None,
+        applied_at_ms: 0,
     };
     let mut live = actor.shared.live.clone();
     tokio::spawn(async move {
@@ -396,10 +413,15 @@ impl Actor {
         let mut answers = Vec::new();
         let mut applied: Option<oneshot::Receiver<()>> = None;
         let mut woken: Option<Woken> = None;
+        if self.replica.role() != Role::Follower {
+            // It leads now (or is offline): its applied state must catch up first.
+            self.apply_unapplied();
+        }
         for action in actions {
             match action {
                 Action::Append(entries) => self.append(entries),
                 Action::Truncate(from) => {
+                    self.apply_unapplied();
                     while self.tail.back().is_some_and(|e| e.offset >= from) {
                         self.tail.pop_back();
                     }
@@ -410,6 +432,7 @@ impl Actor {
                     });
                 }
                 Action::Reset { start, prev_epoch } => {
+                    self.apply_unapplied();
                     self.tail.clear();
                     self.recent_ids.clear();
                     let done = self.shared.store.submit(Write::Reset {
@@ -428,6 +451,15 @@ impl Actor {
                         woken = Some(self.published_to(self.woken_to, hw));
                     }
                     self.woken_to = self.woken_to.max(hw);
+                    let now = now_ms();
+                    if self.replica.role() == Role::Follower
+                        && now < self.applied_at_ms.saturating_add(FOLLOWER_APPLY_EVERY_MS)
+                    {
+                        self.unapplied_hw = Some(hw);
+                        continue;
+                    }
+                    self.unapplied_hw = None;
+                    self.applied_at_ms = now;
                     applied = Some(self.shared.store.submit(Write::Commit {
                         partition: self.partition,
                         hw,
@@ -447,6 +479,12 @@ impl Actor {
                 } => self.write_isr(isr, expected_version, hand_over_to),
                 Action::Reply { id, result } => answers.push((id, result)),
             }
+        }
+        if self.unapplied_hw.is_some()
+            && now_ms() >= self.applied_at_ms.saturating_add(FOLLOWER_APPLY_EVERY_MS)
+        {
+            // The partition's ticks bring this round at least every `TICK`.
+            self.apply_unapplied();
         }
         let woken = woken.filter(|w| !matches!(w, Woken::Mailboxes(m) if m.is_empty()));
         if answers.is_empty() && woken.is_none() {
@@ -491,6 +529,17 @@ impl Actor {
                     self.answer(id, result);
                 }
             }
+        }
+    }
+
+    /// Has the store apply the follower's latest HW not applied yet, if any.
+    fn apply_unapplied(&mut self) {
+        if let Some(hw) = self.unapplied_hw.take() {
+            self.applied_at_ms = now_ms();
+            self.shared.store.submit_detached(Write::Commit {
+                partition: self.partition,
+                hw,
+            });
         }
     }
 
@@ -662,6 +711,8 @@ impl Actor {
     /// what every message and in-sync replica still needs, drop the data of a partition this
     /// node no longer replicates.
     fn maintain(&mut self) -> Vec<Action<Record>> {
+        // Before the compaction and drop below, which must come after it.
+        self.apply_unapplied();
         let store = self.shared.store.clone();
         let partition = self.partition;
         let now = now_ms();
@@ -746,6 +797,7 @@ impl Actor {
         }
         if self.serving_barrier != epoch {
             // Submitted after this step's writes (commits included), so applied after them.
+            self.apply_unapplied();
             self.serving_barrier = epoch;
             let epoch = epoch.expect("a serving replica leads");
             let done = self.shared.store.submit(Write::Barrier);
