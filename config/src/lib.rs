@@ -223,6 +223,11 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     #[serde(default = "default_visibility_timeout_ms")]
     pub default_visibility_timeout_ms: u64,
+    /// HTTP worker threads, each with an event loop of its own; none: one per core. On a host
+    /// shared with broker nodes, its share of the cores: a publish's HTTP request, its partition's
+    /// queue and the call to the leader then stay on one thread instead of waking another.
+    #[serde(default)]
+    pub workers: Option<std::num::NonZeroUsize>,
 }
 
 fn default_retry_window_ms() -> u64 {

@@ -359,7 +359,11 @@ pub async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     // idle (`mom_client` 30 s): a client that sends on a connection just as the server closes
     // it gets a failed request it cannot safely retry (a publish may have been stored). With
     // actix's default of 5 s, a publisher idle for about that long hit exactly that.
-    .keep_alive(IDLE_CONNECTION_TIMEOUT)
+    .keep_alive(IDLE_CONNECTION_TIMEOUT);
+    let server = match config.workers {
+        Some(workers) => server.workers(workers.get()),
+        None => server,
+    }
     .bind(config.listen)?;
     for addr in server.addrs() {
         let advertise = mom_common::advertise::advertised_address(addr, None);

@@ -58,6 +58,14 @@ pub struct ClusterOptions {
     pub gateway_max_body_bytes: usize,
 }
 
+/// Threads each of the busy processes (the nodes and the gateway) gets: its share of this
+/// host's cores, as they all run here. One thread per core in each would hand wakeups
+/// between more threads than there are cores.
+fn host_share(nodes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / (nodes + 1)).max(1)
+}
+
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
@@ -202,6 +210,7 @@ impl Cluster {
             .collect();
 
         let gateway_port = free_port();
+        let gateway_workers = host_share(options.nodes);
         let gateway_grpc_port = free_port();
         let gateway_config = write(
             &root.join("gateway.toml"),
@@ -210,7 +219,7 @@ impl Cluster {
                  grpc_listen = \"127.0.0.1:{gateway_grpc_port}\"\njwt_secret = \"{JWT_SECRET}\"\n\
                  cluster_secret = \"{CLUSTER_SECRET}\"\n\
                  auth_url = \"http://127.0.0.1:{auth_port}\"\nretry_window_ms = {}\n\
-                 max_body_bytes = {}\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {gateway_timeout}\n\
+                 max_body_bytes = {}\nworkers = {gateway_workers}\n[zookeeper]\nconnect = \"{zk}\"\nsession_timeout_ms = {gateway_timeout}\n\
                  digest = \"{ZOOKEEPER_DIGEST}\"\n",
                 options.gateway_retry_window_ms,
                 options.gateway_max_body_bytes
@@ -257,13 +266,6 @@ impl Cluster {
         cluster
     }
 
-    /// Each node's `worker_threads`: its share of this host's cores, as the nodes all run here
-    /// (one thread per core in each would hand wakeups between more threads than cores).
-    fn node_worker_threads(&self) -> usize {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores / self.options.nodes.max(1)).max(1)
-    }
-
     fn spawn_node(&mut self) {
         let n = self.nodes.len() + 1;
         let port = free_port();
@@ -283,7 +285,7 @@ impl Cluster {
                  digest = \"{ZOOKEEPER_DIGEST}\"\n",
                 root.join(format!("node{n}")).display(),
                 self.options.replication_timeout_ms,
-                self.node_worker_threads(),
+                host_share(self.options.nodes),
                 self.options.node_settings.as_deref().unwrap_or_default(),
                 self.zookeeper.connect_string(),
                 self.options.node_session_timeout_ms
