@@ -11,7 +11,8 @@
 //!   borrowed across a network call;
 //! - a follower has its commits applied at most every `FOLLOWER_APPLY_EVERY_MS` (nothing
 //!   reads its applied state), always before any later write but an append and as soon as it
-//!   leads, so its store sees writes in the order the protocol issued them.
+//!   leads, so its store sees writes in the order the protocol issued them
+//!   ([`super::follower_apply`]).
 //!
 //! Recent entries stay in memory (`tail`), so a leader serves followers what it has just
 //! appended while its own fsync runs alongside theirs.
@@ -27,6 +28,7 @@
 //! lock, so none hands any out here once the first fetch at the new epoch has left, which the
 //! new leader takes as proof that this node serves no more.
 
+use super::follower_apply::FollowerApply;
 use super::Shared;
 use crate::leases::Leases;
 use crate::records::{self, Record};
@@ -54,9 +56,7 @@ const TICK: Duration = Duration::from_millis(50);
 const MAINTENANCE: Duration = Duration::from_secs(1);
 /// Events handled in one go before their actions are carried out.
 const MAX_EVENTS_AT_ONCE: usize = 256;
-/// How often a follower has the store apply what it learnt is committed: nothing reads a
-/// follower's applied state, so one transaction applies many fetches' worth of entries
-/// instead of every fetch adding the pending rows of its own few.
+/// How often a follower has the store apply what it learnt is committed ([`FollowerApply`]).
 const FOLLOWER_APPLY_EVERY_MS: u64 = 50;
 
 /// Joins appends that follow each other into one (their entries are contiguous) and keeps
@@ -170,14 +170,9 @@ struct Actor {
     applied_for_serving: Option<Epoch>,
     /// The epoch whose `ServingApplied` barrier is in the store's queue.
     serving_barrier: Option<Epoch>,
-    /// Follower only: the latest HW it has not had the store apply yet (see
-    /// [`FOLLOWER_APPLY_EVERY_MS`]). Only appends may go to the store ahead of it: it is
-    /// submitted before any other write (a truncation, reset, compaction, drop or barrier
-    /// must be applied after it, as it was committed before them), and as soon as the
-    /// replica is no follower.
-    unapplied_hw: Option<Offset>,
-    /// When the store was last asked to apply a commit of this partition (ms).
-    applied_at_ms: u64,
+    /// When commits go to the store: a follower's wait a little, and then go before any
+    /// later write but an append ([`Actor::apply_waiting_commit`]).
+    follower_apply: FollowerApply,
 }
 
 /// What the partition's task shares with the pulls that read from it.
@@ -235,8 +230,7 @@ pub fn spawn(
         was_serving: false,
         applied_for_serving: None,
         serving_barrier: None,
-        unapplied_hw: None,
-        applied_at_ms: 0,
+        follower_apply: FollowerApply::new(FOLLOWER_APPLY_EVERY_MS),
     };
     let mut live = actor.shared.live.clone();
     tokio::spawn(async move {
@@ -415,13 +409,13 @@ impl Actor {
         let mut woken: Option<Woken> = None;
         if self.replica.role() != Role::Follower {
             // It leads now (or is offline): its applied state must catch up first.
-            self.apply_unapplied();
+            self.apply_waiting_commit();
         }
         for action in actions {
             match action {
                 Action::Append(entries) => self.append(entries),
                 Action::Truncate(from) => {
-                    self.apply_unapplied();
+                    self.apply_waiting_commit();
                     while self.tail.back().is_some_and(|e| e.offset >= from) {
                         self.tail.pop_back();
                     }
@@ -432,7 +426,7 @@ impl Actor {
                     });
                 }
                 Action::Reset { start, prev_epoch } => {
-                    self.apply_unapplied();
+                    self.apply_waiting_commit();
                     self.tail.clear();
                     self.recent_ids.clear();
                     let done = self.shared.store.submit(Write::Reset {
@@ -451,15 +445,10 @@ impl Actor {
                         woken = Some(self.published_to(self.woken_to, hw));
                     }
                     self.woken_to = self.woken_to.max(hw);
-                    let now = now_ms();
-                    if self.replica.role() == Role::Follower
-                        && now < self.applied_at_ms.saturating_add(FOLLOWER_APPLY_EVERY_MS)
-                    {
-                        self.unapplied_hw = Some(hw);
+                    let following = self.replica.role() == Role::Follower;
+                    let Some(hw) = self.follower_apply.commit(hw, following, now_ms()) else {
                         continue;
-                    }
-                    self.unapplied_hw = None;
-                    self.applied_at_ms = now;
+                    };
                     applied = Some(self.shared.store.submit(Write::Commit {
                         partition: self.partition,
                         hw,
@@ -480,11 +469,12 @@ impl Actor {
                 Action::Reply { id, result } => answers.push((id, result)),
             }
         }
-        if self.unapplied_hw.is_some()
-            && now_ms() >= self.applied_at_ms.saturating_add(FOLLOWER_APPLY_EVERY_MS)
-        {
-            // The partition's ticks bring this round at least every `TICK`.
-            self.apply_unapplied();
+        // The partition's ticks bring this round at least every `TICK`.
+        if let Some(hw) = self.follower_apply.due(now_ms()) {
+            self.shared.store.submit_detached(Write::Commit {
+                partition: self.partition,
+                hw,
+            });
         }
         let woken = woken.filter(|w| !matches!(w, Woken::Mailboxes(m) if m.is_empty()));
         if answers.is_empty() && woken.is_none() {
@@ -532,10 +522,10 @@ impl Actor {
         }
     }
 
-    /// Has the store apply the follower's latest HW not applied yet, if any.
-    fn apply_unapplied(&mut self) {
-        if let Some(hw) = self.unapplied_hw.take() {
-            self.applied_at_ms = now_ms();
+    /// Hands the follower's waiting commit, if any, to the store now: before a write other
+    /// than an append, or because the replica leads now.
+    fn apply_waiting_commit(&mut self) {
+        if let Some(hw) = self.follower_apply.take(now_ms()) {
             self.shared.store.submit_detached(Write::Commit {
                 partition: self.partition,
                 hw,
@@ -712,7 +702,7 @@ impl Actor {
     /// node no longer replicates.
     fn maintain(&mut self) -> Vec<Action<Record>> {
         // Before the compaction and drop below, which must come after it.
-        self.apply_unapplied();
+        self.apply_waiting_commit();
         let store = self.shared.store.clone();
         let partition = self.partition;
         let now = now_ms();
@@ -797,7 +787,7 @@ impl Actor {
         }
         if self.serving_barrier != epoch {
             // Submitted after this step's writes (commits included), so applied after them.
-            self.apply_unapplied();
+            self.apply_waiting_commit();
             self.serving_barrier = epoch;
             let epoch = epoch.expect("a serving replica leads");
             let done = self.shared.store.submit(Write::Barrier);

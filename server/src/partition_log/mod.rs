@@ -8,6 +8,7 @@
 //! talk to it through a channel.
 
 mod actor;
+mod follower_apply;
 
 use crate::leases::Leases;
 use crate::records::Record;
