@@ -427,6 +427,7 @@ async fn publish_any(
 /// at most once, so the message is not stored twice.
 fn to_message(body: Incoming) -> proto::BatchMessage {
     proto::BatchMessage {
+        new_id: body.message_id.is_none(),
         routing_key: body.routing_key,
         payload: body.payload,
         ttl_ms: body.ttl_ms.unwrap_or(0),
@@ -449,13 +450,20 @@ pub(crate) async fn publish_partition(
     partition: u32,
     messages: &[proto::BatchMessage],
 ) -> Result<proto::PublishBatchReply, ApiError> {
+    // Only the first attempt may say its minted ids are new: an unanswered one may have
+    // stored them.
+    let first_attempt = std::sync::atomic::AtomicBool::new(true);
     retry_while_unavailable(state.nodes.failover_wait, || async {
         let leader = state.nodes.leader_of(partition)?;
+        let mut messages = messages.to_vec();
+        if !first_attempt.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            messages.iter_mut().for_each(|m| m.new_id = false);
+        }
         let request = proto::PublishBatchRequest {
             partition,
             kind: kind as i32,
             destination: destination.to_owned(),
-            messages: messages.to_vec(),
+            messages,
         };
         let mut broker = state.nodes.broker(&leader, &caller.act)?;
         let call = async { Ok(broker.publish_batch(request).await?.into_inner()) };

@@ -207,9 +207,13 @@ async fn send(
         // that only that one is refused.
         Err(ApiError::BadRequest(_) | ApiError::PayloadTooLarge(_)) if messages.len() > 1 => {
             let alone = messages.iter().map(|m| async move {
-                let one = std::slice::from_ref(m);
+                // A second attempt of these ids: the leader looks for them again.
+                let one = [proto::BatchMessage {
+                    new_id: false,
+                    ..m.clone()
+                }];
                 let mut reply =
-                    publish_partition(state, caller, kind, destination, partition, one).await?;
+                    publish_partition(state, caller, kind, destination, partition, &one).await?;
                 reply
                     .published
                     .pop()

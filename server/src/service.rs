@@ -590,6 +590,7 @@ impl Broker for BrokerService {
                 headers: request.headers,
                 content_type: request.content_type,
                 delay_ms: request.delay_ms,
+                new_id: false,
             }],
         };
         let mut batch_request = Request::new(batch);
@@ -636,18 +637,25 @@ impl Broker for BrokerService {
             .destinations(request.kind, &request.destination, &keys)
             .await?;
         let mut records = Vec::new();
+        // Whether each record's message id is new (minted by the gateway for this first
+        // attempt, or here): then no earlier copy can be stored, and none is looked for.
+        let mut new_ids = Vec::new();
         let mut published = Vec::new();
         for (message, mailboxes) in request.messages.into_iter().zip(destinations) {
+            let new_id = message.new_id || message.message_id.is_empty();
             let (record, reply) =
                 Self::publish_record(&request.destination, message, mailboxes, retention_ms)?;
-            records.extend(record);
+            if let Some(record) = record {
+                records.push(record);
+                new_ids.push(new_id);
+            }
             published.push(reply);
         }
         if !records.is_empty() {
             let started = std::time::Instant::now();
             let count = records.len() as u64;
             self.logs
-                .publish(partition, records)
+                .publish(partition, records, &new_ids)
                 .await
                 .map_err(write_status)?;
             // Appended, replicated to the in-sync replicas and committed.

@@ -302,19 +302,32 @@ impl PartitionLogs {
     }
 
     /// Like [`PartitionLogs::propose`] for publishes, but stores a message id at most once per
-    /// partition: a retried publish already in the log waits for that entry instead.
+    /// partition: a retried publish already in the log waits for that entry instead. The ids
+    /// `new_ids` marks (one flag per record) were minted for this call and are not looked for.
     pub async fn publish(
         &self,
         partition: u32,
         records: Vec<Record>,
+        new_ids: &[bool],
     ) -> Result<Offset, WriteError> {
         let store = self.store().clone();
-        let ids = || records.iter().map(|r| r.message_id.as_deref());
-        let found = store
-            .read(records.len() <= MAX_ROWS_READ_IN_PLACE, |conn| {
-                Store::find_messages_with(conn, partition, ids())
-            })
-            .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?;
+        let is_new = |i: usize| new_ids.get(i).copied().unwrap_or(false);
+        let ids = || {
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| r.message_id.as_deref().filter(|_| !is_new(i)))
+        };
+        let looked_for = ids().flatten().count();
+        let found = if looked_for == 0 {
+            vec![None; records.len()]
+        } else {
+            store
+                .read(looked_for <= MAX_ROWS_READ_IN_PLACE, |conn| {
+                    Store::find_messages_with(conn, partition, ids())
+                })
+                .map_err(|e| WriteError::Unavailable(partition, e.to_string()))?
+        };
         let mut fresh = Vec::with_capacity(records.len());
         let mut known: Option<Offset> = None;
         for (record, found) in records.into_iter().zip(found) {

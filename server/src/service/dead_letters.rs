@@ -331,5 +331,7 @@ fn copy_of(queue: &str, partition: u32, letter: &Letter) -> proto::BatchMessage 
         headers,
         content_type: m.content_type.clone(),
         delay_ms: 0,
+        // Derived from the original's place: a second attempt must find the first.
+        new_id: false,
     }
 }
