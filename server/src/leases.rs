@@ -101,13 +101,8 @@ impl Leases {
         candidates: &[PendingMessage],
         now_ms: u64,
     ) -> bool {
-        self.for_epoch(epoch);
-        let leases = self.by_mailbox.get(mailbox);
-        candidates.iter().any(|message| {
-            leases
-                .and_then(|l| l.get(&message.offset))
-                .is_none_or(|lease| lease.visible_at_ms <= now_ms)
-        })
+        let offsets = candidates.iter().map(|message| message.offset).collect();
+        !self.free(epoch, mailbox, offsets, 1, now_ms).is_empty()
     }
 
     /// Leases up to `max` of `candidates` (oldest first) that nobody holds now.

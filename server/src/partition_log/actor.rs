@@ -471,10 +471,7 @@ impl Actor {
         }
         // The partition's ticks bring this round at least every `TICK`.
         if let Some(hw) = self.follower_apply.due(now_ms()) {
-            self.shared.store.submit_detached(Write::Commit {
-                partition: self.partition,
-                hw,
-            });
+            self.apply_detached(hw);
         }
         let woken = woken.filter(|w| !matches!(w, Woken::Mailboxes(m) if m.is_empty()));
         if answers.is_empty() && woken.is_none() {
@@ -526,11 +523,16 @@ impl Actor {
     /// than an append, or because the replica leads now.
     fn apply_waiting_commit(&mut self) {
         if let Some(hw) = self.follower_apply.take(now_ms()) {
-            self.shared.store.submit_detached(Write::Commit {
-                partition: self.partition,
-                hw,
-            });
+            self.apply_detached(hw);
         }
+    }
+
+    /// A follower's commit, which nobody waits on.
+    fn apply_detached(&self, hw: Offset) {
+        self.shared.store.submit_detached(Write::Commit {
+            partition: self.partition,
+            hw,
+        });
     }
 
     fn append(&mut self, entries: Vec<Entry<Record>>) {
