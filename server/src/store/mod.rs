@@ -172,7 +172,8 @@ pub struct Store {
 fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    // FULL: a commit is fsync'd before it returns, which is what makes a log append durable.
+    // FULL: a commit is fsync'd before it returns. The writer sets NORMAL on its own
+    // connection and has its syncer fsync the WAL instead (see `writer`).
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
@@ -236,6 +237,12 @@ fn move_log_to_rowid_table(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+fn wal_path(database: &Path) -> std::path::PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
@@ -255,7 +262,8 @@ impl Store {
         let checkpointer = checkpointer::Checkpointer::start(open_connection(path)?)?;
         Ok(Store {
             reader: Mutex::new(reader),
-            writer: writer::Writer::start(conn),
+            // SQLite names a database's WAL after it: `<database file>-wal`.
+            writer: writer::Writer::start(conn, wal_path(path)),
             _checkpointer: checkpointer,
         })
     }

@@ -1,20 +1,35 @@
 //! The node's one writer: a thread that owns the writing SQLite connection and commits every
 //! write queued meanwhile (any partitions) together — group commit: the commits (applying
-//! entries already durable) in one transaction that is not fsync'd, then everything else in
-//! one transaction and one fsync.
+//! entries already durable) in one transaction, then everything else in one transaction.
+//!
+//! Transactions are written, not fsync'd, by this thread (`synchronous = NORMAL`); a second
+//! thread, the syncer, fsyncs the WAL and only then tells the writes that must be durable
+//! (appends, truncations, resets, ...) that they are done. So the writer never waits on the
+//! disk: a leader's commit, which its clients' answers wait for, is not queued behind an fsync
+//! of other partitions' appends, and the appends written while one fsync runs share the next
+//! (one fsync per batch per node still, pipelined with the writing of the next batch).
 //!
 //! Writes are carried out in the order they were submitted, so a partition's truncation never
 //! overtakes the append before it and a commit (applying entries) never precedes their append;
 //! only a commit may go ahead of writes queued with it, and never of its own partition's.
+//! Writes are told in order too, except commits and forgotten ids, which need no fsync and are
+//! told once written: a barrier is told only after every write before it.
 //! A write that fails stops the process: the replication protocol has already counted on it,
 //! and a replica that carried on with a log it cannot write would lie to its leader. On
 //! restart the node rebuilds its state from what is on disk (fail-stop, like Kafka on a log
 //! directory failure).
+//!
+//! Durability: the WAL is written in order, so an fsync of it makes every transaction written
+//! before the fsync began durable, whichever descriptor it goes through. A power loss can undo
+//! only transactions not fsync'd yet, never told as durable; SQLite recovers to the last
+//! complete one. Checkpoints sync the WAL before copying it and the database after, in NORMAL
+//! as in FULL, so a WAL that starts over never holds the only copy of an unsynced page.
 
 use crate::records::Record;
 use mom_common::proto::log_record::Kind;
 use mom_replicator::protocol::{Entry, Offset};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
@@ -79,11 +94,17 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection) -> Writer {
+    /// Starts the writer on `conn` and the syncer of its WAL file, `wal`.
+    pub fn start(conn: Connection, wal: PathBuf) -> Writer {
         let (queue, incoming) = mpsc::channel();
+        let (to_syncer, syncs) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("mom-store-sync".into())
+            .spawn(move || sync_loop(&wal, syncs))
+            .expect("spawn the storage syncer thread");
         std::thread::Builder::new()
             .name("mom-store-writer".into())
-            .spawn(move || run(conn, incoming))
+            .spawn(move || run(conn, incoming, to_syncer))
             .expect("spawn the storage writer thread");
         Writer { queue }
     }
@@ -136,8 +157,18 @@ impl QueueWaits {
     }
 }
 
-fn run(mut conn: Connection, incoming: mpsc::Receiver<Queued>) {
-    let mut syncing = true;
+/// Waiters of one written transaction, handed to the syncer in the order written.
+struct Written {
+    /// Whether the WAL must be fsync'd before they are told.
+    sync: bool,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+fn run(mut conn: Connection, incoming: mpsc::Receiver<Queued>, syncer: mpsc::Sender<Written>) {
+    if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
+        tracing::error!(error = %e, "cannot set up the storage writer; stopping the node");
+        std::process::exit(70);
+    }
     let queue_waits = QueueWaits::new();
     while let Ok(first) = incoming.recv() {
         let mut batch = vec![first];
@@ -154,12 +185,50 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<Queued>) {
                 .record(started.duration_since(*submitted).as_secs_f64());
         }
         let (commits, rest) = hoist_commits(batch);
-        // The commits first, in a transaction of their own that is not fsync'd: the answers
-        // and pulls waiting on them need not wait for the appends' fsync.
+        // The commits first, in a transaction of their own: the answers and pulls waiting on
+        // them need not wait for the appends' fsync, nor for the appends to be written.
         for group in [commits, rest] {
-            if !group.is_empty() {
-                commit_group(&mut conn, &mut syncing, group);
+            if group.is_empty() {
+                continue;
             }
+            let written = commit_group(&mut conn, group);
+            if !written.told_at_once() {
+                // The syncer lives as long as the process (it exits it on failure).
+                let _ = syncer.send(Written {
+                    sync: written.sync,
+                    waiters: written.waiters,
+                });
+            } else {
+                for done in written.waiters {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+}
+
+/// Fsyncs the WAL for every run of written transactions that must be durable, then tells
+/// their waiters, in the order written.
+fn sync_loop(wal: &std::path::Path, written: mpsc::Receiver<Written>) {
+    let sync_seconds = metrics::histogram!("mom_store_sync_seconds");
+    while let Ok(first) = written.recv() {
+        let mut round = vec![first];
+        while let Ok(next) = written.try_recv() {
+            round.push(next);
+        }
+        if round.iter().any(|w| w.sync) {
+            let started = std::time::Instant::now();
+            // Opened each round: SQLite may delete and recreate the WAL file, and an fsync
+            // through a stale descriptor would sync nothing that matters.
+            let synced = std::fs::File::open(wal).and_then(|file| file.sync_data());
+            if let Err(e) = synced {
+                tracing::error!(error = %e, wal = %wal.display(), "cannot fsync the WAL; stopping the node");
+                std::process::exit(70);
+            }
+            sync_seconds.record(started.elapsed().as_secs_f64());
+        }
+        for done in round.into_iter().flat_map(|w| w.waiters) {
+            let _ = done.send(());
         }
     }
 }
@@ -187,21 +256,31 @@ fn hoist_commits(batch: Vec<Queued>) -> (Vec<Queued>, Vec<Queued>) {
     (commits, rest)
 }
 
-/// One transaction of `group`, fsync'd if any of it must be; then tells each waiter.
-fn commit_group(conn: &mut Connection, syncing: &mut bool, group: Vec<Queued>) {
+/// What one written transaction leaves to do: whether its waiters need an fsync first, and
+/// whether they must be told only after every earlier write (a barrier's promise).
+struct GroupWritten {
+    sync: bool,
+    ordered: bool,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl GroupWritten {
+    /// A group of commits and forgotten ids (which need no fsync, see `must_sync`) is told as
+    /// soon as it is written; a group with a write that must be durable, or with a barrier
+    /// (which waits for everything before it), goes through the syncer, in order.
+    fn told_at_once(&self) -> bool {
+        !self.sync && !self.ordered
+    }
+}
+
+/// Writes `group` as one transaction (not fsync'd: see the module's comment).
+fn commit_group(conn: &mut Connection, group: Vec<Queued>) -> GroupWritten {
     let sync = group.iter().any(|(write, _, _)| must_sync(write));
+    let ordered = group
+        .iter()
+        .any(|(write, _, _)| matches!(write, Write::Barrier));
     let started = std::time::Instant::now();
     let outcome = (|| -> rusqlite::Result<()> {
-        if sync != *syncing {
-            // FULL: the commit is fsync'd before it returns; NORMAL: written, not fsync'd.
-            let pragma = if sync {
-                "PRAGMA synchronous = FULL"
-            } else {
-                "PRAGMA synchronous = NORMAL"
-            };
-            conn.prepare_cached(pragma)?.raw_execute()?;
-            *syncing = sync;
-        }
         let tx = conn.transaction()?;
         for (write, _, _) in &group {
             execute(&tx, write)?;
@@ -216,8 +295,10 @@ fn commit_group(conn: &mut Connection, syncing: &mut bool, group: Vec<Queued>) {
     metrics::histogram!("mom_store_commit_seconds", "durability" => durability)
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("mom_store_writes_total").increment(group.len() as u64);
-    for (_, _, done) in group {
-        let _ = done.send(());
+    GroupWritten {
+        sync,
+        ordered,
+        waiters: group.into_iter().map(|(_, _, done)| done).collect(),
     }
 }
 
@@ -506,28 +587,85 @@ mod tests {
         );
     }
 
+    fn writer() -> (tempfile::TempDir, Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = crate::store::open_connection(&path).unwrap();
+        conn.execute_batch(crate::store::SCHEMA).unwrap();
+        let writer = Writer::start(conn, crate::store::wal_path(&path));
+        (dir, writer)
+    }
+
+    fn append(partition: u32, offset: Offset) -> Write {
+        Write::Append {
+            partition,
+            entries: vec![Entry {
+                offset,
+                epoch: 1,
+                data: Record {
+                    message_id: None,
+                    bytes: vec![1; 100],
+                },
+            }],
+        }
+    }
+
     #[test]
-    fn the_cached_synchronous_pragma_switches_both_ways() {
+    fn only_groups_without_durable_writes_or_barriers_are_told_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::store::open_connection(&dir.path().join("w.db")).unwrap();
         conn.execute_batch(crate::store::SCHEMA).unwrap();
-        let mut syncing = true;
-        let level = |conn: &Connection| -> i64 {
-            conn.query_row("PRAGMA synchronous", [], |row| row.get(0))
-                .unwrap()
+        let mut told_at_once = |writes: Vec<Write>| {
+            commit_group(&mut conn, writes.into_iter().map(queued).collect()).told_at_once()
         };
-        commit_group(&mut conn, &mut syncing, vec![queued(Write::Barrier)]);
-        assert_eq!((syncing, level(&conn)), (false, 1), "NORMAL");
-        commit_group(
-            &mut conn,
-            &mut syncing,
-            vec![queued(Write::Truncate {
-                partition: 0,
-                from: 0,
-            })],
+        assert!(told_at_once(vec![Write::Commit {
+            partition: 0,
+            hw: 0
+        }]));
+        assert!(told_at_once(vec![Write::ForgetIds {
+            partition: 0,
+            published_before_ms: 0
+        }]));
+        assert!(!told_at_once(vec![Write::Barrier]));
+        assert!(!told_at_once(vec![
+            Write::Commit {
+                partition: 1,
+                hw: 0
+            },
+            append(0, 0)
+        ]));
+        assert!(!told_at_once(vec![Write::Truncate {
+            partition: 0,
+            from: 0
+        }]));
+    }
+
+    #[test]
+    fn a_barrier_is_told_only_after_every_write_before_it() {
+        let (_dir, writer) = writer();
+        for round in 0..200 {
+            let appended: Vec<_> = (0..4).map(|p| writer.submit(append(p, round))).collect();
+            let barrier = writer.submit(Write::Barrier);
+            barrier.blocking_recv().unwrap();
+            for mut done in appended {
+                assert!(
+                    done.try_recv().is_ok(),
+                    "round {round}: an append was not told yet"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_syncer_syncs_the_file_sqlite_writes_its_wal_to() {
+        let (dir, writer) = writer();
+        writer.submit(append(0, 0)).blocking_recv().unwrap();
+        // Had the syncer a wrong name, its open would fail and stop the process.
+        let wal = crate::store::wal_path(&dir.path().join("w.db"));
+        assert!(
+            std::fs::metadata(&wal).unwrap().len() > 0,
+            "{}",
+            wal.display()
         );
-        assert_eq!((syncing, level(&conn)), (true, 2), "FULL");
-        commit_group(&mut conn, &mut syncing, vec![queued(Write::Barrier)]);
-        assert_eq!((syncing, level(&conn)), (false, 1), "NORMAL again");
     }
 }
