@@ -219,8 +219,14 @@ fn sync_loop(wal: &std::path::Path, written: mpsc::Receiver<Written>) {
         if round.iter().any(|w| w.sync) {
             let started = std::time::Instant::now();
             // Opened each round: SQLite may delete and recreate the WAL file, and an fsync
-            // through a stale descriptor would sync nothing that matters.
-            let synced = std::fs::File::open(wal).and_then(|file| file.sync_data());
+            // through a stale descriptor would sync nothing that matters. It deletes it only
+            // once it checkpointed it all into the database and synced that (when the last
+            // connection closes): a missing WAL holds nothing left to make durable.
+            let synced = match std::fs::File::open(wal) {
+                Ok(file) => file.sync_data(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            };
             if let Err(e) = synced {
                 tracing::error!(error = %e, wal = %wal.display(), "cannot fsync the WAL; stopping the node");
                 std::process::exit(70);
