@@ -31,7 +31,7 @@ use std::sync::Mutex;
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("cannot create data directory: {0}")]
+    #[error("cannot create or sync the data files: {0}")]
     Io(#[from] std::io::Error),
 }
 
@@ -237,10 +237,26 @@ fn move_log_to_rowid_table(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-fn wal_path(database: &Path) -> std::path::PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push("-wal");
-    name.into()
+/// The WAL file of the database `conn` has open, as SQLite names it: after the database's
+/// full path as SQLite resolved it (through symlinks), plus `-wal`.
+fn wal_path(conn: &Connection) -> Result<std::path::PathBuf> {
+    let database = conn.path().filter(|p| !p.is_empty()).ok_or_else(|| {
+        StoreError::Io(std::io::Error::other("the database has no file, so no WAL"))
+    })?;
+    Ok(format!("{database}-wal").into())
+}
+
+/// Opens the WAL for the writer's syncer, which keeps it open for the process's life: a
+/// disk write error is reported to every descriptor open when it happened, so a descriptor
+/// opened later could miss one another connection (the checkpointer's) already saw, and be
+/// told "synced". SQLite never deletes the WAL while a connection has the database open.
+/// The WAL is synced once here, before anything reads the log: a node killed before its last
+/// fsync finds transactions that reached the page cache but not the disk, and would
+/// otherwise report them as its durable log end.
+fn open_wal(conn: &Connection) -> Result<std::fs::File> {
+    let wal = std::fs::File::open(wal_path(conn)?)?;
+    wal.sync_data()?;
+    Ok(wal)
 }
 
 impl Store {
@@ -258,12 +274,13 @@ impl Store {
             "wal_autocheckpoint",
             checkpointer::WRITER_AUTOCHECKPOINT_PAGES,
         )?;
+        // The schema's statements opened the WAL, so it exists now.
+        let wal = open_wal(&conn)?;
         let reader = open_connection(path)?;
         let checkpointer = checkpointer::Checkpointer::start(open_connection(path)?)?;
         Ok(Store {
             reader: Mutex::new(reader),
-            // SQLite names a database's WAL after it: `<database file>-wal`.
-            writer: writer::Writer::start(conn, wal_path(path)),
+            writer: writer::Writer::start(conn, wal),
             _checkpointer: checkpointer,
         })
     }

@@ -20,7 +20,9 @@
 //! directory failure).
 //!
 //! Durability: the WAL is written in order, so an fsync of it makes every transaction written
-//! before the fsync began durable, whichever descriptor it goes through. A power loss can undo
+//! before the fsync began durable, whichever descriptor it goes through. The syncer's
+//! descriptor is opened once, with the store, so it hears of every write error after that
+//! (see `store::open_wal`). A power loss can undo
 //! only transactions not fsync'd yet, never told as durable; SQLite recovers to the last
 //! complete one. Checkpoints sync the WAL before copying it and the database after, in NORMAL
 //! as in FULL, so a WAL that starts over never holds the only copy of an unsynced page.
@@ -29,7 +31,7 @@ use crate::records::Record;
 use mom_common::proto::log_record::Kind;
 use mom_replicator::protocol::{Entry, Offset};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use std::path::PathBuf;
+use std::fs::File;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
@@ -94,8 +96,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer on `conn` and the syncer of its WAL file, `wal`.
-    pub fn start(conn: Connection, wal: PathBuf) -> Writer {
+    /// Starts the writer on `conn` and the syncer of its WAL file, `wal` (open for good).
+    pub fn start(conn: Connection, wal: File) -> Writer {
         let (queue, incoming) = mpsc::channel();
         let (to_syncer, syncs) = mpsc::channel();
         std::thread::Builder::new()
@@ -209,7 +211,7 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<Queued>, syncer: mpsc::Sen
 
 /// Fsyncs the WAL for every run of written transactions that must be durable, then tells
 /// their waiters, in the order written.
-fn sync_loop(wal: &std::path::Path, written: mpsc::Receiver<Written>) {
+fn sync_loop(wal: &File, written: mpsc::Receiver<Written>) {
     let sync_seconds = metrics::histogram!("mom_store_sync_seconds");
     while let Ok(first) = written.recv() {
         let mut round = vec![first];
@@ -218,17 +220,8 @@ fn sync_loop(wal: &std::path::Path, written: mpsc::Receiver<Written>) {
         }
         if round.iter().any(|w| w.sync) {
             let started = std::time::Instant::now();
-            // Opened each round: SQLite may delete and recreate the WAL file, and an fsync
-            // through a stale descriptor would sync nothing that matters. It deletes it only
-            // once it checkpointed it all into the database and synced that (when the last
-            // connection closes): a missing WAL holds nothing left to make durable.
-            let synced = match std::fs::File::open(wal) {
-                Ok(file) => file.sync_data(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = synced {
-                tracing::error!(error = %e, wal = %wal.display(), "cannot fsync the WAL; stopping the node");
+            if let Err(e) = wal.sync_data() {
+                tracing::error!(error = %e, "cannot fsync the WAL; stopping the node");
                 std::process::exit(70);
             }
             sync_seconds.record(started.elapsed().as_secs_f64());
@@ -598,7 +591,8 @@ mod tests {
         let path = dir.path().join("w.db");
         let conn = crate::store::open_connection(&path).unwrap();
         conn.execute_batch(crate::store::SCHEMA).unwrap();
-        let writer = Writer::start(conn, crate::store::wal_path(&path));
+        let wal = crate::store::open_wal(&conn).unwrap();
+        let writer = Writer::start(conn, wal);
         (dir, writer)
     }
 
@@ -664,10 +658,19 @@ mod tests {
 
     #[test]
     fn the_syncer_syncs_the_file_sqlite_writes_its_wal_to() {
-        let (dir, writer) = writer();
+        let dir = tempfile::tempdir().unwrap();
+        // Through a symlink: SQLite names the WAL after the file the link points to.
+        let real = dir.path().join("real.db");
+        let link = dir.path().join("link.db");
+        std::fs::File::create(&real).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let conn = crate::store::open_connection(&link).unwrap();
+        conn.execute_batch(crate::store::SCHEMA).unwrap();
+        let wal = crate::store::wal_path(&conn).unwrap();
+        assert_eq!(wal, dir.path().join("real.db-wal"));
+        let wal_file = crate::store::open_wal(&conn).unwrap();
+        let writer = Writer::start(conn, wal_file);
         writer.submit(append(0, 0)).blocking_recv().unwrap();
-        // Had the syncer a wrong name, its open would fail and stop the process.
-        let wal = crate::store::wal_path(&dir.path().join("w.db"));
         assert!(
             std::fs::metadata(&wal).unwrap().len() > 0,
             "{}",
