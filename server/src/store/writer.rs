@@ -22,9 +22,8 @@
 //! Durability: the WAL is written in order, so an fsync of it makes every transaction written
 //! before the fsync began durable, whichever descriptor it goes through. The syncer's
 //! descriptor is opened once, with the store, so it hears of every write error after that
-//! (see `store::open_wal`). A power loss can undo
-//! only transactions not fsync'd yet, never told as durable; SQLite recovers to the last
-//! complete one. Checkpoints sync the WAL before copying it and the database after, in NORMAL
+//! (see `store::open_wal`). A power loss can undo only transactions not fsync'd yet, never
+//! told as durable; SQLite recovers to the last complete one. Checkpoints sync the WAL before copying it and the database after, in NORMAL
 //! as in FULL, so a WAL that starts over never holds the only copy of an unsynced page.
 
 use crate::records::Record;
@@ -159,19 +158,13 @@ impl QueueWaits {
     }
 }
 
-/// Waiters of one written transaction, handed to the syncer in the order written.
-struct Written {
-    /// Whether the WAL must be fsync'd before they are told.
-    sync: bool,
-    waiters: Vec<oneshot::Sender<()>>,
-}
-
-fn run(mut conn: Connection, incoming: mpsc::Receiver<Queued>, syncer: mpsc::Sender<Written>) {
+fn run(mut conn: Connection, incoming: mpsc::Receiver<Queued>, syncer: mpsc::Sender<GroupWritten>) {
     if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
         tracing::error!(error = %e, "cannot set up the storage writer; stopping the node");
         std::process::exit(70);
     }
     let queue_waits = QueueWaits::new();
+    let commit_times = CommitTimes::new();
     while let Ok(first) = incoming.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -193,17 +186,14 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<Queued>, syncer: mpsc::Sen
             if group.is_empty() {
                 continue;
             }
-            let written = commit_group(&mut conn, group);
-            if !written.told_at_once() {
-                // The syncer lives as long as the process (it exits it on failure).
-                let _ = syncer.send(Written {
-                    sync: written.sync,
-                    waiters: written.waiters,
-                });
-            } else {
+            let written = commit_group(&mut conn, group, &commit_times);
+            if written.told_at_once() {
                 for done in written.waiters {
                     let _ = done.send(());
                 }
+            } else {
+                // The syncer lives as long as the process (it exits it on failure).
+                let _ = syncer.send(written);
             }
         }
     }
@@ -211,7 +201,7 @@ fn run(mut conn: Connection, incoming: mpsc::Receiver<Queued>, syncer: mpsc::Sen
 
 /// Fsyncs the WAL for every run of written transactions that must be durable, then tells
 /// their waiters, in the order written.
-fn sync_loop(wal: &File, written: mpsc::Receiver<Written>) {
+fn sync_loop(wal: &File, written: mpsc::Receiver<GroupWritten>) {
     let sync_seconds = metrics::histogram!("mom_store_sync_seconds");
     while let Ok(first) = written.recv() {
         let mut round = vec![first];
@@ -256,7 +246,8 @@ fn hoist_commits(batch: Vec<Queued>) -> (Vec<Queued>, Vec<Queued>) {
 }
 
 /// What one written transaction leaves to do: whether its waiters need an fsync first, and
-/// whether they must be told only after every earlier write (a barrier's promise).
+/// whether they must be told only after every earlier write (a barrier's promise). Handed
+/// to the syncer, in the order written, unless it is told at once.
 struct GroupWritten {
     sync: bool,
     ordered: bool,
@@ -272,8 +263,25 @@ impl GroupWritten {
     }
 }
 
+/// How long writing a group's transaction took, by whether it holds durable writes; made
+/// once, like [`QueueWaits`].
+struct CommitTimes {
+    durable: metrics::Histogram,
+    written: metrics::Histogram,
+}
+
+impl CommitTimes {
+    fn new() -> CommitTimes {
+        let time = |durability: &'static str| metrics::histogram!("mom_store_commit_seconds", "durability" => durability);
+        CommitTimes {
+            durable: time("fsync"),
+            written: time("written"),
+        }
+    }
+}
+
 /// Writes `group` as one transaction (not fsync'd: see the module's comment).
-fn commit_group(conn: &mut Connection, group: Vec<Queued>) -> GroupWritten {
+fn commit_group(conn: &mut Connection, group: Vec<Queued>, times: &CommitTimes) -> GroupWritten {
     let sync = group.iter().any(|(write, _, _)| must_sync(write));
     let ordered = group
         .iter()
@@ -290,9 +298,8 @@ fn commit_group(conn: &mut Connection, group: Vec<Queued>) -> GroupWritten {
         tracing::error!(error = %e, "storage write failed; stopping the node");
         std::process::exit(70);
     }
-    let durability = if sync { "fsync" } else { "written" };
-    metrics::histogram!("mom_store_commit_seconds", "durability" => durability)
-        .record(started.elapsed().as_secs_f64());
+    let time = if sync { &times.durable } else { &times.written };
+    time.record(started.elapsed().as_secs_f64());
     metrics::counter!("mom_store_writes_total").increment(group.len() as u64);
     GroupWritten {
         sync,
@@ -616,7 +623,12 @@ mod tests {
         let mut conn = crate::store::open_connection(&dir.path().join("w.db")).unwrap();
         conn.execute_batch(crate::store::SCHEMA).unwrap();
         let mut told_at_once = |writes: Vec<Write>| {
-            commit_group(&mut conn, writes.into_iter().map(queued).collect()).told_at_once()
+            commit_group(
+                &mut conn,
+                writes.into_iter().map(queued).collect(),
+                &CommitTimes::new(),
+            )
+            .told_at_once()
         };
         assert!(told_at_once(vec![Write::Commit {
             partition: 0,
