@@ -62,6 +62,8 @@ async fn every_service_exposes_prometheus_metrics() {
             && total("mom_acked_messages_total") >= 20.0
             && total("mom_zookeeper_connected") == 3.0
             && total("mom_store_commit_seconds_count") > 0.0
+            && total("mom_store_queue_seconds_count") > 0.0
+            && total("mom_store_sync_seconds_count") > 0.0
             && total("mom_partition_isr_size") >= partitions * 3.0
     })
     .await;

@@ -39,17 +39,18 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         !config.cluster_secret.is_empty(),
         "cluster_secret must not be empty"
     );
+    // Before the store: its writer and syncer threads make their metric handles once, when
+    // they start, and a handle made before the recorder is installed records nothing, ever.
+    if let Some(listen) = config.metrics_listen {
+        mom_common::metrics::serve(listen)?;
+        tracing::info!(%listen, "metrics at GET /metrics");
+    }
     let database = config.data_dir.join("messages.db");
     // No database: whatever ZooKeeper says this node held, it holds nothing now.
     let fresh = !database.exists();
     let store = Arc::new(store::Store::open(&database)?);
     // Grows with every start, so peers never count what an earlier life of this node fetched.
     let incarnation = service::now_ms();
-
-    if let Some(listen) = config.metrics_listen {
-        mom_common::metrics::serve(listen)?;
-        tracing::info!(%listen, "metrics at GET /metrics");
-    }
     let zk = mom_catalog::connect(&config.zookeeper, Duration::from_secs(30)).await?;
     let catalog = Catalog::new(zk.clone());
     catalog.ensure_layout().await?;
