@@ -303,6 +303,15 @@ impl Store {
         tokio::task::block_in_place(|| read(&self.reader()))
     }
 
+    /// Runs `read` in place if the reader is free now (for reads that stay small, see
+    /// [`MAX_ROWS_READ_IN_PLACE`]); `None`, having run nothing, if another read holds it.
+    pub fn read_in_place<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Option<Result<T>> {
+        self.free_reader().map(|conn| read(&conn))
+    }
+
     /// The reader if no other read holds it now.
     fn free_reader(&self) -> Option<std::sync::MutexGuard<'_, Connection>> {
         match self.reader.try_lock() {
