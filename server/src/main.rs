@@ -4,7 +4,7 @@
 //! The allocator is jemalloc: it keeps freed memory for reuse for a while (its dirty-page
 //! decay) where glibc's malloc hands large buffers (a fetch response, a batch's encoding)
 //! back to the kernel at once, so each next one page-faults fresh zeroed pages. On this VM a
-//! fresh page costs ~25 µs; a profile of the batch row put 16% of all CPU in clearing them.
+//! fresh page costs 28-34 µs; a profile of the batch row put 16% of all CPU in clearing them.
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

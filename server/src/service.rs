@@ -541,30 +541,29 @@ impl BrokerService {
         let held = leases.active(epoch, key, now);
         let scan = (u64::from(max) + held).min(u64::from(u32::MAX)) as u32;
         let store = self.logs.store();
+        // The free ones among `offsets`, read whole.
+        let free_messages = |conn: &rusqlite::Connection, leases: &mut Leases, offsets| {
+            let free = leases.free(epoch, key, offsets, max as usize, now);
+            Store::pending_at_offsets(conn, key, partition, &free, now)
+        };
         // `scan` bounds the rows, but a consumer that keeps up has far fewer pending than its
-        // credit allows: first look at a few offsets in place; only if there are more than
-        // that is the read long enough to hand this thread's other tasks away
-        // (`block_in_place`, a thread switch per delivery otherwise).
+        // credit allows: first look at a few offsets in place; only if there are that many is
+        // the read long enough to hand this thread's other tasks away (`block_in_place`, a
+        // thread switch per delivery otherwise).
         let few = scan.min(MAX_ROWS_READ_IN_PLACE as u32);
         let in_place = store.read_in_place(|conn| {
             let offsets = Store::pending_offsets(conn, key, partition, few, now)?;
             if few < scan && offsets.len() == few as usize {
                 return Ok(None);
             }
-            let free = leases.free(epoch, key, offsets, max as usize, now);
-            Store::pending_at_offsets(conn, key, partition, &free, now).map(Some)
+            free_messages(conn, leases, offsets).map(Some)
         });
-        let found = match in_place {
-            Some(outcome) => outcome.map_err(storage_status)?,
-            None => None,
-        };
-        let mut candidates = match found {
+        let mut candidates = match in_place.transpose().map_err(storage_status)?.flatten() {
             Some(candidates) => candidates,
             None => store
                 .read(false, |conn| {
                     let offsets = Store::pending_offsets(conn, key, partition, scan, now)?;
-                    let free = leases.free(epoch, key, offsets, max as usize, now);
-                    Store::pending_at_offsets(conn, key, partition, &free, now)
+                    free_messages(conn, leases, offsets)
                 })
                 .map_err(storage_status)?,
         };

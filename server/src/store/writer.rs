@@ -23,8 +23,9 @@
 //! before the fsync began durable, whichever descriptor it goes through. The syncer's
 //! descriptor is opened once, with the store, so it hears of every write error after that
 //! (see `store::open_wal`). A power loss can undo only transactions not fsync'd yet, never
-//! told as durable; SQLite recovers to the last complete one. Checkpoints sync the WAL before copying it and the database after, in NORMAL
-//! as in FULL, so a WAL that starts over never holds the only copy of an unsynced page.
+//! told as durable; SQLite recovers to the last complete one. Checkpoints sync the WAL
+//! before copying it and the database after, in NORMAL as in FULL, so a WAL that starts over
+//! never holds the only copy of an unsynced page.
 
 use crate::records::Record;
 use mom_common::proto::log_record::Kind;
