@@ -265,7 +265,11 @@ fn read_replica(data_dir: &Path) -> Replica {
             .collect::<Result<_, _>>()
             .unwrap();
         let log = db
-            .prepare("SELECT offset, epoch, record FROM log WHERE partition = ?1 AND offset < ?2 ORDER BY offset")
+            // A row's `pos` is its partition above 48 bits of offset (the store's layout).
+            .prepare(
+                "SELECT pos & ((1 << 48) - 1), epoch, record FROM log
+                 WHERE pos >= (?1 << 48) AND pos < (?1 << 48) + ?2 ORDER BY pos",
+            )
             .unwrap()
             .query_map([partition, hw], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()

@@ -56,6 +56,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     catalog.ensure_layout().await?;
     tracing::info!("waiting for the cluster settings from the partitioning service");
     let settings = zk_partitions::wait_cluster_settings(&zk).await?;
+    anyhow::ensure!(
+        settings.partitions <= store::MAX_PARTITIONS,
+        "the cluster has {} partitions; a node holds at most {}",
+        settings.partitions,
+        store::MAX_PARTITIONS
+    );
     if fresh {
         let left =
             zk_partitions::leave_in_sync_sets(&zk, &config.node_id, settings.partitions).await?;

@@ -504,25 +504,25 @@ async fn a_replay_puts_retained_topic_messages_into_a_new_subscription_once() {
     assert_eq!(store.history("news", 5, 1_150).unwrap(), (2, 2, Some(200)));
 }
 
-#[tokio::test]
-async fn a_log_in_the_old_without_rowid_layout_is_moved_and_keeps_its_entries() {
+/// Opens a store over a log in an older layout (`create`), holding one publish at offset 1 of
+/// partition 7 and one at offset 0 of partition 2 with the same id, and checks that both
+/// entries moved into the keyed layout where the store reads and applies them.
+async fn check_old_layout_moves(create: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.db");
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE log (
-                 partition INTEGER NOT NULL, offset INTEGER NOT NULL, epoch INTEGER NOT NULL,
-                 message_id TEXT, record BLOB NOT NULL, PRIMARY KEY (partition, offset)
-             ) WITHOUT ROWID;",
-        )
-        .unwrap();
+        conn.execute_batch(create).unwrap();
         let record = publish("kept", &["q/x"], 0);
-        conn.execute(
-            "INSERT INTO log VALUES (7, 0, 1, 'kept', ?1)",
-            params![record.bytes],
-        )
-        .unwrap();
+        for (partition, offset) in [(7, 1), (2, 0)] {
+            conn.execute(
+                "INSERT INTO log (partition, offset, epoch, message_id, record) VALUES (?1, ?2, 1, 'kept', ?3)",
+                params![partition, offset, record.bytes],
+            )
+            .unwrap();
+        }
+        conn.execute_batch("INSERT INTO partitions VALUES (7, 1, 0, 1);")
+            .unwrap();
     }
     let store = Store::open(&path).unwrap();
     let layout: String = store
@@ -533,22 +533,52 @@ async fn a_log_in_the_old_without_rowid_layout_is_moved_and_keeps_its_entries() 
             |r| r.get(0),
         )
         .unwrap();
-    assert!(
-        !layout.to_ascii_uppercase().contains("WITHOUT ROWID"),
-        "{layout}"
-    );
-    assert_eq!(store.find_message(7, "kept").unwrap(), Some(0));
+    assert!(layout.contains("pos"), "{layout}");
+    assert_eq!(store.find_message(7, "kept").unwrap(), Some(1));
+    assert_eq!(store.find_message(2, "kept").unwrap(), Some(0));
+    assert_eq!(store.find_message(3, "kept").unwrap(), None);
     let (outline, _) = store.outline(7).unwrap();
-    assert_eq!((outline.start, outline.end), (0, 1));
+    assert_eq!((outline.start, outline.end), (1, 2));
+    assert_eq!(store.entries(7, 1, 9).unwrap().len(), 1);
     write(
         &store,
         Write::Commit {
             partition: 7,
-            hw: 1,
+            hw: 2,
         },
     )
     .await;
     assert_eq!(ids(&pending(&store, "q/x", 7, 0).unwrap()), ["kept"]);
+    assert!(pending(&store, "q/x", 2, 0).unwrap().is_empty());
+}
+
+const OLD_PARTITIONS_TABLE: &str = "CREATE TABLE partitions (
+    partition INTEGER PRIMARY KEY, log_start INTEGER NOT NULL,
+    prev_epoch INTEGER NOT NULL, hw INTEGER NOT NULL);";
+
+#[tokio::test]
+async fn a_log_in_the_old_without_rowid_layout_is_moved_and_keeps_its_entries() {
+    check_old_layout_moves(&format!(
+        "CREATE TABLE log (
+             partition INTEGER NOT NULL, offset INTEGER NOT NULL, epoch INTEGER NOT NULL,
+             message_id TEXT, record BLOB NOT NULL, PRIMARY KEY (partition, offset)
+         ) WITHOUT ROWID; {OLD_PARTITIONS_TABLE}"
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_log_keyed_by_partition_and_offset_is_moved_and_keeps_its_entries() {
+    check_old_layout_moves(&format!(
+        "CREATE TABLE log (
+             partition INTEGER NOT NULL, offset INTEGER NOT NULL, epoch INTEGER NOT NULL,
+             message_id TEXT, record BLOB NOT NULL, PRIMARY KEY (partition, offset)
+         );
+         CREATE INDEX log_by_message_id ON log(partition, message_id, offset)
+             WHERE message_id IS NOT NULL;
+         {OLD_PARTITIONS_TABLE}"
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -582,4 +612,13 @@ async fn the_checkpointer_copies_the_wal_into_the_database_without_the_writer() 
         // Nothing to await: the file grows when the checkpointer's round comes.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+#[test]
+fn log_keys_keep_partitions_apart_and_in_offset_order() {
+    assert!(log_pos(2, (1 << OFFSET_BITS) - 1) < log_pos(3, 0));
+    assert_eq!(log_pos(2, u64::MAX), log_pos(3, 0));
+    assert_eq!(log_range(4, 10), (log_pos(4, 10), log_pos(5, 0)));
+    assert_eq!(offset_of(log_pos(5, 1234)), 1234);
+    assert!(log_pos(MAX_PARTITIONS - 1, u64::MAX) > log_pos(MAX_PARTITIONS - 1, 0));
 }

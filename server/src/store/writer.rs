@@ -27,6 +27,7 @@
 //! before copying it and the database after, in NORMAL as in FULL, so a WAL that starts over
 //! never holds the only copy of an unsynced page.
 
+use super::{log_pos, log_range, offset_of};
 use crate::records::Record;
 use mom_common::proto::log_record::Kind;
 use mom_replicator::protocol::{Entry, Offset};
@@ -322,13 +323,11 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
     match write {
         Write::Append { partition, entries } => {
             let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO log (partition, offset, epoch, message_id, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO log (pos, epoch, message_id, record) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for entry in entries {
                 insert.execute(params![
-                    partition,
-                    entry.offset as i64,
+                    log_pos(*partition, entry.offset),
                     entry.epoch as i64,
                     entry.data.message_id,
                     entry.data.bytes
@@ -336,9 +335,10 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             }
         }
         Write::Truncate { partition, from } => {
+            let (from, end) = log_range(*partition, *from);
             tx.execute(
-                "DELETE FROM log WHERE partition = ?1 AND offset >= ?2",
-                params![partition, *from as i64],
+                "DELETE FROM log WHERE pos >= ?1 AND pos < ?2",
+                params![from, end],
             )?;
         }
         Write::Reset {
@@ -350,7 +350,8 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             // log restarts from (a follower reset behind its leader's log start would
             // otherwise forget ids the leader still honours, and lead without them).
             remember_ids(tx, *partition, None)?;
-            for table in ["log", "pending", "history"] {
+            delete_log(tx, *partition, u64::MAX)?;
+            for table in ["pending", "history"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE partition = ?1"),
                     params![partition],
@@ -369,10 +370,7 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             prev_epoch,
         } => {
             remember_ids(tx, *partition, Some(*start))?;
-            tx.execute(
-                "DELETE FROM log WHERE partition = ?1 AND offset < ?2",
-                params![partition, *start as i64],
-            )?;
+            delete_log(tx, *partition, *start)?;
             tx.execute(
                 "INSERT INTO partitions (partition, log_start, prev_epoch, hw) VALUES (?1, ?2, ?3, ?2)
                  ON CONFLICT(partition) DO UPDATE SET log_start = ?2, prev_epoch = ?3",
@@ -380,7 +378,8 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
             )?;
         }
         Write::Drop { partition } => {
-            for table in ["log", "pending", "dedup", "history", "partitions"] {
+            delete_log(tx, *partition, u64::MAX)?;
+            for table in ["pending", "dedup", "history", "partitions"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE partition = ?1"),
                     params![partition],
@@ -396,6 +395,13 @@ fn execute(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
         }
         Write::Barrier => {}
     }
+    Ok(())
+}
+
+/// Deletes a partition's log entries before `before` (all of them with `u64::MAX`).
+fn delete_log(tx: &Transaction<'_>, partition: u32, before: Offset) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM log WHERE pos >= ?1 AND pos < ?2")?
+        .execute(params![log_pos(partition, 0), log_pos(partition, before)])?;
     Ok(())
 }
 
@@ -417,13 +423,14 @@ fn remember_ids(
         .optional()?
         .unwrap_or(0);
     let until = before.map_or(applied, |b| (b as i64).min(applied));
+    let range = (log_pos(partition, 0), log_pos(partition, until as u64));
     let ids: Vec<(i64, String, Vec<u8>)> = tx
         .prepare_cached(
-            "SELECT offset, message_id, record FROM log
-             WHERE partition = ?1 AND offset < ?2 AND message_id IS NOT NULL",
+            "SELECT pos, message_id, record FROM log
+             WHERE pos >= ?1 AND pos < ?2 AND message_id IS NOT NULL",
         )?
-        .query_map(params![partition, until], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        .query_map(params![range.0, range.1], |row| {
+            Ok((offset_of(row.get(0)?) as i64, row.get(1)?, row.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     let mut insert = tx.prepare_cached(
@@ -448,12 +455,11 @@ fn apply(tx: &Transaction<'_>, partition: u32, hw: Offset) -> rusqlite::Result<(
     if applied as u64 >= hw {
         return Ok(());
     }
+    let range = (log_pos(partition, applied as u64), log_pos(partition, hw));
     let entries: Vec<(i64, Vec<u8>)> = tx
-        .prepare_cached(
-            "SELECT offset, record FROM log WHERE partition = ?1 AND offset >= ?2 AND offset < ?3 ORDER BY offset",
-        )?
-        .query_map(params![partition, applied, hw as i64], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+        .prepare_cached("SELECT pos, record FROM log WHERE pos >= ?1 AND pos < ?2 ORDER BY pos")?
+        .query_map(params![range.0, range.1], |row| {
+            Ok((offset_of(row.get(0)?) as i64, row.get(1)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     for (offset, bytes) in entries {
