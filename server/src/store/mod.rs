@@ -56,10 +56,13 @@ macro_rules! log_table {
             "CREATE TABLE IF NOT EXISTS ",
             $name,
             " (
-    pos        INTEGER PRIMARY KEY,
-    epoch      INTEGER NOT NULL,
-    message_id TEXT,
-    record     BLOB    NOT NULL
+    pos             INTEGER PRIMARY KEY,
+    epoch           INTEGER NOT NULL,
+    message_id      TEXT,
+    -- A publish's time, copied out of its record so that compaction can remember the id
+    -- without reading the record; NULL for other records and entries of older layouts.
+    published_at_ms INTEGER,
+    record          BLOB    NOT NULL
 );
 "
         )
@@ -240,28 +243,32 @@ fn add_visible_at_column(conn: &Connection) -> Result<()> {
 }
 
 /// Data directories from before the log was keyed by `pos` hold it with `partition` and
-/// `offset` columns (as a `WITHOUT ROWID` table, or a rowid table with those as primary key):
-/// copy it into the new layout, in one transaction (a crash midway leaves the old table as
-/// it was).
+/// `offset` columns (as a `WITHOUT ROWID` table, or a rowid table with those as primary key),
+/// and for a while it was keyed without `published_at_ms`: copy such a log into the current
+/// layout, in one transaction (a crash midway leaves the old table as it was). The moved
+/// entries carry no publish time (compaction stamps their ids with its own).
 fn move_log_to_keyed_table(conn: &mut Connection) -> Result<()> {
     let has_column = |column: &str| -> Result<bool> {
         Ok(conn
             .prepare("SELECT 1 FROM pragma_table_info('log') WHERE name = ?1")?
             .exists([column])?)
     };
-    if !has_column("offset")? || has_column("pos")? {
+    let key = if has_column("published_at_ms")? || !has_column("record")? {
         return Ok(());
-    }
+    } else if has_column("pos")? {
+        "pos"
+    } else {
+        "(partition << 48) + offset"
+    };
     tracing::info!("moving the log to its keyed layout (once)");
     let tx = conn.transaction()?;
-    tx.execute_batch(concat!(
-        log_table!("log_keyed"),
+    tx.execute_batch(log_table!("log_keyed"))?;
+    tx.execute_batch(&format!(
         "INSERT INTO log_keyed (pos, epoch, message_id, record)
-             SELECT (partition << 48) + offset, epoch, message_id, record FROM log
-             ORDER BY partition, offset;
+             SELECT {key}, epoch, message_id, record FROM log;
          DROP TABLE log;
          ALTER TABLE log_keyed RENAME TO log;
-",
+         {}",
         log_by_message_id!()
     ))?;
     tx.commit()?;

@@ -515,11 +515,13 @@ async fn check_old_layout_moves(create: &str) {
         conn.execute_batch(create).unwrap();
         let record = publish("kept", &["q/x"], 0);
         for (partition, offset) in [(7, 1), (2, 0)] {
-            conn.execute(
-                "INSERT INTO log (partition, offset, epoch, message_id, record) VALUES (?1, ?2, 1, 'kept', ?3)",
-                params![partition, offset, record.bytes],
-            )
-            .unwrap();
+            let insert = if create.contains("pos INTEGER") {
+                "INSERT INTO log (pos, epoch, message_id, record) VALUES ((?1 << 48) + ?2, 1, 'kept', ?3)"
+            } else {
+                "INSERT INTO log (partition, offset, epoch, message_id, record) VALUES (?1, ?2, 1, 'kept', ?3)"
+            };
+            conn.execute(insert, params![partition, offset, record.bytes])
+                .unwrap();
         }
         conn.execute_batch("INSERT INTO partitions VALUES (7, 1, 0, 1);")
             .unwrap();
@@ -533,7 +535,7 @@ async fn check_old_layout_moves(create: &str) {
             |r| r.get(0),
         )
         .unwrap();
-    assert!(layout.contains("pos"), "{layout}");
+    assert!(layout.contains("published_at_ms"), "{layout}");
     assert_eq!(store.find_message(7, "kept").unwrap(), Some(1));
     assert_eq!(store.find_message(2, "kept").unwrap(), Some(0));
     assert_eq!(store.find_message(3, "kept").unwrap(), None);
@@ -550,6 +552,40 @@ async fn check_old_layout_moves(create: &str) {
     .await;
     assert_eq!(ids(&pending(&store, "q/x", 7, 0).unwrap()), ["kept"]);
     assert!(pending(&store, "q/x", 2, 0).unwrap().is_empty());
+    // A moved entry has no publish time in its row: compacted, its id is remembered as
+    // published now, so a window counted from a moment ago keeps it.
+    write(
+        &store,
+        Write::Compact {
+            partition: 7,
+            start: 2,
+            prev_epoch: 1,
+        },
+    )
+    .await;
+    assert!(store.entries(7, 1, 9).unwrap().is_empty(), "compacted");
+    write(
+        &store,
+        Write::ForgetIds {
+            partition: 7,
+            published_before_ms: crate::service::now_ms() - 60_000,
+        },
+    )
+    .await;
+    assert_eq!(store.find_message(7, "kept").unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn a_log_keyed_without_publish_times_is_moved_and_keeps_its_entries() {
+    check_old_layout_moves(&format!(
+        "CREATE TABLE log (
+             pos INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, message_id TEXT,
+             record BLOB NOT NULL
+         );
+         CREATE INDEX log_by_message_id ON log(message_id) WHERE message_id IS NOT NULL;
+         {OLD_PARTITIONS_TABLE}"
+    ))
+    .await;
 }
 
 const OLD_PARTITIONS_TABLE: &str = "CREATE TABLE partitions (
