@@ -45,6 +45,20 @@ async fn append_and_commit(store: &Store, partition: u32, records: Vec<Record>, 
     write(store, Write::Commit { partition, hw }).await;
 }
 
+/// Compacts `partition` below `start` (the entry before it of epoch 1).
+async fn compact(store: &Store, partition: u32, start: Offset) {
+    let prev_epoch = 1;
+    write(
+        store,
+        Write::Compact {
+            partition,
+            start,
+            prev_epoch,
+        },
+    )
+    .await;
+}
+
 /// Up to 10 messages waiting in `mailbox`, as a pull sees them at `now_ms`.
 fn pending(
     store: &Store,
@@ -223,15 +237,7 @@ async fn reset_and_compaction_move_the_log_start() {
         .map(|i| publish(&format!("m{i}"), &["q/x"], 0))
         .collect();
     append_and_commit(&store, 2, records, 4).await;
-    write(
-        &store,
-        Write::Compact {
-            partition: 2,
-            start: 2,
-            prev_epoch: 1,
-        },
-    )
-    .await;
+    compact(&store, 2, 2).await;
     let (log, _) = store.outline(2).unwrap();
     assert_eq!((log.start, log.prev_epoch, log.end), (2, 1, 4));
     write(
@@ -348,15 +354,7 @@ async fn an_applied_message_id_outlives_compaction_until_the_window_forgets_it()
     let (_dir, store) = open();
     let records = vec![publish("once", &["q/x"], 0)];
     append_and_commit(&store, 4, records, 1).await;
-    write(
-        &store,
-        Write::Compact {
-            partition: 4,
-            start: 1,
-            prev_epoch: 1,
-        },
-    )
-    .await;
+    compact(&store, 4, 1).await;
     assert!(store.entries(4, 0, 1).unwrap().is_empty(), "compacted");
     assert_eq!(store.find_message(4, "once").unwrap(), Some(0));
     // `publish` stamps published_at_ms 1.
@@ -417,15 +415,7 @@ async fn compaction_keeps_the_ids_it_removes_with_their_publish_time() {
         Some(1),
         "found in the log"
     );
-    write(
-        &store,
-        Write::Compact {
-            partition: 7,
-            start: 1,
-            prev_epoch: 1,
-        },
-    )
-    .await;
+    compact(&store, 7, 1).await;
     assert_eq!(store.find_message(7, "m0").unwrap(), Some(0));
     assert_eq!(store.find_message(7, "m1").unwrap(), Some(1));
     // `publish` stamps published_at_ms 1: the compacted id is as old as its publish.
@@ -554,15 +544,7 @@ async fn check_old_layout_moves(create: &str) {
     assert!(pending(&store, "q/x", 2, 0).unwrap().is_empty());
     // A moved entry has no publish time in its row: compacted, its id is remembered as
     // published now, so a window counted from a moment ago keeps it.
-    write(
-        &store,
-        Write::Compact {
-            partition: 7,
-            start: 2,
-            prev_epoch: 1,
-        },
-    )
-    .await;
+    compact(&store, 7, 2).await;
     assert!(store.entries(7, 1, 9).unwrap().is_empty(), "compacted");
     write(
         &store,
@@ -592,13 +574,15 @@ const OLD_PARTITIONS_TABLE: &str = "CREATE TABLE partitions (
     partition INTEGER PRIMARY KEY, log_start INTEGER NOT NULL,
     prev_epoch INTEGER NOT NULL, hw INTEGER NOT NULL);";
 
+/// The log as it was before `pos`: keyed by partition and offset.
+const LOG_BY_PARTITION_AND_OFFSET: &str = "CREATE TABLE log (
+    partition INTEGER NOT NULL, offset INTEGER NOT NULL, epoch INTEGER NOT NULL,
+    message_id TEXT, record BLOB NOT NULL, PRIMARY KEY (partition, offset))";
+
 #[tokio::test]
 async fn a_log_in_the_old_without_rowid_layout_is_moved_and_keeps_its_entries() {
     check_old_layout_moves(&format!(
-        "CREATE TABLE log (
-             partition INTEGER NOT NULL, offset INTEGER NOT NULL, epoch INTEGER NOT NULL,
-             message_id TEXT, record BLOB NOT NULL, PRIMARY KEY (partition, offset)
-         ) WITHOUT ROWID; {OLD_PARTITIONS_TABLE}"
+        "{LOG_BY_PARTITION_AND_OFFSET} WITHOUT ROWID; {OLD_PARTITIONS_TABLE}"
     ))
     .await;
 }
@@ -606,10 +590,7 @@ async fn a_log_in_the_old_without_rowid_layout_is_moved_and_keeps_its_entries() 
 #[tokio::test]
 async fn a_log_keyed_by_partition_and_offset_is_moved_and_keeps_its_entries() {
     check_old_layout_moves(&format!(
-        "CREATE TABLE log (
-             partition INTEGER NOT NULL, offset INTEGER NOT NULL, epoch INTEGER NOT NULL,
-             message_id TEXT, record BLOB NOT NULL, PRIMARY KEY (partition, offset)
-         );
+        "{LOG_BY_PARTITION_AND_OFFSET};
          CREATE INDEX log_by_message_id ON log(partition, message_id, offset)
              WHERE message_id IS NOT NULL;
          {OLD_PARTITIONS_TABLE}"
